@@ -1,0 +1,3 @@
+from lenet_bench.cli import entry_point
+
+entry_point()

@@ -1,0 +1,228 @@
+"""PyTorch backend.
+
+Speed choices (measured on 2 CPU cores, see the bench command): the data sit in one
+tensor on the device and batches are gathered by index, with no DataLoader and no
+per-sample Python; losses and hits are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from typing import TYPE_CHECKING
+
+from lenet_bench import arch, timing
+from lenet_bench.init import initial_weights
+from lenet_bench.spec import Spec
+from lenet_bench.training import EpochRecord, Progress, RunResult, epoch_batches, learning_rate, steps_per_epoch
+
+if TYPE_CHECKING:
+    from lenet_bench.data import PreparedData
+
+NAME = "torch"
+MLFLOW_FLAVOR = "pytorch"
+WARMUP_STEPS = 5  # first steps allocate buffers and pick kernels; timed apart
+EVAL_BATCH = 2048
+PROGRESS_EVERY = 10  # steps between progress updates
+
+_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+def unavailable_reason(device: str) -> str | None:
+    if device == "gpu" and not torch.cuda.is_available():
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    return None
+
+
+def framework_version() -> str:
+    return torch.__version__
+
+
+def torch_device(device: str) -> torch.device:
+    return torch.device("cuda" if device == "gpu" else "cpu")
+
+
+def _sync(device: str):
+    return torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+
+def build_module(spec: Spec) -> nn.Sequential:
+    """The spec's network as an nn.Sequential with PyTorch's default initialization."""
+    model = spec.model
+    layers: list[nn.Module] = []
+    channels = model.in_channels
+    for conv in model.conv:
+        layers += [nn.Conv2d(channels, conv.filters, conv.kernel, conv.stride, padding=conv.padding),
+                   _ACTIVATIONS[model.activation]()]
+        pool = model.pool_of(conv)
+        if pool != "none":
+            layers.append(_POOLS[pool](conv.pool_size))
+        channels = conv.filters
+    layers.append(nn.Flatten())
+    summary = arch.describe(model, spec.input_shape)
+    in_features = next((l.output_shape[0] for l in summary.layers if l.kind == "flatten"), int(np.prod(spec.input_shape)))
+    for units in model.dense:
+        layers += [nn.Linear(in_features, units), _ACTIVATIONS[model.activation]()]
+        in_features = units
+    layers.append(nn.Linear(in_features, model.num_classes))
+    return nn.Sequential(*layers)
+
+
+def build(spec: Spec, seed: int, device: str) -> nn.Sequential:
+    torch.manual_seed(seed)  # only matters for init: framework
+    module = build_module(spec)
+    if spec.model.init != "framework":
+        set_weights(module, initial_weights(spec.model, spec.input_shape, spec.model.init, seed))
+    expected = spec.summary().params
+    if count_params(module) != expected:
+        raise AssertionError(f"torch model has {count_params(module):,} parameters, the analytic count is {expected:,}")
+    return module.to(torch_device(device))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _parametrized(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def get_weights(model: nn.Module) -> list[np.ndarray]:
+    return [t.detach().cpu().numpy().copy() for m in _parametrized(model) for t in (m.weight, m.bias)]
+
+
+def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
+    params = [t for m in _parametrized(model) for t in (m.weight, m.bias)]
+    if len(params) != len(weights):
+        raise ValueError(f"expected {len(params)} weight arrays, received {len(weights)}")
+    with torch.no_grad():
+        for param, value in zip(params, weights):
+            if tuple(param.shape) != value.shape:
+                raise ValueError(f"weight shape mismatch: expected {tuple(param.shape)}, received {value.shape}")
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def predict_logits(model: nn.Module, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    tensor = torch.from_numpy(np.ascontiguousarray(x)).to(torch_device(device))
+    return _logits(model, tensor).cpu().numpy()
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    logits = _logits(model, x)
+    loss = F.cross_entropy(logits, y).item()
+    predictions = logits.argmax(1)
+    return loss, (predictions == y).float().mean().item(), predictions
+
+
+def make_optimizer(spec: Spec, params) -> torch.optim.Optimizer:
+    opt = spec.train.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
+                               weight_decay=opt.weight_decay)
+    return torch.optim.Adam(params, lr=opt.learning_rate, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                            weight_decay=opt.weight_decay)
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batches: list[np.ndarray], lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one optimizer step per batch; return (summed loss, hits) as device tensors."""
+    model.train()
+    loss_sum = torch.zeros((), device=x.device)
+    hits = torch.zeros((), device=x.device, dtype=torch.long)
+    for idx, lr in zip(batches, lrs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.from_numpy(idx).to(x.device, non_blocking=True)
+        xb, yb = x.index_select(0, index), y.index_select(0, index)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        hits += (logits.detach().argmax(1) == yb).sum()
+    return loss_sum, hits
+
+
+def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: str,
+          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+    dev = torch_device(device)
+    sync = _sync(device)
+    torch.manual_seed(seed)
+    clock = timing.Stopwatch(sync)
+
+    clock.start()
+    x_train, y_train = torch.from_numpy(data.x_train).to(dev), torch.from_numpy(data.y_train).to(dev)
+    x_val, y_val = torch.from_numpy(data.x_val).to(dev), torch.from_numpy(data.y_val).to(dev)
+    x_test, y_test = torch.from_numpy(data.x_test).to(dev), torch.from_numpy(data.y_test).to(dev)
+    data_seconds = clock.read()
+
+    cfg = spec.train
+    optimizer = make_optimizer(spec, model.parameters())
+    n = len(x_train)
+    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps_per_epoch)
+    total_steps = per_epoch * cfg.epochs
+    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
+    progress.start(total_steps)
+
+    history: list[EpochRecord] = []
+    step = 0
+    elapsed = 0.0
+    warmup_seconds, warmup_images = 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps_per_epoch)
+        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
+               for i in range(len(batches))]
+        loss_sum = torch.zeros((), device=dev)
+        hits = torch.zeros((), device=dev, dtype=torch.long)
+        clock.start()
+        chunks = [slice(i, i + PROGRESS_EVERY) for i in range(0, len(batches), PROGRESS_EVERY)]
+        if epoch == 1:
+            # The first steps are timed apart: they pay for allocation and kernel selection.
+            chunks = [slice(0, WARMUP_STEPS)] + [slice(i, i + PROGRESS_EVERY) for i in range(WARMUP_STEPS, len(batches), PROGRESS_EVERY)]
+        for chunk in chunks:
+            part_loss, part_hits = train_steps(model, optimizer, x_train, y_train, batches[chunk], lrs[chunk])
+            loss_sum += part_loss
+            hits += part_hits
+            if epoch == 1 and chunk.start == 0:
+                warmup_seconds = clock.read()
+                warmup_images = sum(len(b) for b in batches[chunk])
+            progress.advance(len(batches[chunk]))
+        seconds = clock.read()
+        elapsed += seconds
+        step += len(batches)
+        images = sum(len(b) for b in batches)
+        val_loss, val_acc = (None, None)
+        if len(x_val):
+            val_loss, val_acc, _ = _evaluate(model, x_val, y_val)
+        record = EpochRecord(epoch, loss_sum.item() / images, hits.item() / images, val_loss, val_acc,
+                             seconds, images, elapsed)
+        history.append(record)
+        progress.epoch_done(record)
+
+    clock.start()
+    test_loss, test_acc, predictions = _evaluate(model, x_test, y_test)
+    eval_seconds = clock.read()
+    figures = timing.inference_figures(lambda xb: _logits(model, xb), sync, x_test)
+    figures["peak_host_rss_mb"] = timing.peak_host_rss_mb()
+    if device == "gpu":
+        figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    total_images = sum(r.images for r in history)
+    return RunResult(
+        backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
+        history=history, test_loss=test_loss, test_accuracy=test_acc,
+        test_predictions=predictions.cpu().numpy(),
+        warmup_seconds=warmup_seconds, warmup_images=warmup_images,
+        steady_seconds=elapsed - warmup_seconds, steady_images=total_images - warmup_images,
+        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=figures, model=model,
+    )

@@ -1,0 +1,140 @@
+"""Command line: run, list, validate.
+
+Exit codes: 0 all good; 1 a run failed or missed its expectation; 2 invalid input
+(bad spec, bad selection, missing data); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.table import Table
+
+from lenet_bench import __version__
+from lenet_bench.console import console, output
+from lenet_bench.spec import SpecError, Variant, load_variants
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="spec files or folders")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="only variants whose name matches (glob or substring); repeatable")
+    parser.add_argument("--backend", action="append", default=[], help="only this backend; repeatable")
+    parser.add_argument("--device", action="append", default=[], choices=["cpu", "gpu"], help="only this device; repeatable")
+    parser.add_argument("--epochs", type=int, help="override every spec's epochs")
+    parser.add_argument("--max-steps", type=int, help="cap the optimizer steps per epoch (quick runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lenet_bench", description="Benchmark and reproduce LeNet variants.")
+    parser.add_argument("--version", action="version", version=f"lenet_bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train every selected run, log to MLflow, write results/")
+    _add_selection(run)
+    run.add_argument("--data-dir", help="folder with MNIST (IDX .gz files or mnist.npz); default: $LENET_BENCH_DATA_DIR, the cache, a download")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    run.add_argument("--experiment", help="MLflow experiment name (default: lenet_bench/<spec folder>)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="folder for runs.csv and summary.md")
+    run.add_argument("--force", action="store_true", help="rerun runs already completed with the same spec, code and data")
+
+    listing = commands.add_parser("list", help="print the expanded matrix, one row per run, without training")
+    _add_selection(listing)
+    listing.add_argument("--layers", action="store_true", help="also print each variant's per-layer summary")
+
+    validate = commands.add_parser("validate", help="check specs and report every problem")
+    validate.add_argument("paths", nargs="+")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        variants = load_variants(args.paths)
+    except SpecError as err:
+        console.print(f"[bold red]invalid specs[/] ({len(err.issues)} problem(s)):")
+        for issue in err.issues:
+            console.print(f"  {issue}", markup=False)
+        return EXIT_INVALID
+    return {"run": cmd_run, "list": cmd_list, "validate": cmd_validate}[args.command](args, variants)
+
+
+def cmd_validate(args: argparse.Namespace, variants: list[Variant]) -> int:
+    files = sorted({str(v.file) for v in variants})
+    console.print(f"ok: {len(variants)} variant(s) in {len(files)} file(s)")
+    return EXIT_OK
+
+
+def _options(args: argparse.Namespace):
+    from lenet_bench.plan import RunOptions
+
+    return RunOptions(
+        data_dir=getattr(args, "data_dir", None), tracking_uri=getattr(args, "tracking_uri", None),
+        results_dir=getattr(args, "results", Path("results")), only=tuple(args.only), backends=tuple(args.backend),
+        devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, force=getattr(args, "force", False),
+    )
+
+
+def cmd_list(args: argparse.Namespace, variants: list[Variant]) -> int:
+    from lenet_bench.plan import SelectionError, plan_jobs
+
+    try:
+        jobs = plan_jobs(variants, _options(args))
+    except SelectionError as err:
+        console.print(f"[red]error:[/] {err}")
+        return EXIT_INVALID
+    table = Table(title=f"{len(jobs)} run(s)")
+    for column in ("run", "params", "MFLOPs/img", "input", "epochs", "batch", "optimizer", "expect"):
+        table.add_column(column, justify="right" if column in ("params", "MFLOPs/img", "epochs", "batch") else "left")
+    for job in jobs:
+        spec = job.spec
+        summary = spec.summary()
+        table.add_row(job.name, f"{summary.params:,}", f"{summary.flops / 1e6:.3f}", "x".join(map(str, spec.input_shape)),
+                      str(spec.train.epochs), str(spec.train.batch_size), spec.train.optimizer.name,
+                      f">= {spec.expect.min_test_accuracy:.2%}")
+    output.print(table)
+    if args.layers:
+        for variant in {job.variant.name: job.variant for job in jobs}.values():
+            print(f"\n{variant.name}\n{variant.spec.summary().table()}")
+    return EXIT_OK
+
+
+def _experiment_name(paths: list[str]) -> str:
+    first = Path(paths[0]).resolve()
+    return f"lenet_bench/{(first if first.is_dir() else first.parent).name}"
+
+
+def cmd_run(args: argparse.Namespace, variants: list[Variant]) -> int:
+    from lenet_bench.data import DataError
+    from lenet_bench.plan import SelectionError
+    from lenet_bench.runner import Runner
+
+    options = _options(args)
+    runner = Runner(options)
+    try:
+        outcomes = runner.run(variants, args.experiment or _experiment_name(args.paths))
+    except SelectionError as err:
+        console.print(f"[red]error:[/] {err}")
+        return EXIT_INVALID
+    except DataError as err:
+        console.print(f"[red]data error:[/] {err}", markup=False)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        console.print("\ninterrupted: completed runs are logged and in results/; the interrupted run is marked KILLED. "
+                      "Run the same command again to resume.")
+        return EXIT_INTERRUPTED
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("completed", "cached", "skipped", "failed")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {options.results_dir}/")
+    problems = [o for o in outcomes if not o.ok]
+    for outcome in problems:
+        label = "failed" if outcome.status == "failed" else "missed expectation"
+        console.print(f"[red]{label}:[/] {outcome.job.name}: {outcome.reason}")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""MLflow: the one place that logs.
+
+One experiment per spec folder, a parent run per invocation, a child run per
+(variant, backend, device, seed), and a run of its own for each baseline. The default
+store is a local SQLite database (MLflow 3's default); MLFLOW_TRACKING_URI wins when set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+FINGERPRINT_TAG = "lenet_bench.fingerprint"
+STATUS_TAG = "lenet_bench.status"
+KIND_TAG = "lenet_bench.kind"  # invocation | run | baseline
+
+
+def resolve_tracking_uri(cli_value: str | None) -> str:
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2}."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)) and value and any(isinstance(v, (dict, list)) for v in value):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        existing = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = existing.experiment_id if existing else self.client.create_experiment(experiment)
+        self.experiment = experiment
+
+    # ------------------------------------------------------------ reading
+
+    def find_completed(self, fingerprint: str) -> mlflow.entities.Run | None:
+        """The newest finished run with this fingerprint (same spec, code and data), if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED' "
+                          f"and tags.`{STATUS_TAG}` = 'completed'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        return runs[0] if runs else None
+
+    # ------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def run(self, name: str, *, parent_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, FAILED on an error, or KILLED on Ctrl-C."""
+        all_tags = dict(tags or {})
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run_id = run.info.run_id
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self.client.set_terminated(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def log(self, run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+            tags: dict[str, Any] | None = None, series: dict[str, list[tuple[int, float]]] | None = None) -> None:
+        """Log in batches: params, single-value metrics, and per-step series {name: [(step, value)]}."""
+        now = int(time.time() * 1000)
+        entries: list[Metric] = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if _finite(v)]
+        for name, points in (series or {}).items():
+            entries += [Metric(name, float(v), now, int(step)) for step, v in points if _finite(v)]
+        param_list = [Param(k, _param_text(v)) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        # MLflow caps one batch at 100 params and 1000 metrics.
+        for i in range(0, len(param_list), 100):
+            self.client.log_batch(run_id, params=param_list[i:i + 100])
+        for i in range(0, len(entries), 1000):
+            self.client.log_batch(run_id, metrics=entries[i:i + 1000])
+        if tag_list:
+            self.client.log_batch(run_id, tags=tag_list)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_dict(self, run_id: str, value: dict, artifact_file: str) -> None:
+        self.client.log_text(run_id, json.dumps(value, indent=2, default=str), artifact_file)
+
+    def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and float(value) == float(value) and abs(float(value)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def _param_text(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:6000]  # MLflow's limit on a param value
