@@ -1,0 +1,71 @@
+"""A backend that trains nothing, for testing the runner without a framework.
+
+It predicts the most frequent training label, so its accuracy is real (about 11% on
+MNIST) and the runner's bookkeeping can be checked quickly. Tests can make it fail or
+be interrupted at a chosen seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lenet_bench.training import EpochRecord, RunResult
+
+NAME = "noop"
+MLFLOW_FLAVOR = None
+FAIL_SEEDS: set[int] = set()
+INTERRUPT_SEEDS: set[int] = set()
+TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call
+
+
+def unavailable_reason(device):
+    return "noop runs on the CPU only" if device != "cpu" else None
+
+
+def framework_version():
+    return "0"
+
+
+def build(spec, seed, device):
+    return {"spec": spec, "weights": [np.zeros(spec.summary().params, np.float32)]}
+
+
+def count_params(model):
+    return sum(w.size for w in model["weights"])
+
+
+def get_weights(model):
+    return [w.copy() for w in model["weights"]]
+
+
+def set_weights(model, weights):
+    model["weights"] = [w.copy() for w in weights]
+
+
+def predict_logits(model, x, device="cpu"):
+    logits = np.zeros((len(x), model["spec"].model.num_classes), np.float32)
+    logits[:, model.get("label", 0)] = 1.0
+    return logits
+
+
+def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
+    if seed in INTERRUPT_SEEDS:
+        raise KeyboardInterrupt
+    if seed in FAIL_SEEDS:
+        raise RuntimeError("planned failure")
+    TRAINED.append((spec.name, seed))
+    model["label"] = int(np.bincount(data.y_train).argmax())
+    predictions = predict_logits(model, data.x_test).argmax(1)
+    history = []
+    progress.start(spec.train.epochs)
+    for epoch in range(1, spec.train.epochs + 1):
+        accuracy = float((data.y_train == model["label"]).mean())
+        history.append(EpochRecord(epoch, 2.3, accuracy, 2.3, accuracy, 0.01, len(data.y_train), 0.01 * epoch))
+        progress.advance(1)
+        progress.epoch_done(history[-1])
+    return RunResult(
+        backend=NAME, device=device, framework_version="0", params=count_params(model), history=history,
+        test_loss=2.3, test_accuracy=float((predictions == data.y_test).mean()), test_predictions=predictions,
+        warmup_seconds=0.001, warmup_images=1, steady_seconds=0.01, steady_images=len(data.y_train),
+        data_seconds=0.0, eval_seconds=0.0, timings={"latency_p50_ms": 0.1}, model=model,
+    )

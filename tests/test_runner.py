@@ -1,0 +1,170 @@
+"""The runner end to end against a temporary MLflow store: logging, results, resume, failures, Ctrl-C."""
+
+from __future__ import annotations
+
+import textwrap
+
+import mlflow
+import pandas as pd
+import pytest
+
+import noop_backend
+from lenet_bench import backends
+from lenet_bench.cli import main
+from lenet_bench.plan import RunOptions
+from lenet_bench.runner import Runner
+from lenet_bench.spec import load_variants
+
+SPEC = """
+name: tiny
+description: runner test
+data: {{subset: 2000, test_subset: 500, validation_split: 0.1}}
+model:
+  conv: [{{filters: 4}}, {{filters: 8}}]
+  dense: [16]
+train: {{optimizer: {{name: sgd}}, epochs: 2, seeds: [0, 1]}}
+backends: [{backend}]
+devices: [cpu, gpu]
+expect: {{min_test_accuracy: {expect}}}
+"""
+
+
+@pytest.fixture
+def noop():
+    backends.register("noop", "noop_backend")
+    noop_backend.TRAINED.clear()
+    noop_backend.FAIL_SEEDS.clear()
+    noop_backend.INTERRUPT_SEEDS.clear()
+    yield noop_backend
+    backends.unregister("noop")
+
+
+@pytest.fixture
+def workspace(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    return tmp_path
+
+
+def write_spec(workspace, backend="noop", expect=0.05):
+    (workspace / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC.format(backend=backend, expect=expect)))
+
+
+def cli_run(workspace, mnist_dir, *extra):
+    return main(["run", str(workspace / "specs"), "--data-dir", str(mnist_dir),
+                 "--tracking-uri", f"sqlite:///{workspace}/mlflow.db", "--results", str(workspace / "results"), *extra])
+
+
+def runs_of(workspace) -> pd.DataFrame:
+    mlflow.set_tracking_uri(f"sqlite:///{workspace}/mlflow.db")
+    return mlflow.search_runs(experiment_names=["lenet_bench/specs"])
+
+
+def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir) == 0
+    runs = runs_of(workspace)
+    kinds = runs["tags.lenet_bench.kind"].value_counts().to_dict()
+    assert kinds == {"invocation": 1, "run": 4, "baseline": 1}  # 2 seeds x (cpu, gpu) + its baseline
+    parent_id = runs.loc[runs["tags.lenet_bench.kind"] == "invocation", "run_id"].item()
+    children = runs[runs["tags.lenet_bench.kind"] != "invocation"]
+    assert (children["tags.mlflow.parentRunId"] == parent_id).all()
+
+    done = runs[runs["tags.lenet_bench.status"] == "completed"].set_index("tags.mlflow.runName")
+    assert sorted(done.index) == ["tiny/noop/cpu/seed0", "tiny/noop/cpu/seed1"]
+    row = done.loc["tiny/noop/cpu/seed0"]
+    assert row["params.model.conv.0.filters"] == "4" and row["params.train.optimizer.name"] == "sgd"
+    assert row["params.activation"] == "relu" and row["params.backend"] == "noop" and row["params.seed"] == "0"
+    assert 0.05 < row["metrics.test_accuracy"] < 0.2  # the majority class of MNIST
+    assert row["metrics.baseline_accuracy"] > 0.8
+    assert row["metrics.delta_to_baseline"] == pytest.approx(row["metrics.test_accuracy"] - row["metrics.baseline_accuracy"])
+    assert row["metrics.params"] == load_variants([workspace / "specs"])[0].spec.summary().params
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(row["run_id"], "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert {"spec.yaml", "model_summary.txt", "confusion_matrix.json"} <= {a.path for a in client.list_artifacts(row["run_id"])}
+
+    skipped = runs[runs["tags.lenet_bench.status"] == "skipped"]
+    assert set(skipped["tags.skip_reason"]) == {"noop runs on the CPU only"}
+
+    table = pd.read_csv(workspace / "results" / "runs.csv")
+    assert sorted(table["status"]) == ["completed", "completed", "skipped", "skipped"]
+    assert "noop runs on the CPU only" in (workspace / "results" / "summary.md").read_text()
+
+
+def test_rerun_skips_completed_runs_unless_forced(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir) == 0
+    assert len(noop.TRAINED) == 2
+    assert cli_run(workspace, mnist_dir) == 0
+    assert len(noop.TRAINED) == 2, "completed runs must not train again"
+    table = pd.read_csv(workspace / "results" / "runs.csv")
+    assert sorted(table["status"]) == ["cached", "cached", "skipped", "skipped"]
+    assert table["test_accuracy"].notna().sum() == 2, "cached rows keep their numbers"
+    # A changed spec (here: epochs) is a different run.
+    assert cli_run(workspace, mnist_dir, "--epochs", "1") == 0
+    assert len(noop.TRAINED) == 4
+    assert cli_run(workspace, mnist_dir, "--force") == 0
+    assert len(noop.TRAINED) == 6
+
+
+def test_failed_run_does_not_stop_the_matrix_and_exits_1(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    noop.FAIL_SEEDS.add(0)
+    assert cli_run(workspace, mnist_dir) == 1
+    runs = runs_of(workspace)
+    by_name = runs.set_index("tags.mlflow.runName")
+    assert by_name.loc["tiny/noop/cpu/seed0", "status"] == "FAILED"
+    assert by_name.loc["tiny/noop/cpu/seed1", "status"] == "FINISHED"
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert "planned failure" in table.loc["tiny/noop/cpu/seed0", "reason"]
+
+
+def test_missed_expectation_exits_1(workspace, mnist_dir, noop):
+    write_spec(workspace, expect=0.5)
+    assert cli_run(workspace, mnist_dir) == 1
+    table = pd.read_csv(workspace / "results" / "runs.csv")
+    assert table.loc[table["status"] == "completed", "met_expectation"].tolist() == [False, False]
+
+
+def test_ctrl_c_keeps_completed_runs_and_marks_the_interrupted_one_killed(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    noop.INTERRUPT_SEEDS.add(1)
+    assert cli_run(workspace, mnist_dir) == 130
+    by_name = runs_of(workspace).set_index("tags.mlflow.runName")
+    assert by_name.loc["tiny/noop/cpu/seed0", "status"] == "FINISHED"
+    assert by_name.loc["tiny/noop/cpu/seed1", "status"] == "KILLED"
+    assert (by_name["tags.lenet_bench.kind"] == "invocation").sum() == 1
+    assert by_name.loc[by_name["tags.lenet_bench.kind"] == "invocation", "status"].item() == "KILLED"
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert table.loc["tiny/noop/cpu/seed0", "status"] == "completed"
+    assert table.loc["tiny/noop/cpu/seed1", "status"] == "killed"
+    # Resuming trains only what is missing.
+    noop.INTERRUPT_SEEDS.clear()
+    noop.TRAINED.clear()
+    assert cli_run(workspace, mnist_dir) == 0
+    assert noop.TRAINED == [("tiny", 1)]
+
+
+def test_selection_that_matches_nothing_is_exit_2(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--only", "nothing-like-this") == 2
+    assert cli_run(workspace, mnist_dir, "--backend", "jax") == 2
+
+
+def test_missing_data_is_exit_2(workspace, noop, tmp_path):
+    write_spec(workspace)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_run(workspace, empty) == 2
+
+
+@pytest.mark.slow
+def test_torch_end_to_end_one_step(workspace, mnist_dir):
+    write_spec(workspace, backend="torch", expect=0.0)
+    options = RunOptions(data_dir=str(mnist_dir), tracking_uri=f"sqlite:///{workspace}/mlflow.db",
+                         results_dir=workspace / "results", max_steps=2, devices=("cpu",), live=False)
+    outcomes = Runner(options).run(load_variants([workspace / "specs"]), "lenet_bench/specs")
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    row = outcomes[0].row
+    assert row["train_images_per_sec"] > 0 and row["latency_p50_ms"] > 0 and row["framework_version"]
