@@ -1,0 +1,30 @@
+"""Regression: LeNet-5 (6/16/120/84, ReLU) trained one epoch on the real MNIST beats 95%."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lenet_bench import backends
+from lenet_bench.plan import RunOptions
+from lenet_bench.runner import Runner
+from lenet_bench.spec import load_variants
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", backends.names())
+def test_lenet5_one_epoch_above_95_percent(backend, mnist_dir, tmp_path):
+    reason = backends.unavailable_reason(backend, "cpu")
+    if reason:
+        pytest.skip(reason)
+    [variant] = [v for v in load_variants([REPO / "specs"]) if v.name == "lenet5"]
+    assert variant.spec.model.activation == "relu" and variant.spec.summary().params == 61_706
+    options = RunOptions(data_dir=str(mnist_dir), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                         results_dir=tmp_path / "results", backends=(backend,), devices=("cpu",), epochs=1, live=False)
+    [outcome] = Runner(options).run([variant], "regression")
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.row["test_accuracy"] > 0.95
+    assert outcome.row["baseline_accuracy"] < outcome.row["test_accuracy"]
