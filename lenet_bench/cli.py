@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench import __version__
@@ -109,9 +110,8 @@ def _experiment_name(paths: list[str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, variants: list[Variant]) -> int:
-    from lenet_bench.data import DataError
     from lenet_bench.plan import SelectionError
-    from lenet_bench.runner import Runner
+    from lenet_bench.runner import DATA_UNAVAILABLE, Runner
 
     options = _options(args)
     runner = Runner(options)
@@ -120,19 +120,20 @@ def cmd_run(args: argparse.Namespace, variants: list[Variant]) -> int:
     except SelectionError as err:
         console.print(f"[red]error:[/] {err}")
         return EXIT_INVALID
-    except DataError as err:
-        console.print(f"[red]data error:[/] {err}", markup=False)
-        return EXIT_INVALID
     except KeyboardInterrupt:
         console.print("\ninterrupted: completed runs are logged and in results/; the interrupted run is marked KILLED. "
                       "Run the same command again to resume.")
         return EXIT_INTERRUPTED
+    data_problems = [o for o in outcomes if o.status == "skipped" and o.reason.startswith(DATA_UNAVAILABLE)]
+    if data_problems and not any(o.status in ("completed", "cached") for o in outcomes):
+        console.print(f"[red]data error:[/] no run could load its data: {escape(data_problems[0].reason)}")
+        return EXIT_INVALID
     counts = {s: sum(o.status == s for o in outcomes) for s in ("completed", "cached", "skipped", "failed")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {options.results_dir}/")
     problems = [o for o in outcomes if not o.ok]
     for outcome in problems:
         label = "failed" if outcome.status == "failed" else "missed expectation"
-        console.print(f"[red]{label}:[/] {outcome.job.name}: {outcome.reason}")
+        console.print(f"[red]{label}:[/] {outcome.job.name}: {escape(outcome.reason)}")
     return EXIT_FAILED if problems else EXIT_OK
 
 

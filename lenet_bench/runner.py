@@ -27,6 +27,7 @@ from lenet_bench.plan import Job, RunOptions, plan_jobs
 from lenet_bench.spec import Spec, Variant
 from lenet_bench.training import RunResult, time_to_target
 
+DATA_UNAVAILABLE = "data unavailable"
 # Files whose change alters a trained result; their hash is the "code version" of a run.
 _RESULT_CODE = ("data.py", "init.py", "training.py", "backends/{backend}_backend.py")
 
@@ -67,14 +68,20 @@ class DataCache:
 
     def __init__(self, data_dir: str | None):
         self.data_dir = data_dir
-        self._raw: dict[str, data.RawDataset] = {}
+        self._raw: dict[str, data.RawDataset | data.DataError] = {}
         self._prepared: dict[tuple, tuple[data.PreparedData, float]] = {}
         self._baselines: dict[str, BaselineResult] = {}
 
     def raw(self, dataset: str) -> data.RawDataset:
         if dataset not in self._raw:
-            self._raw[dataset] = data.load_dataset(dataset, self.data_dir)
-        return self._raw[dataset]
+            try:
+                self._raw[dataset] = data.load_dataset(dataset, self.data_dir)
+            except data.DataError as err:
+                self._raw[dataset] = err  # remembered: a failed download is not retried for every run
+        found = self._raw[dataset]
+        if isinstance(found, data.DataError):
+            raise found
+        return found
 
     def prepared(self, spec: Spec) -> tuple[data.PreparedData, float]:
         """Prepared data and the seconds its loading and preprocessing took (first use only)."""
@@ -180,7 +187,7 @@ class Runner:
                         outcomes.append(stop.outcome)
                         raise
                     outcomes.append(outcome)
-                    console.print(f"  -> {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""))
+                    console.print(f"  -> {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""), markup=False)
                 tracker.log(parent_id, metrics={
                     f"runs_{status}": sum(o.status == status for o in outcomes)
                     for status in ("completed", "cached", "skipped", "failed")})
@@ -194,14 +201,11 @@ class Runner:
         row = base_row(job)
         reason = backends.unavailable_reason(job.backend, job.device)
         if reason:
-            row.update(status="skipped", reason=reason)
-            with tracker.run(job.name, parent_id=parent_id, tags={tracking.KIND_TAG: "run", **job.spec.axes(),
-                             "backend": job.backend, "device": job.device, "seed": str(job.seed),
-                             tracking.STATUS_TAG: "skipped", "skip_reason": reason}):
-                pass
-            return Outcome(job, "skipped", row, reason)
-
-        prepared, data_seconds = self.data.prepared(job.spec)
+            return self._skip(job, row, reason, tracker, parent_id)
+        try:
+            prepared, data_seconds = self.data.prepared(job.spec)
+        except data.DataError as err:
+            return self._skip(job, row, f"{DATA_UNAVAILABLE}: {err}", tracker, parent_id)
         run_fingerprint = fingerprint(job, prepared.key)
         if not self.options.force:
             previous = tracker.find_completed(run_fingerprint)
@@ -248,6 +252,15 @@ class Runner:
                    framework_version=version)
         reason = "" if met else f"test accuracy {result.test_accuracy:.4f} < expected {job.spec.expect.min_test_accuracy}"
         return Outcome(job, "completed", row, reason)
+
+    def _skip(self, job: Job, row: dict, reason: str, tracker: tracking.Tracker, parent_id: str) -> Outcome:
+        """Record a run that cannot happen here, with its reason, in MLflow and results/."""
+        row.update(status="skipped", reason=reason)
+        tags = {tracking.KIND_TAG: "run", tracking.STATUS_TAG: "skipped", "skip_reason": reason[:5000],
+                "backend": job.backend, "device": job.device, "seed": str(job.seed), **job.spec.axes()}
+        with tracker.run(job.name, parent_id=parent_id, tags=tags):
+            pass
+        return Outcome(job, "skipped", row, reason)
 
     def _log_baseline(self, tracker: tracking.Tracker, parent_id: str, job: Job, baseline: BaselineResult) -> None:
         d = job.spec.data

@@ -168,3 +168,19 @@ def test_torch_end_to_end_one_step(workspace, mnist_dir):
     assert [o.status for o in outcomes] == ["completed", "completed"]
     row = outcomes[0].row
     assert row["train_images_per_sec"] > 0 and row["latency_p50_ms"] > 0 and row["framework_version"]
+
+
+def test_missing_dataset_is_recorded_as_skipped_and_the_rest_runs(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    (workspace / "specs" / "cifar.yaml").write_text(textwrap.dedent("""
+        name: colour
+        data: {dataset: cifar10, input_size: 32}
+        model: {in_channels: 3, conv: [{filters: 6}], dense: [10]}
+        backends: [noop]
+    """))
+    assert cli_run(workspace, mnist_dir) == 0
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert table.loc["colour/noop/cpu/seed0", "status"] == "skipped"
+    assert table.loc["colour/noop/cpu/seed0", "reason"].startswith("data unavailable: ")
+    assert "cifar10" in table.loc["colour/noop/cpu/seed0", "reason"]
+    assert (table.loc[table["spec"] == "tiny", "status"] == "completed").sum() == 2
