@@ -1,4 +1,4 @@
-"""Command line: run, list, validate.
+"""Command line: run, list, validate, check, predict.
 
 Exit codes: 0 all good; 1 a run failed or missed its expectation; 2 invalid input
 (bad spec, bad selection, missing data); 130 interrupted.
@@ -15,7 +15,7 @@ from rich.table import Table
 
 from lenet_bench import __version__
 from lenet_bench.console import console, output
-from lenet_bench.spec import SpecError, Variant, load_variants
+from lenet_bench.spec import SpecError, load_variants
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", help="MLflow experiment name (default: lenet_bench/<spec folder>)")
     run.add_argument("--results", type=Path, default=Path("results"), help="folder for runs.csv and summary.md")
     run.add_argument("--force", action="store_true", help="rerun runs already completed with the same spec, code and data")
+    run.add_argument("--no-log-model", dest="log_models", action="store_false",
+                     help="do not log trained models to MLflow (they are small, so logging is on by default)")
 
     listing = commands.add_parser("list", help="print the expanded matrix, one row per run, without training")
     _add_selection(listing)
@@ -49,22 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check specs and report every problem")
     validate.add_argument("paths", nargs="+")
+
+    check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
+    check.add_argument("results", type=Path, nargs="?", default=Path("results"), help="folder with runs.csv")
+    check.add_argument("--specs", nargs="+", default=["specs"], help="the specs whose expectations apply")
+
+    predict = commands.add_parser("predict", help="predict the digit in your own image files with a trained run")
+    predict.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files (any format Pillow reads)")
+    predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "check": cmd_check, "predict": cmd_predict}
     try:
-        variants = load_variants(args.paths)
+        return handlers[args.command](args)
     except SpecError as err:
         console.print(f"[bold red]invalid specs[/] ({len(err.issues)} problem(s)):")
         for issue in err.issues:
             console.print(f"  {issue}", markup=False)
         return EXIT_INVALID
-    return {"run": cmd_run, "list": cmd_list, "validate": cmd_validate}[args.command](args, variants)
 
 
-def cmd_validate(args: argparse.Namespace, variants: list[Variant]) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
+    variants = load_variants(args.paths)
     files = sorted({str(v.file) for v in variants})
     console.print(f"ok: {len(variants)} variant(s) in {len(files)} file(s)")
     return EXIT_OK
@@ -77,14 +89,15 @@ def _options(args: argparse.Namespace):
         data_dir=getattr(args, "data_dir", None), tracking_uri=getattr(args, "tracking_uri", None),
         results_dir=getattr(args, "results", Path("results")), only=tuple(args.only), backends=tuple(args.backend),
         devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, force=getattr(args, "force", False),
+        log_models=getattr(args, "log_models", True),
     )
 
 
-def cmd_list(args: argparse.Namespace, variants: list[Variant]) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     from lenet_bench.plan import SelectionError, plan_jobs
 
     try:
-        jobs = plan_jobs(variants, _options(args))
+        jobs = plan_jobs(load_variants(args.paths), _options(args))
     except SelectionError as err:
         console.print(f"[red]error:[/] {err}")
         return EXIT_INVALID
@@ -109,10 +122,11 @@ def _experiment_name(paths: list[str]) -> str:
     return f"lenet_bench/{(first if first.is_dir() else first.parent).name}"
 
 
-def cmd_run(args: argparse.Namespace, variants: list[Variant]) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from lenet_bench.plan import SelectionError
     from lenet_bench.runner import DATA_UNAVAILABLE, Runner
 
+    variants = load_variants(args.paths)
     options = _options(args)
     runner = Runner(options)
     try:
@@ -135,6 +149,47 @@ def cmd_run(args: argparse.Namespace, variants: list[Variant]) -> int:
         label = "failed" if outcome.status == "failed" else "missed expectation"
         console.print(f"[red]{label}:[/] {outcome.job.name}: {escape(outcome.reason)}")
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lenet_bench.check import check_results
+
+    try:
+        verdicts = check_results(args.results, load_variants(args.specs))
+    except FileNotFoundError as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        return EXIT_INVALID
+    table = Table(title=f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, args.specs))}")
+    for column in ("run", "verdict", "test acc", "expected", "note"):
+        table.add_column(column)
+    colours = {"pass": "green", "miss": "red", "skipped": "yellow", "not in specs": "dim"}
+    for v in verdicts:
+        table.add_row(v.run, f"[{colours[v.status]}]{v.status}[/]", f"{v.test_accuracy:.4f}" if v.test_accuracy else "",
+                      f">= {v.expected:.4f}" if v.expected else "", escape(v.note))
+    output.print(table)
+    misses = [v for v in verdicts if v.status == "miss"]
+    console.print(f"{sum(v.status == 'pass' for v in verdicts)} pass, {len(misses)} miss, "
+                  f"{sum(v.status == 'skipped' for v in verdicts)} skipped")
+    return EXIT_FAILED if misses else EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lenet_bench.predict import predict_files
+
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        console.print(f"[red]error:[/] no such image: {', '.join(missing)}")
+        return EXIT_INVALID
+    try:
+        run_name, probabilities = predict_files(args.run, args.images, args.tracking_uri)
+    except (LookupError, ValueError) as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        return EXIT_INVALID
+    for path, p in zip(args.images, probabilities):
+        top = p.argsort()[::-1][:3]
+        others = ", ".join(f"{k}: {p[k]:.3f}" for k in top[1:])
+        output.print(f"{path}: {int(top[0])} (p={p[top[0]]:.3f}; next {others}) [model: {run_name}]", markup=False)
+    return EXIT_OK
 
 
 def entry_point() -> None:

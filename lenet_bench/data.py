@@ -446,6 +446,13 @@ class PreparedData:
     x_test: np.ndarray
     y_test: np.ndarray
     key: str  # identifies the raw content and every preparation setting, for caching results derived from it
+    input_size: int = 0
+    offset: tuple[float, ...] = ()  # per channel, in uint8 pixel units: x -> (x - offset) / divisor
+    divisor: tuple[float, ...] = ()
+
+    def preprocessing(self) -> dict:
+        """What `preprocess_images` needs to prepare new images exactly as these were (e.g. for predict)."""
+        return {"input_size": self.input_size, "offset": list(self.offset), "divisor": list(self.divisor)}
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -476,10 +483,9 @@ def prepare(raw: RawDataset, *, input_size: int, normalization: str = "unit", va
         raise ValueError(f"validation_split {validation_split} of {n_train} images leaves none to train on")
 
     pad = (input_size - native) // 2
-    x_fit, x_val, x_test = (_nchw(x, pad) for x in (raw.x_train[:n_fit], raw.x_train[n_fit:n_train],
-                                                    raw.x_test[:n_test]))
-    offset, divisor = _normalization(normalization, x_fit)
-    x_fit, x_val, x_test = (_to_float(x, offset, divisor) for x in (x_fit, x_val, x_test))
+    offset, divisor = _normalization(normalization, _nchw(raw.x_train[:n_fit], pad))
+    x_fit, x_val, x_test = (preprocess_images(x, input_size, offset, divisor)
+                            for x in (raw.x_train[:n_fit], raw.x_train[n_fit:n_train], raw.x_test[:n_test]))
 
     # Effective counts rather than subset/test_subset, so that subset=None and subset=N give the same key.
     settings = [raw.digest, input_size, normalization, validation_split, n_train, n_test]
@@ -488,8 +494,17 @@ def prepare(raw: RawDataset, *, input_size: int, normalization: str = "unit", va
         x_train=x_fit, y_train=np.array(raw.y_train[:n_fit], dtype=np.int64),
         x_val=x_val, y_val=np.array(raw.y_train[n_fit:n_train], dtype=np.int64),
         x_test=x_test, y_test=np.array(raw.y_test[:n_test], dtype=np.int64),
-        key=key,
+        key=key, input_size=input_size,
+        offset=tuple(float(v) for v in offset.ravel()), divisor=tuple(float(v) for v in divisor.ravel()),
     )
+
+
+def preprocess_images(images: np.ndarray, input_size: int, offset, divisor) -> np.ndarray:
+    """uint8 (N,H,W) or (N,H,W,C) images -> float32 NCHW model input: padded to input_size, then normalized."""
+    pad = (input_size - images.shape[1]) // 2
+    shape = (1, -1, 1, 1)
+    return _to_float(_nchw(images, pad), np.asarray(offset, np.float32).reshape(shape),
+                     np.asarray(divisor, np.float32).reshape(shape))
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ class RunOptions:
     epochs: int | None = None
     max_steps: int | None = None
     force: bool = False
+    log_models: bool = True  # trained models logged with MLflow's flavour, for predict and reuse
     live: bool | None = None  # None: a live bar only on a terminal
 
 

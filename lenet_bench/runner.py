@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 import lenet_bench
@@ -237,8 +236,9 @@ class Runner:
                 met = result.test_accuracy >= job.spec.expect.min_test_accuracy
                 tracker.log(run_id, metrics=metrics, series=history_series(result),
                             tags={tracking.STATUS_TAG: "completed", "met_expectation": str(met)})
-                tracker.log_dict(run_id, {"confusion_matrix": confusion_matrix(prepared.y_test, result.test_predictions)},
-                                 "confusion_matrix.json")
+                self._log_evaluation(tracker, run_id, prepared, result)
+                if self.options.log_models and backend.MLFLOW_FLAVOR:
+                    tracker.log_model(run_id, backend.MLFLOW_FLAVOR, result.model, backend.mlflow_save_options())
         except KeyboardInterrupt:
             progress.close()
             row.update(status="killed", reason="interrupted (Ctrl-C)")
@@ -252,6 +252,17 @@ class Runner:
                    framework_version=version)
         reason = "" if met else f"test accuracy {result.test_accuracy:.4f} < expected {job.spec.expect.min_test_accuracy}"
         return Outcome(job, "completed", row, reason)
+
+    @staticmethod
+    def _log_evaluation(tracker: tracking.Tracker, run_id: str, prepared: data.PreparedData, result: RunResult) -> None:
+        """Per-class precision/recall/F1, the confusion matrix, and how inputs were prepared."""
+        from sklearn.metrics import classification_report, confusion_matrix
+
+        y_true, y_pred = prepared.y_test, result.test_predictions
+        tracker.log_text(run_id, classification_report(y_true, y_pred, digits=4, zero_division=0), "classification_report.txt")
+        tracker.log_dict(run_id, classification_report(y_true, y_pred, output_dict=True, zero_division=0), "classification_report.json")
+        tracker.log_dict(run_id, {"confusion_matrix": confusion_matrix(y_true, y_pred).tolist()}, "confusion_matrix.json")
+        tracker.log_dict(run_id, prepared.preprocessing(), "preprocessing.json")
 
     def _skip(self, job: Job, row: dict, reason: str, tracker: tracking.Tracker, parent_id: str) -> Outcome:
         """Record a run that cannot happen here, with its reason, in MLflow and results/."""
@@ -279,9 +290,3 @@ class _Interrupted(KeyboardInterrupt):
     def __init__(self, outcome: Outcome):
         super().__init__()
         self.outcome = outcome
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
-    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
-
-    return sk_confusion_matrix(y_true, y_pred).tolist()

@@ -8,10 +8,13 @@ store is a local SQLite database (MLflow 3's default); MLFLOW_TRACKING_URI wins 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -22,6 +25,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 FINGERPRINT_TAG = "lenet_bench.fingerprint"
 STATUS_TAG = "lenet_bench.status"
 KIND_TAG = "lenet_bench.kind"  # invocation | run | baseline
+MODEL_PATH = "model"
 
 
 def resolve_tracking_uri(cli_value: str | None) -> str:
@@ -43,10 +47,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str):
+    def __init__(self, tracking_uri: str, experiment: str | None = None):
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
+        if experiment is None:  # reading only
+            return
         existing = self.client.get_experiment_by_name(experiment)
         self.experiment_id = existing.experiment_id if existing else self.client.create_experiment(experiment)
         self.experiment = experiment
@@ -108,6 +114,40 @@ class Tracker:
 
     def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_model(self, run_id: str, flavor: str, model, save_options: dict) -> None:
+        """Save with MLflow's own flavour under the run's `model/`, loadable as runs:/<id>/model.
+
+        Backends pass explicit pip requirements, which skips MLflow's requirement inference
+        (it re-imports the framework in a subprocess and costs seconds per run).
+        """
+        module = importlib.import_module(f"mlflow.{flavor}")
+        with tempfile.TemporaryDirectory() as folder:
+            module.save_model(model, f"{folder}/model", **save_options)
+            self.client.log_artifacts(run_id, f"{folder}/model", MODEL_PATH)
+
+    def find_run(self, run: str) -> mlflow.entities.Run:
+        """A run by id, or the newest completed run with that name; LookupError if none."""
+        try:
+            return self.client.get_run(run)
+        except mlflow.exceptions.MlflowException:
+            pass
+        found = self.client.search_runs(
+            [e.experiment_id for e in self.client.search_experiments()],
+            filter_string=f"tags.`mlflow.runName` = '{run}' and tags.`{STATUS_TAG}` = 'completed'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if not found:
+            raise LookupError(f"no completed run with id or name {run!r} in {self.tracking_uri}")
+        return found[0]
+
+    def download_text(self, run_id: str, artifact_file: str) -> str:
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.client.download_artifacts(run_id, artifact_file, folder)
+            return Path(path).read_text()
+
+    def load_model(self, run_id: str, flavor: str):
+        module = importlib.import_module(f"mlflow.{flavor}")
+        return module.load_model(f"runs:/{run_id}/{MODEL_PATH}")
 
 
 def _finite(value: Any) -> bool:

@@ -22,6 +22,10 @@ def unavailable_reason(device):
     return "noop runs on the CPU only" if device != "cpu" else None
 
 
+def mlflow_save_options():
+    return {}
+
+
 def framework_version():
     return "0"
 

@@ -23,6 +23,9 @@ class Backend(Protocol):
 
     def framework_version(self) -> str: ...
 
+    def mlflow_save_options(self) -> dict:
+        """Keyword arguments for mlflow.<MLFLOW_FLAVOR>.save_model (pip requirements at least)."""
+
     def build(self, spec: Spec, seed: int, device: str) -> Any:
         """The spec's model, with canonical initial weights for `seed` unless init is 'framework'."""
 

@@ -42,6 +42,13 @@ def framework_version() -> str:
     return torch.__version__
 
 
+def mlflow_save_options() -> dict:
+    """How MLflow saves this backend's models (see tracking.log_model)."""
+    # Pickle, not MLflow's default 'pt2' export: it loads back as the same nn.Sequential that
+    # predict_logits drives, and needs no input example.
+    return {"pip_requirements": [f"torch=={torch.__version__.split('+')[0]}"], "serialization_format": "pickle"}
+
+
 def torch_device(device: str) -> torch.device:
     return torch.device("cuda" if device == "gpu" else "cpu")
 
