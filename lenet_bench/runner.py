@@ -224,7 +224,7 @@ class Runner:
                 "code_version": code_version(job.backend), "data_digest": prepared.key, **environment_tags(job, version)}
         progress = RunProgress(job.name, job.spec.train.epochs, live=self.options.live)
         try:
-            with tracker.run(job.name, parent_id=parent_id, tags=tags) as run_id:
+            with tracker.run(job.name, parent_id=parent_id, tags=tags, system_metrics=True) as run_id:
                 tracker.log(run_id, params=job_params(job))
                 tracker.log_text(run_id, yaml.safe_dump(job.spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
                 tracker.log_text(run_id, job.spec.summary().table(), "model_summary.txt")

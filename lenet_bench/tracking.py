@@ -26,6 +26,7 @@ FINGERPRINT_TAG = "lenet_bench.fingerprint"
 STATUS_TAG = "lenet_bench.status"
 KIND_TAG = "lenet_bench.kind"  # invocation | run | baseline
 MODEL_PATH = "model"
+SYSTEM_METRICS_INTERVAL_S = 5  # often enough for epoch-long runs, too rare to disturb the timings
 
 
 def resolve_tracking_uri(cli_value: str | None) -> str:
@@ -72,13 +73,19 @@ class Tracker:
     # ------------------------------------------------------------ writing
 
     @contextlib.contextmanager
-    def run(self, name: str, *, parent_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[str]:
-        """A run that ends FINISHED, FAILED on an error, or KILLED on Ctrl-C."""
+    def run(self, name: str, *, parent_id: str | None = None, tags: dict[str, str] | None = None,
+            system_metrics: bool = False) -> Iterator[str]:
+        """A run that ends FINISHED, FAILED on an error, or KILLED on Ctrl-C.
+
+        With system_metrics, MLflow samples CPU, memory (and GPU where there is one) into
+        the run's `system/` metrics while it is open.
+        """
         all_tags = dict(tags or {})
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
+        monitor = _start_system_metrics(run_id, self.tracking_uri) if system_metrics else None
         try:
             yield run_id
         except KeyboardInterrupt:
@@ -87,6 +94,9 @@ class Tracker:
         except BaseException:
             self.client.set_terminated(run_id, "FAILED")
             raise
+        finally:
+            if monitor is not None:
+                monitor.finish()
         self.client.set_terminated(run_id, "FINISHED")
 
     def log(self, run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
@@ -148,6 +158,14 @@ class Tracker:
     def load_model(self, run_id: str, flavor: str):
         module = importlib.import_module(f"mlflow.{flavor}")
         return module.load_model(f"runs:/{run_id}/{MODEL_PATH}")
+
+
+def _start_system_metrics(run_id: str, tracking_uri: str):
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=tracking_uri)
+    monitor.start()
+    return monitor
 
 
 def _finite(value: Any) -> bool:
