@@ -1,4 +1,4 @@
-"""Command line: run, list, validate, check, predict.
+"""Command line: run, list, validate, bench, check, predict.
 
 Exit codes: 0 all good; 1 a run failed or missed its expectation; 2 invalid input
 (bad spec, bad selection, missing data); 130 interrupted.
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check specs and report every problem")
     validate.add_argument("paths", nargs="+")
 
+    from lenet_bench.bench import add_bench_arguments
+
+    add_bench_arguments(commands.add_parser(
+        "bench", help="training and inference throughput vs a plain loop and the machine's ceiling, without full training"))
+
     check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
     check.add_argument("results", type=Path, nargs="?", default=Path("results"), help="folder with runs.csv")
     check.add_argument("--specs", nargs="+", default=["specs"], help="the specs whose expectations apply")
@@ -65,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "check": cmd_check, "predict": cmd_predict}
+    handlers = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "check": cmd_check,
+                "predict": cmd_predict, "bench": cmd_bench}
     try:
         return handlers[args.command](args)
     except SpecError as err:
@@ -149,6 +155,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         label = "failed" if outcome.status == "failed" else "missed expectation"
         console.print(f"[red]{label}:[/] {outcome.job.name}: {escape(outcome.reason)}")
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lenet_bench import bench
+
+    return bench.cmd_bench(args, load_variants(args.paths))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -1,0 +1,105 @@
+"""The bench command on a tiny selection of real MNIST: every row measured or skipped with its reason."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lenet_bench import backends, bench
+from lenet_bench.spec import load_variants
+
+LENET5 = Path(__file__).resolve().parents[1] / "specs" / "lenet5.yaml"
+TINY = ["--backend", "torch", "--steps", "3", "--repeats", "2", "--batch-size", "16"]
+POSITIVE_FIGURES = ("harness_images_per_sec", "harness_min", "harness_max", "reference_images_per_sec",
+                    "harness_to_reference", "ceiling_gflops", "ceiling_images_per_sec", "fraction_of_ceiling",
+                    "warmup_epoch_seconds", "inference_images_per_sec", "latency_p50_ms", "latency_p95_ms")
+COLUMNS = ("variant", "backend", "device", "batch", "harness img/s", "min–max", "reference img/s", "ratio",
+           "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms")
+
+
+def run_bench(*argv: str) -> int:
+    """The command as the CLI runs it: parse, load the specs, measure."""
+    parser = argparse.ArgumentParser()
+    bench.add_bench_arguments(parser)
+    args = parser.parse_args(argv)
+    return bench.cmd_bench(args, load_variants(args.paths))
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, mnist_dir):
+    """(exit code, stdout, stderr, CSV rows) of one bench of LeNet-5 on torch, cpu and gpu."""
+    csv = tmp_path_factory.mktemp("bench") / "bench.csv"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setattr(bench, "CEILING_SIZE", 512)  # a smaller product: the plumbing is under test, not the machine
+        code = run_bench(str(LENET5), *TINY, "--device", "cpu", "--device", "gpu",
+                         "--data-dir", str(mnist_dir), "--csv", str(csv))
+    return code, stdout.getvalue(), stderr.getvalue(), pd.read_csv(csv, keep_default_na=False, na_values=[""])
+
+
+def test_exit_0_and_one_row_per_backend_and_device(measured):
+    code, out, _, rows = measured
+    assert code == 0
+    assert rows[["variant", "backend", "device", "batch_size"]].values.tolist() == [
+        ["lenet5", "torch", "cpu", 16], ["lenet5", "torch", "gpu", 16]]
+    assert all(column in out for column in COLUMNS)
+    assert "ceiling cpu:" in out and "GFLOP/s" in out
+
+
+def test_cpu_figures_are_positive_and_finite(measured):
+    _, out, _, rows = measured
+    cpu = rows[rows.device == "cpu"].iloc[0]
+    assert cpu.status == "measured"
+    for name in POSITIVE_FIGURES:
+        assert math.isfinite(cpu[name]) and cpu[name] > 0, name
+    assert cpu.harness_min <= cpu.harness_images_per_sec <= cpu.harness_max
+    assert cpu.fraction_of_ceiling == pytest.approx(cpu.harness_images_per_sec / cpu.ceiling_images_per_sec)
+    table_row = next(line for line in out.splitlines() if "lenet5" in line and "cpu" in line)
+    assert "x" in table_row and "%" in table_row, "ratio and share of the ceiling are printed"
+
+
+def test_unavailable_device_is_reported_with_its_reason(measured):
+    _, out, err, rows = measured
+    reason = backends.unavailable_reason("torch", "gpu")
+    if reason is None:
+        pytest.skip("a CUDA device is present: the gpu row was measured")
+    gpu = rows[rows.device == "gpu"].iloc[0]
+    assert gpu.status == "skipped" and gpu.reason == reason
+    assert math.isnan(gpu.harness_images_per_sec)
+    assert "skipped" in next(line for line in out.splitlines() if "lenet5" in line and "gpu" in line)
+    assert f"skipped lenet5/torch/gpu: {reason}" in " ".join(err.split())  # rich wraps long lines
+
+
+def test_a_selection_matching_nothing_is_exit_2(capsys):
+    assert run_bench(str(LENET5), "--only", "no-such-variant") == 2
+    assert "no run matches" in capsys.readouterr().err
+
+
+def test_steps_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_bench(str(LENET5), "--steps", "0")
+    assert exit_info.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_bench_spec_trains_a_warmup_epoch_plus_the_repeats():
+    spec = load_variants([LENET5])[0].spec
+    quick = bench.bench_spec(spec, repeats=4, batch_size=32)
+    assert (quick.train.epochs, quick.train.batch_size) == (5, 32)
+    assert quick.train.optimizer == spec.train.optimizer and quick.model == spec.model
+    assert bench.bench_spec(spec, repeats=4, batch_size=None).train.batch_size == spec.train.batch_size
+
+
+def test_record_arithmetic():
+    row = bench.BenchRow("v", "torch", "cpu", 128, train_flops=1_000_000, harness=[100.0, 300.0, 200.0],
+                         reference=[50.0, 150.0, 100.0])
+    record = row.record(ceiling=1e9, steps=50, repeats=3)
+    assert (record["harness_images_per_sec"], record["harness_min"], record["harness_max"]) == (200.0, 100.0, 300.0)
+    assert record["harness_to_reference"] == 2.0
+    assert record["ceiling_images_per_sec"] == 1000.0 and record["fraction_of_ceiling"] == 0.2
+    assert math.isnan(row.record(ceiling=None, steps=50, repeats=3)["fraction_of_ceiling"])
