@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench import __version__
+from lenet_bench import __version__, compare
 from lenet_bench.console import console, output
 from lenet_bench.spec import SpecError, load_variants
 
@@ -65,13 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
     predict.add_argument("images", nargs="+", type=Path, help="image files (any format Pillow reads)")
     predict.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    compare.add_compare_arguments(commands.add_parser(
+        "compare", help="compare completed runs in MLflow: mean ± 95% CI over seeds per spec/backend/device"))
+    compare.add_report_arguments(commands.add_parser(
+        "report", help="regenerate results/ (runs.csv, summary.md, compare.md, figures) from MLflow"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "check": cmd_check,
-                "predict": cmd_predict, "bench": cmd_bench}
+                "predict": cmd_predict, "bench": cmd_bench, "compare": compare.cmd_compare, "report": compare.cmd_report}
     try:
         return handlers[args.command](args)
     except SpecError as err:

@@ -47,4 +47,4 @@ def summary_markdown(runs: pd.DataFrame) -> str:
     if "params" in table:
         table["params"] = table["params"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "")
     table = table.fillna("")
-    return "# lenet_bench results\n\nOne row per run (variant/backend/device/seed).\n\n" + table.to_markdown(index=False) + "\n"
+    return "# lenet_bench results\n\nOne row per run (variant/backend/device/seed).\n\n" + table.to_markdown(index=False, disable_numparse=True) + "\n"

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 import lenet_bench
-from lenet_bench import backends, data, report, tracking
+from lenet_bench import backends, compare, data, report, tracking
 from lenet_bench.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.console import RunProgress, console
 from lenet_bench.plan import Job, RunOptions, plan_jobs
@@ -190,10 +191,12 @@ class Runner:
                 tracker.log(parent_id, metrics={
                     f"runs_{status}": sum(o.status == status for o in outcomes)
                     for status in ("completed", "cached", "skipped", "failed")})
+                self._log_comparison(tracker, parent_id, outcomes)
         finally:
             # Results of finished runs are written even when a later run is interrupted.
             if outcomes:
-                report.update_results([o.row for o in outcomes], self.options.results_dir)
+                merged = report.update_results([o.row for o in outcomes], self.options.results_dir)
+                compare.write_comparison(merged, self.options.results_dir)
         return outcomes
 
     def _run_job(self, job: Job, tracker: tracking.Tracker, parent_id: str, logged_baselines: set[str]) -> Outcome:
@@ -236,7 +239,7 @@ class Runner:
                 met = result.test_accuracy >= job.spec.expect.min_test_accuracy
                 tracker.log(run_id, metrics=metrics, series=history_series(result),
                             tags={tracking.STATUS_TAG: "completed", "met_expectation": str(met)})
-                self._log_evaluation(tracker, run_id, prepared, result)
+                self._log_evaluation(tracker, run_id, prepared, result, job.name)
                 if self.options.log_models and backend.MLFLOW_FLAVOR:
                     tracker.log_model(run_id, backend.MLFLOW_FLAVOR, result.model, backend.mlflow_save_options())
         except KeyboardInterrupt:
@@ -254,15 +257,28 @@ class Runner:
         return Outcome(job, "completed", row, reason)
 
     @staticmethod
-    def _log_evaluation(tracker: tracking.Tracker, run_id: str, prepared: data.PreparedData, result: RunResult) -> None:
+    def _log_evaluation(tracker: tracking.Tracker, run_id: str, prepared: data.PreparedData, result: RunResult,
+                        title: str = "") -> None:
         """Per-class precision/recall/F1, the confusion matrix, and how inputs were prepared."""
         from sklearn.metrics import classification_report, confusion_matrix
 
         y_true, y_pred = prepared.y_test, result.test_predictions
         tracker.log_text(run_id, classification_report(y_true, y_pred, digits=4, zero_division=0), "classification_report.txt")
         tracker.log_dict(run_id, classification_report(y_true, y_pred, output_dict=True, zero_division=0), "classification_report.json")
-        tracker.log_dict(run_id, {"confusion_matrix": confusion_matrix(y_true, y_pred).tolist()}, "confusion_matrix.json")
+        matrix = confusion_matrix(y_true, y_pred).tolist()
+        tracker.log_dict(run_id, {"confusion_matrix": matrix}, "confusion_matrix.json")
+        for name, figure in compare.run_figures(result.history, matrix, title).items():
+            tracker.log_figure(run_id, figure, name)
         tracker.log_dict(run_id, prepared.preprocessing(), "preprocessing.json")
+
+    @staticmethod
+    def _log_comparison(tracker: tracking.Tracker, parent_id: str, outcomes: list[Outcome]) -> None:
+        """On the invocation's run: comparison figures, mean/CI per (spec, backend, device), and the table."""
+        rows = pd.DataFrame([o.row for o in outcomes])
+        for name, figure in compare.invocation_figures(rows).items():
+            tracker.log_figure(parent_id, figure, name)
+        tracker.log(parent_id, metrics=compare.aggregate_metrics(rows))
+        tracker.log_text(parent_id, compare.compare_markdown(compare.compare_table(rows)), "compare.md")
 
     def _skip(self, job: Job, row: dict, reason: str, tracker: tracking.Tracker, parent_id: str) -> Outcome:
         """Record a run that cannot happen here, with its reason, in MLflow and results/."""

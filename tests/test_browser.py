@@ -1,0 +1,246 @@
+"""The MLflow UI shows what the harness logged: headless Chromium against a real `mlflow server`.
+
+The store is made by the runner with the no-op backend while `mlflow server` starts on it
+as a subprocess on a free port; the server is always stopped. Needs Debian's chromium
+(`apt-get install -y chromium`) and `pip install playwright`; never `playwright install`
+(no browser download). Without them the test fails under CI (env CI set) and skips elsewhere.
+
+MLflow 3 opens an experiment on its GenAI overview; `workflowType=machine_learning` and
+the `/runs` tab give the classic runs table. Sorting by a metric (or filtering) shows child
+runs flat instead of folded under their invocation, and choosing the metric in the sort
+menu also adds it as a column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lenet_bench import backends
+from lenet_bench.cli import main
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EXPERIMENT = "lenet_bench/specs"
+RUN_NAMES = ["tiny/noop/cpu/seed0", "tiny/noop/cpu/seed1"]
+UI_TIMEOUT_MS = 45_000  # the first page load compiles a large bundle on a busy 2-core machine
+SPEC = """
+name: tiny
+description: browser test
+data: {subset: 2000, test_subset: 500, validation_split: 0.1}  # as in test_runner: one cached baseline
+model:
+  conv: [{filters: 4}, {filters: 8}]
+  dense: [16]
+train: {optimizer: {name: sgd}, epochs: 2, seeds: [0, 1]}
+backends: [noop]
+devices: [cpu]
+expect: {min_test_accuracy: 0.0}
+"""
+
+
+def require_browser() -> None:
+    """Fail under CI, skip elsewhere, naming what is missing and how to install it."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install playwright; never `playwright install`)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def write_store(root: Path, mnist_dir: Path, cache_dir: Path) -> None:
+    """Two completed no-op runs (and their invocation and baseline) in root/mlflow.db."""
+    (root / "specs").mkdir(exist_ok=True)
+    (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
+    backends.register("noop", "noop_backend")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LENET_BENCH_CACHE_DIR", str(cache_dir))
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            assert main(["run", str(root / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri",
+                         f"sqlite:///{root}/mlflow.db", "--results", str(root / "results")]) == 0
+    finally:
+        backends.unregister("noop")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"mlflow server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"mlflow server did not answer {url}/health within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mnist_dir):
+    """Base URL of `mlflow server` on a store the harness wrote; the server and its workers are stopped afterwards."""
+    require_browser()  # before spending seconds on a store nobody will look at
+    root = tmp_path_factory.mktemp("browser_store")
+    store = root / "mlflow.db"
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{store}").search_experiments()  # create the schema once, before two processes open it
+    port = free_port()
+    log = root / "server.log"
+    # No telemetry (no network here) and no background job runner (a dozen idle processes on 2 cores).
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with log.open("w") as out:
+        # A session of its own, so that stopping it also stops the uvicorn workers it starts.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store}",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        write_store(root, mnist_dir, tmp_path_factory.getbasetemp() / "cache")  # while the server starts
+        wait_for_health(url, process, log)
+        yield url
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def api(server: str, path: str, **query) -> dict:
+    with urllib.request.urlopen(f"{server}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}", timeout=30) as answer:
+        return json.load(answer)
+
+
+def logged_runs(server: str) -> tuple[str, dict[str, dict]]:
+    """Experiment id and {run name: {'run_id', 'test_accuracy'}} of the completed child runs, via the REST API."""
+    experiment_id = api(server, "experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]["experiment_id"]
+    request = urllib.request.Request(
+        f"{server}/api/2.0/mlflow/runs/search", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"experiment_ids": [experiment_id],
+                         "filter": "tags.`lenet_bench.kind` = 'run' and tags.`lenet_bench.status` = 'completed'"}).encode())
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        runs = json.load(answer)["runs"]
+    found = {}
+    for run in runs:
+        metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+        found[run["info"]["run_name"]] = {"run_id": run["info"]["run_id"], "test_accuracy": metrics["test_accuracy"]}
+    return experiment_id, found
+
+
+def wait_for_text(page, text: str) -> None:
+    page.wait_for_function("text => document.body.innerText.includes(text)", arg=text, timeout=UI_TIMEOUT_MS)
+
+
+def close_assistant(page) -> None:
+    """MLflow 3.17 opens an 'MLflow Assistant' side panel that hides half the table; close it if it is there."""
+    close = page.get_by_role("button", name="Close")
+    if close.count() == 1 and close.is_visible():
+        close.click()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path))
+    extra = os.environ.get("LENET_BENCH_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(extra) / name))
+    return path
+
+
+def test_runs_view_lists_runs_with_their_test_accuracy(server, page, tmp_path):
+    experiment_id, runs = logged_runs(server)
+    assert sorted(runs) == RUN_NAMES
+    query = urllib.parse.urlencode({"workflowType": "machine_learning",
+                                    "searchFilter": "tags.`lenet_bench.kind` = 'run'",
+                                    "orderByKey": "metrics.`test_accuracy`", "orderByAsc": "false"})
+    page.goto(f"{server}/#/experiments/{experiment_id}/runs?{query}")
+    for name in RUN_NAMES:
+        wait_for_text(page, name)
+    close_assistant(page)
+
+    # Choosing the metric in the sort menu adds it as a column of the table.
+    page.get_by_text("Sort:").first.click()
+    page.locator('[data-testid="sort-select-test_accuracy"]').click()
+    cells = page.locator('[role="gridcell"][col-id="metrics.`test_accuracy`"]')
+    cells.first.wait_for(timeout=UI_TIMEOUT_MS)
+    headers = [h.inner_text().strip() for h in page.locator('[role="columnheader"]').all()]
+    assert "test_accuracy" in headers and "Metrics" in headers
+    shown = sorted(float(c.inner_text()) for c in cells.all())
+    assert shown == pytest.approx(sorted(r["test_accuracy"] for r in runs.values()), abs=1e-3)
+    assert save_screenshot(page, tmp_path, "mlflow_runs.png").stat().st_size > 10_000
+
+
+def test_compare_view_of_two_runs(server, page, tmp_path):
+    experiment_id, runs = logged_runs(server)
+    run_ids = [runs[name]["run_id"] for name in RUN_NAMES]
+    query = f"runs={urllib.parse.quote(json.dumps(run_ids))}&experiments={urllib.parse.quote(json.dumps([experiment_id]))}"
+    page.goto(f"{server}/#/compare-runs?{query}")
+    wait_for_text(page, "Comparing 2 Runs")
+    for name in RUN_NAMES + ["test_accuracy"]:
+        wait_for_text(page, name)
+    close_assistant(page)
+    body = page.inner_text("body")
+    assert "Parameters" in body and "Metrics" in body and "lenet_bench.kind" in body
+    assert save_screenshot(page, tmp_path, "mlflow_compare.png").stat().st_size > 10_000

@@ -1,0 +1,197 @@
+"""`compare` and `report` against a small MLflow store made by the runner with the no-op backend."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+
+from lenet_bench import backends, compare
+from lenet_bench.cli import main
+from lenet_bench.training import EpochRecord
+
+EXPERIMENT = "lenet_bench/specs"
+# Two variants (4 and 6 filters in the first conv) x two seeds; the gpu runs are skipped by the no-op backend.
+SPEC = """
+name: tiny
+description: compare test
+data: {subset: 2000, test_subset: 500, validation_split: 0.1}
+model:
+  conv: [{filters: 4}, {filters: 8}]
+  dense: [16]
+matrix:
+  model.conv.0.filters: [4, 6]
+train: {optimizer: {name: sgd}, epochs: 2, seeds: [0, 1]}
+backends: [noop]
+devices: [cpu, gpu]
+expect: {min_test_accuracy: 0.05}
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, mnist_dir):
+    """tracking URI of a store with 4 completed runs, 4 skipped ones, and tiny-4 run twice (--force)."""
+    root = tmp_path_factory.mktemp("compare_store")
+    (root / "specs").mkdir()
+    (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
+    uri = f"sqlite:///{root}/mlflow.db"
+    backends.register("noop", "noop_backend")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LENET_BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        common = [str(root / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri", uri, "--results", str(root / "results")]
+        assert main(["run", *common]) == 0
+        assert main(["run", *common, "--only", "tiny-4", "--force"]) == 0
+    backends.unregister("noop")
+    return uri
+
+
+def command(*argv: str) -> int:
+    """The two commands parsed as the CLI parses them."""
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare.add_compare_arguments(commands.add_parser("compare"))
+    compare.add_report_arguments(commands.add_parser("report"))
+    args = parser.parse_args(argv)
+    return {"compare": compare.cmd_compare, "report": compare.cmd_report}[args.command](args)
+
+
+def test_load_runs_keeps_the_newest_completed_run_per_name_with_runs_csv_columns(store):
+    runs, baselines, _ = compare.load_runs(store, EXPERIMENT)
+    assert sorted(runs["run"]) == ["tiny-4/noop/cpu/seed0", "tiny-4/noop/cpu/seed1",
+                                   "tiny-6/noop/cpu/seed0", "tiny-6/noop/cpu/seed1"]  # no skipped gpu runs, no repeats
+    assert set(runs["status"]) == {"completed"} and set(runs["mlflow_status"]) == {"FINISHED"}
+    assert {"spec", "backend", "device", "seed", "test_accuracy", "train_seconds", "train_images_per_sec",
+            "params", "mlflow_run_id", "activation", "framework_version"} <= set(runs.columns)
+    assert runs["seed"].tolist() == [0, 1, 0, 1] and runs["params"].dtype == "Int64"
+    assert runs["met_expectation"].tolist() == [True] * 4
+    assert not any(c.startswith("metrics.") for c in runs.columns)
+    assert len(baselines) == 1 and baselines["test_accuracy"].item() > 0.8  # logged by both invocations, kept once
+
+
+def test_compare_prints_one_row_per_variant_and_exits_0(store, capsys):
+    assert command("compare", "--tracking-uri", store) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "noop" in line]
+    assert len(rows) == 2 and "tiny-4" in rows[0] + rows[1] and "tiny-6" in rows[0] + rows[1]
+    assert all("│ 2 │" in row for row in rows), "two seeds per variant"
+    assert "0.0980" in out and "95% Student-t CI" in out
+
+
+def test_compare_by_another_column(store, capsys):
+    assert command("compare", "--tracking-uri", store, "--by", "backend,activation") == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "noop" in line]
+    assert len(rows) == 1 and "│ 4 │" in rows[0] and "relu" in rows[0]
+
+
+def test_compare_by_an_unknown_column_is_exit_2(store, capsys):
+    assert command("compare", "--tracking-uri", store, "--by", "spec,colour") == 2
+    assert "cannot group by colour" in capsys.readouterr().err
+
+
+def test_missing_experiment_is_exit_2_naming_store_and_existing_experiments(store, capsys):
+    assert command("compare", "--tracking-uri", store, "--experiment", "lenet_bench/nothing") == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "'lenet_bench/nothing'" in err and store in err and "'lenet_bench/specs'" in err
+
+
+def test_experiment_without_completed_runs_is_exit_2(store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(store).create_experiment("lenet_bench/empty")
+    assert command("report", "--tracking-uri", store, "--experiment", "lenet_bench/empty") == 2
+    assert "has no completed runs" in " ".join(capsys.readouterr().err.split())
+
+
+def test_missing_store_file_is_exit_2_and_creates_nothing(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/absent.db"
+    assert command("compare", "--tracking-uri", uri) == 2
+    assert "no MLflow store" in capsys.readouterr().err and not (tmp_path / "absent.db").exists()
+
+
+def test_report_rebuilds_results_from_mlflow(store, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert command("report", "--tracking-uri", store, "--results", str(results)) == 0
+    table = pd.read_csv(results / "runs.csv")
+    assert len(table) == 4 and set(table["status"]) == {"completed"}
+    assert list(table.columns[:5]) == ["run", "spec", "backend", "device", "seed"]
+    assert table["test_accuracy"].between(0.05, 0.2).all() and table["params"].dtype == "int64"
+    assert "val_accuracy" not in table, "per-epoch series stay in MLflow"
+    assert not [c for c in table.columns if "/" in c or "." in c], "system metrics, params.*, tags.* stay in MLflow"
+    assert "tiny-6" in (results / "summary.md").read_text()
+    assert "| tiny-4 |" in (results / "compare.md").read_text().replace("  ", " ")
+    for name in ("accuracy_vs_params.png", "accuracy_vs_time.png", "backend_comparison.png",
+                 "learning_curves/tiny-4.png", "learning_curves/tiny-6.png"):
+        assert (results / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "learning_curves/tiny-6.png" in " ".join(capsys.readouterr().err.split())
+
+
+def test_histories_come_back_per_epoch(store):
+    runs = compare.load_runs(store, EXPERIMENT).runs
+    histories = compare.load_histories(store, runs["mlflow_run_id"])
+    first = histories[runs["mlflow_run_id"].iloc[0]]
+    assert [r.epoch for r in first] == [1, 2]
+    assert first[0].train_loss == pytest.approx(2.3) and first[0].val_accuracy == pytest.approx(0.1128, abs=1e-3)
+
+
+def synthetic_runs() -> pd.DataFrame:
+    rows = [{"spec": spec, "backend": backend, "device": "cpu", "seed": seed, "status": "completed", "params": params,
+             "test_accuracy": accuracy, "delta_to_baseline": accuracy - 0.92, "train_seconds": 10.0 + seed,
+             "train_images_per_sec": 5000.0}
+            for spec, params, backend, values in (("a", 100, "torch", (0.98, 0.99, 1.00)), ("b", 200, "torch", (0.995,)),
+                                                  ("a", 100, "keras", (0.97, 0.97, 0.97)))
+            for seed, accuracy in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_compare_table_statistics_and_order():
+    table = compare.compare_table(synthetic_runs())
+    assert table[["spec", "backend"]].values.tolist() == [["b", "torch"], ["a", "torch"], ["a", "keras"]]
+    b, a_torch, _ = (row for _, row in table.iterrows())
+    assert b["n"] == 1 and math.isnan(b["test_accuracy_ci_low"])
+    assert a_torch["n"] == 3 and a_torch["params"] == 100
+    assert a_torch["test_accuracy_ci_high"] - a_torch["test_accuracy_mean"] == pytest.approx(0.024841, abs=1e-6)
+    assert "| a | torch | cpu | 3 | 100 | 0.9900 ± 0.0248 |" in " ".join(compare.compare_markdown(table).split())
+
+
+def test_params_are_blank_when_a_group_mixes_variants():
+    table = compare.compare_table(synthetic_runs(), by=["backend"])
+    assert math.isnan(table.set_index("backend").loc["torch", "params"])
+
+
+def test_aggregate_metrics_for_the_invocation_run():
+    metrics = compare.aggregate_metrics(synthetic_runs())
+    assert metrics["a/torch/cpu/test_accuracy_mean"] == pytest.approx(0.99)
+    assert metrics["a/torch/cpu/test_accuracy_n"] == 3
+    assert "b/torch/cpu/test_accuracy_ci_low" not in metrics  # one seed: no interval, nothing logged
+
+
+def test_figures_for_the_runner():
+    assert set(compare.invocation_figures(synthetic_runs())) == {
+        "accuracy_vs_params.png", "accuracy_vs_time.png", "backend_comparison.png"}
+    history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100), EpochRecord(2, 0.3, 0.95, 0.3, 0.96, 1.0, 100)]
+    assert set(compare.run_figures(history, [[5, 1], [0, 4]], "r")) == {"learning_curves.png", "confusion_matrix.png"}
+    assert set(compare.run_figures(history, None)) == {"learning_curves.png"}
+
+
+def test_compare_table_leaves_out_rows_without_numbers():
+    rows = pd.concat([synthetic_runs(), pd.DataFrame([{"spec": "c", "backend": "torch", "device": "gpu", "seed": 0,
+                                                       "status": "skipped", "reason": "no GPU"}])])
+    table = compare.compare_table(rows)
+    assert "c" not in set(table["spec"]) and len(table) == 3
+
+
+def test_figures_log_to_an_mlflow_run(store):
+    """What the runner does with them: Tracker.log_figure on the child and parent runs."""
+    from lenet_bench.tracking import Tracker
+
+    tracker = Tracker(store, "lenet_bench/figures")
+    with tracker.run("figures") as run_id:
+        history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100)]
+        figures = {**compare.run_figures(history, [[5, 1], [0, 4]], "r"), **compare.invocation_figures(synthetic_runs())}
+        for name, figure in figures.items():
+            tracker.log_figure(run_id, figure, name)
+    assert {a.path for a in tracker.client.list_artifacts(run_id)} == set(figures)
