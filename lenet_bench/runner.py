@@ -229,6 +229,9 @@ class Runner:
         try:
             with tracker.run(job.name, parent_id=parent_id, tags=tags, system_metrics=True) as run_id:
                 tracker.log(run_id, params=job_params(job))
+                raw = self.data.raw(job.spec.data.dataset)
+                splits = ("train", "validation", "test") if len(prepared.y_val) else ("train", "test")
+                tracker.log_dataset(run_id, job.spec.data.dataset, prepared.key, raw.source, splits)
                 tracker.log_text(run_id, yaml.safe_dump(job.spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
                 tracker.log_text(run_id, job.spec.summary().table(), "model_summary.txt")
                 model = backend.build(job.spec, job.seed, job.device)

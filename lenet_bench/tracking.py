@@ -8,6 +8,7 @@ store is a local SQLite database (MLflow 3's default); MLFLOW_TRACKING_URI wins 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -115,6 +116,23 @@ class Tracker:
             self.client.log_batch(run_id, metrics=entries[i:i + 1000])
         if tag_list:
             self.client.log_batch(run_id, tags=tag_list)
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str, splits: tuple[str, ...]) -> None:
+        """The data a run used, one MLflow dataset input per split (shown in the UI's Datasets column).
+
+        MLflow keeps one input per (name, digest), so each split is a dataset of its own.
+        """
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        inputs = []
+        for split in splits:
+            split_digest = hashlib.sha256(f"{digest}/{split}".encode()).hexdigest()[:16]
+            entity = MetaDataset(LocalArtifactDatasetSource(source), name=f"{name}/{split}",
+                                 digest=split_digest)._to_mlflow_entity()
+            inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", split)]))
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)

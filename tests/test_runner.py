@@ -84,6 +84,11 @@ def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist
     assert [m.step for m in history] == [1, 2]
     assert {"spec.yaml", "model_summary.txt", "confusion_matrix.json"} <= {a.path for a in client.list_artifacts(row["run_id"])}
 
+    inputs = client.get_run(row["run_id"]).inputs.dataset_inputs
+    assert {i.dataset.source_type for i in inputs} == {"local"} and str(mnist_dir) in inputs[0].dataset.source
+    assert {t.value for i in inputs for t in i.tags} == {"train", "validation", "test"}
+    assert sorted(i.dataset.name for i in inputs) == ["mnist/test", "mnist/train", "mnist/validation"]
+
     skipped = runs[runs["tags.lenet_bench.status"] == "skipped"]
     assert set(skipped["tags.skip_reason"]) == {"noop runs on the CPU only"}
 
