@@ -28,6 +28,8 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", action="append", default=[], choices=["cpu", "gpu"], help="only this device; repeatable")
     parser.add_argument("--epochs", type=int, help="override every spec's epochs")
     parser.add_argument("--max-steps", type=int, help="cap the optimizer steps per epoch (quick runs)")
+    parser.add_argument("--seed", dest="seeds", type=int, action="append", default=[],
+                        help="run these seeds instead of each spec's; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +100,7 @@ def _options(args: argparse.Namespace):
     return RunOptions(
         data_dir=getattr(args, "data_dir", None), tracking_uri=getattr(args, "tracking_uri", None),
         results_dir=getattr(args, "results", Path("results")), only=tuple(args.only), backends=tuple(args.backend),
-        devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, force=getattr(args, "force", False),
+        devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, seeds=tuple(args.seeds), force=getattr(args, "force", False),
         log_models=getattr(args, "log_models", True),
     )
 

@@ -26,6 +26,7 @@ class RunOptions:
     devices: tuple[str, ...] = ()
     epochs: int | None = None
     max_steps: int | None = None
+    seeds: tuple[int, ...] = ()  # replaces every spec's seeds
     force: bool = False
     log_models: bool = True  # trained models logged with MLflow's flavour, for predict and reuse
     live: bool | None = None  # None: a live bar only on a terminal
@@ -52,12 +53,14 @@ class SelectionError(ValueError):
 
 
 def apply_overrides(variant: Variant, options: RunOptions) -> Variant:
-    """--epochs and --max-steps shorten a run; they become part of its resolved spec."""
+    """--epochs, --max-steps and --seed change a run; they become part of its resolved spec."""
     updates: dict[str, Any] = {}
     if options.epochs is not None:
         updates["epochs"] = options.epochs
     if options.max_steps is not None:
         updates["max_steps_per_epoch"] = options.max_steps
+    if options.seeds:
+        updates["seeds"] = list(options.seeds)
     if not updates:
         return variant
     spec = variant.spec.model_copy(update={"train": variant.spec.train.model_copy(update=updates)})

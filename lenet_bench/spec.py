@@ -90,11 +90,15 @@ class DataSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
+    """Both backends apply PyTorch's update formulas (eps after bias correction, momentum
+    buffer without the learning rate, weight decay added to the gradient), so a spec means
+    the same optimizer on either."""
+
     name: Literal["sgd", "adam"]
     lr: float | None = Field(None, gt=0)  # None: 0.01 for sgd, 0.001 for adam
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)  # L2 term added to the gradient (PyTorch's meaning)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     # Keras' default; PyTorch's is 1e-8. One value for both keeps the backends comparable.

@@ -19,6 +19,13 @@ def mnist_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def mnist_raw(mnist_dir):
+    from lenet_bench.data import load_dataset
+
+    return load_dataset("mnist", mnist_dir, download=False)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache; the baseline cache is shared across tests of a session."""

@@ -23,7 +23,7 @@ def test_lenet5_one_epoch_above_95_percent(backend, mnist_dir, tmp_path):
     [variant] = [v for v in load_variants([REPO / "specs"]) if v.name == "lenet5"]
     assert variant.spec.model.activation == "relu" and variant.spec.summary().params == 61_706
     options = RunOptions(data_dir=str(mnist_dir), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-                         results_dir=tmp_path / "results", backends=(backend,), devices=("cpu",), epochs=1, live=False)
+                         results_dir=tmp_path / "results", backends=(backend,), devices=("cpu",), epochs=1, seeds=(0,), live=False)
     [outcome] = Runner(options).run([variant], "regression")
     assert outcome.status == "completed", outcome.reason
     assert outcome.row["test_accuracy"] > 0.95

@@ -114,8 +114,9 @@ def test_torch_syncs_with_cuda_on_gpu_and_not_on_cpu():
 
 
 def test_keras_syncs_the_devices_on_gpu():
-    tf = pytest.importorskip("tensorflow")
-    from lenet_bench.backends import keras_backend
+    # Through the backend, so TensorFlow is imported with the backend's log and oneDNN settings.
+    keras_backend = pytest.importorskip("lenet_bench.backends.keras_backend")
+    tf = keras_backend.tf
 
     assert keras_backend._sync("gpu") is tf.test.experimental.sync_devices
 

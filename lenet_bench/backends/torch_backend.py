@@ -27,6 +27,9 @@ MLFLOW_FLAVOR = "pytorch"
 WARMUP_STEPS = 5  # first steps allocate buffers and pick kernels; timed apart
 EVAL_BATCH = 2048
 PROGRESS_EVERY = 10  # steps between progress updates
+# oneDNN's preferred layout on CPU: LeNet-5 training went from about 5,300 to 7,000 images/s
+# on 2 cores (NCHW vs channels-last, same process, quiet machine). Gathered batches keep it.
+MEMORY_FORMAT = torch.channels_last
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -113,9 +116,12 @@ def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
             param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
 
+def _images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device).contiguous(memory_format=MEMORY_FORMAT)
+
+
 def predict_logits(model: nn.Module, x: np.ndarray, device: str = "cpu") -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(x)).to(torch_device(device))
-    return _logits(model, tensor).cpu().numpy()
+    return _logits(model, _images(x, torch_device(device))).cpu().numpy()
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -169,9 +175,9 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
     clock = timing.Stopwatch(sync)
 
     clock.start()
-    x_train, y_train = torch.from_numpy(data.x_train).to(dev), torch.from_numpy(data.y_train).to(dev)
-    x_val, y_val = torch.from_numpy(data.x_val).to(dev), torch.from_numpy(data.y_val).to(dev)
-    x_test, y_test = torch.from_numpy(data.x_test).to(dev), torch.from_numpy(data.y_test).to(dev)
+    x_train, x_val, x_test = (_images(x, dev) for x in (data.x_train, data.x_val, data.x_test))
+    y_train, y_val, y_test = (torch.from_numpy(y).to(dev) for y in (data.y_train, data.y_val, data.y_test))
+    model.to(memory_format=MEMORY_FORMAT)
     data_seconds = clock.read()
 
     cfg = spec.train
