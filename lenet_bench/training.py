@@ -7,6 +7,7 @@ seed see the same mini-batches in the same order at the same learning rate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,3 +110,65 @@ def time_to_target(history: list[EpochRecord], target: float) -> tuple[float, in
         if record.val_accuracy is not None and record.val_accuracy >= target:
             return record.elapsed, record.epoch
     return None
+
+
+@dataclass
+class LoopOutcome:
+    """The per-epoch history and the warm-up kept apart, as every backend reports them."""
+
+    history: list[EpochRecord]
+    warmup_seconds: float
+    warmup_images: int
+
+    def timing_fields(self) -> dict:
+        """RunResult's timing fields: warm-up apart, the rest steady state."""
+        elapsed = self.history[-1].elapsed if self.history else 0.0
+        images = sum(r.images for r in self.history)
+        return {"history": self.history, "warmup_seconds": self.warmup_seconds, "warmup_images": self.warmup_images,
+                "steady_seconds": elapsed - self.warmup_seconds, "steady_images": images - self.warmup_images}
+
+
+def train_epochs(cfg, n: int, seed: int, max_steps: int | None, clock, progress: Progress, *,
+                 run_steps: Callable[[list[np.ndarray], list[float]], None],
+                 take_sums: Callable[[], tuple[float, int]],
+                 validate: Callable[[], tuple[float | None, float | None]],
+                 warmup_steps: int, progress_every: int = 10) -> LoopOutcome:
+    """The epoch loop both backends share: same batches, same learning rates, same clocks.
+
+    `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
+    loss and hits on the device; `take_sums()` reads them once per epoch and resets them;
+    `validate()` gives (loss, accuracy) on the validation split. The clock is a Stopwatch
+    that synchronizes the device before each reading. The first `warmup_steps` steps pay
+    for allocation, kernel selection or tracing, and are timed apart.
+    """
+    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
+    total_steps = per_epoch * cfg.epochs
+    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
+    progress.start(total_steps)
+    history: list[EpochRecord] = []
+    step, elapsed = 0, 0.0
+    warmup_seconds, warmup_images = 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
+        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
+               for i in range(len(batches))]
+        first = warmup_steps if epoch == 1 else 0
+        chunks = ([slice(0, first)] if first else []) + [
+            slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
+        clock.start()
+        for chunk in chunks:
+            run_steps(batches[chunk], lrs[chunk])
+            if first and chunk.start == 0:
+                warmup_seconds = clock.read()
+                warmup_images = sum(len(b) for b in batches[chunk])
+            progress.advance(len(batches[chunk]))
+        seconds = clock.read()
+        elapsed += seconds
+        step += len(batches)
+        images = sum(len(b) for b in batches)
+        loss_sum, hits = take_sums()
+        val_loss, val_accuracy = validate()
+        record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed)
+        history.append(record)
+        progress.epoch_done(record)
+    return LoopOutcome(history, warmup_seconds, warmup_images)

@@ -28,7 +28,7 @@ from lenet_bench import timing
 from lenet_bench.data import PreparedData, to_channels_last
 from lenet_bench.init import initial_weights
 from lenet_bench.spec import Spec
-from lenet_bench.training import EpochRecord, Progress, RunResult, epoch_batches, learning_rate, steps_per_epoch
+from lenet_bench.training import Progress, RunResult, train_epochs
 
 # Environment that TensorFlow reads once, at import; a value the user set wins.
 _VERBOSE = os.environ.get("LENET_BENCH_TF_VERBOSE") == "1"
@@ -365,45 +365,19 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     x_test, y_test = tf.constant(to_channels_last(data.x_test)), tf.constant(data.y_test)
     data_seconds = clock.read()
 
-    cfg = spec.train
-    trainer = _Trainer(model, make_optimizer(spec), x_train, y_train, cfg.optimizer.weight_decay)
-    n = len(data.x_train)
-    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps_per_epoch)
-    total_steps = per_epoch * cfg.epochs
-    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
-    progress.start(total_steps)
+    trainer = _Trainer(model, make_optimizer(spec), x_train, y_train, spec.train.optimizer.weight_decay)
 
-    history: list[EpochRecord] = []
-    step = 0
-    elapsed = 0.0
-    warmup_seconds, warmup_images = 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps_per_epoch)
-        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
-               for i in range(len(batches))]
+    def take_sums() -> tuple[float, int]:
+        values = float(trainer.loss_sum.numpy()), int(trainer.hits.numpy())
         trainer.reset_sums()
-        clock.start()
-        chunks = [slice(i, i + PROGRESS_EVERY) for i in range(0, len(batches), PROGRESS_EVERY)]
-        if epoch == 1:
-            # The first steps are timed apart: they pay for tracing and graph optimization.
-            chunks = [slice(0, WARMUP_STEPS)] + [slice(i, i + PROGRESS_EVERY) for i in range(WARMUP_STEPS, len(batches), PROGRESS_EVERY)]
-        for chunk in chunks:
-            trainer.run(batches[chunk], lrs[chunk])
-            if epoch == 1 and chunk.start == 0:
-                warmup_seconds = clock.read()
-                warmup_images = sum(len(b) for b in batches[chunk])
-            progress.advance(len(batches[chunk]))
-        seconds = clock.read()
-        elapsed += seconds
-        step += len(batches)
-        images = sum(len(b) for b in batches)
-        val_loss, val_acc = (None, None)
-        if len(data.x_val):
-            val_loss, val_acc, _ = _evaluate(model, x_val, y_val)
-        record = EpochRecord(epoch, float(trainer.loss_sum.numpy()) / images, int(trainer.hits.numpy()) / images,
-                             val_loss, val_acc, seconds, images, elapsed)
-        history.append(record)
-        progress.epoch_done(record)
+        return values
+
+    def validate() -> tuple[float | None, float | None]:
+        return _evaluate(model, x_val, y_val)[:2] if len(data.x_val) else (None, None)
+
+    loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
+                        run_steps=trainer.run, take_sums=take_sums, validate=validate,
+                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
 
     clock.start()
     test_loss, test_acc, predictions = _evaluate(model, x_test, y_test)
@@ -412,11 +386,8 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     figures["peak_host_rss_mb"] = timing.peak_host_rss_mb()
     if device == "gpu":
         figures["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    total_images = sum(r.images for r in history)
     return RunResult(
         backend=NAME, device=device, framework_version=framework_version(), params=count_params(model),
-        history=history, test_loss=test_loss, test_accuracy=test_acc, test_predictions=predictions,
-        warmup_seconds=warmup_seconds, warmup_images=warmup_images,
-        steady_seconds=elapsed - warmup_seconds, steady_images=total_images - warmup_images,
-        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=figures, model=model,
+        test_loss=test_loss, test_accuracy=test_acc, test_predictions=predictions,
+        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=figures, model=model, **loop.timing_fields(),
     )

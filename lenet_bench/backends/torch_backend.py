@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from lenet_bench import arch, timing
 from lenet_bench.init import initial_weights
 from lenet_bench.spec import Spec
-from lenet_bench.training import EpochRecord, Progress, RunResult, epoch_batches, learning_rate, steps_per_epoch
+from lenet_bench.training import Progress, RunResult, train_epochs
 
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
@@ -180,48 +180,25 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
     model.to(memory_format=MEMORY_FORMAT)
     data_seconds = clock.read()
 
-    cfg = spec.train
     optimizer = make_optimizer(spec, model.parameters())
-    n = len(x_train)
-    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps_per_epoch)
-    total_steps = per_epoch * cfg.epochs
-    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
-    progress.start(total_steps)
+    sums = [torch.zeros((), device=dev), torch.zeros((), device=dev, dtype=torch.long)]
 
-    history: list[EpochRecord] = []
-    step = 0
-    elapsed = 0.0
-    warmup_seconds, warmup_images = 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps_per_epoch)
-        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
-               for i in range(len(batches))]
-        loss_sum = torch.zeros((), device=dev)
-        hits = torch.zeros((), device=dev, dtype=torch.long)
-        clock.start()
-        chunks = [slice(i, i + PROGRESS_EVERY) for i in range(0, len(batches), PROGRESS_EVERY)]
-        if epoch == 1:
-            # The first steps are timed apart: they pay for allocation and kernel selection.
-            chunks = [slice(0, WARMUP_STEPS)] + [slice(i, i + PROGRESS_EVERY) for i in range(WARMUP_STEPS, len(batches), PROGRESS_EVERY)]
-        for chunk in chunks:
-            part_loss, part_hits = train_steps(model, optimizer, x_train, y_train, batches[chunk], lrs[chunk])
-            loss_sum += part_loss
-            hits += part_hits
-            if epoch == 1 and chunk.start == 0:
-                warmup_seconds = clock.read()
-                warmup_images = sum(len(b) for b in batches[chunk])
-            progress.advance(len(batches[chunk]))
-        seconds = clock.read()
-        elapsed += seconds
-        step += len(batches)
-        images = sum(len(b) for b in batches)
-        val_loss, val_acc = (None, None)
-        if len(x_val):
-            val_loss, val_acc, _ = _evaluate(model, x_val, y_val)
-        record = EpochRecord(epoch, loss_sum.item() / images, hits.item() / images, val_loss, val_acc,
-                             seconds, images, elapsed)
-        history.append(record)
-        progress.epoch_done(record)
+    def run_steps(batches: list[np.ndarray], lrs: list[float]) -> None:
+        loss_sum, hits = train_steps(model, optimizer, x_train, y_train, batches, lrs)
+        sums[0] += loss_sum
+        sums[1] += hits
+
+    def take_sums() -> tuple[float, int]:
+        values = sums[0].item(), sums[1].item()
+        sums[0].zero_()
+        sums[1].zero_()
+        return values
+
+    def validate() -> tuple[float | None, float | None]:
+        return _evaluate(model, x_val, y_val)[:2] if len(x_val) else (None, None)
+
+    loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress, run_steps=run_steps,
+                        take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
 
     clock.start()
     test_loss, test_acc, predictions = _evaluate(model, x_test, y_test)
@@ -230,12 +207,8 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
     figures["peak_host_rss_mb"] = timing.peak_host_rss_mb()
     if device == "gpu":
         figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    total_images = sum(r.images for r in history)
     return RunResult(
         backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
-        history=history, test_loss=test_loss, test_accuracy=test_acc,
-        test_predictions=predictions.cpu().numpy(),
-        warmup_seconds=warmup_seconds, warmup_images=warmup_images,
-        steady_seconds=elapsed - warmup_seconds, steady_images=total_images - warmup_images,
-        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=figures, model=model,
+        test_loss=test_loss, test_accuracy=test_acc, test_predictions=predictions.cpu().numpy(),
+        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=figures, model=model, **loop.timing_fields(),
     )
