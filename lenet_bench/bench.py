@@ -55,7 +55,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     # The selection options of `run`, without --epochs/--max-steps: here --steps and --repeats set the length.
     parser.add_argument("paths", nargs="+", help="spec files or folders")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                        help="only variants whose name matches (glob or substring); repeatable")
+                        help="only variants whose name matches this glob (lenet5 exactly, 'lenet5*' its family); repeatable")
     parser.add_argument("--backend", action="append", default=[], help="only this backend; repeatable")
     parser.add_argument("--device", action="append", default=[], choices=DEVICES, help="only this device; repeatable")
     parser.add_argument("--steps", type=_positive_int, default=50,

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="spec files or folders")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                        help="only variants whose name matches (glob or substring); repeatable")
+                        help="only variants whose name matches this glob (lenet5 exactly, 'lenet5*' its family); repeatable")
     parser.add_argument("--backend", action="append", default=[], help="only this backend; repeatable")
     parser.add_argument("--device", action="append", default=[], choices=["cpu", "gpu"], help="only this device; repeatable")
     parser.add_argument("--epochs", type=int, help="override every spec's epochs")

@@ -73,7 +73,8 @@ def plan_jobs(variants: list[Variant], options: RunOptions) -> list[Job]:
         raise SelectionError(f"--backend: unknown backend {unknown[0]!r}; expected one of: {', '.join(backends.names())}")
     jobs = []
     for variant in variants:
-        if options.only and not any(fnmatch.fnmatch(variant.name, p) or p in variant.name for p in options.only):
+        # Glob patterns: a plain name selects exactly that variant ('lenet5*' selects its family).
+        if options.only and not any(fnmatch.fnmatchcase(variant.name, p) for p in options.only):
             continue
         variant = apply_overrides(variant, options)
         for backend in variant.spec.backends:
