@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -21,6 +22,10 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+# MLflow narrates database set-up and system-metric sampling at INFO; users watch the progress instead.
+for _chatty in ("mlflow.store.db.utils", "mlflow.system_metrics", "alembic"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 FINGERPRINT_TAG = "lenet_bench.fingerprint"

@@ -85,7 +85,7 @@ def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist
     assert {"spec.yaml", "model_summary.txt", "confusion_matrix.json"} <= {a.path for a in client.list_artifacts(row["run_id"])}
 
     inputs = client.get_run(row["run_id"]).inputs.dataset_inputs
-    assert {i.dataset.source_type for i in inputs} == {"local"} and str(mnist_dir) in inputs[0].dataset.source
+    assert {i.dataset.source_type for i in inputs} == {"local"} and str(mnist_dir.resolve()) in inputs[0].dataset.source
     assert {t.value for i in inputs for t in i.tags} == {"train", "validation", "test"}
     assert sorted(i.dataset.name for i in inputs) == ["mnist/test", "mnist/train", "mnist/validation"]
 
