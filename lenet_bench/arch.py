@@ -72,6 +72,12 @@ class ArchSummary:
         return "\n".join(lines)
 
 
+def check_params(framework: str, counted: int, summary: ArchSummary) -> None:
+    """A backend's own parameter count must equal the analytic one; a mismatch is a bug, never a variant."""
+    if counted != summary.params:
+        raise AssertionError(f"{framework} model has {counted:,} parameters, the analytic count is {summary.params:,}")
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from lenet_bench import backends, timing
 from lenet_bench.console import console, output
-from lenet_bench.data import DataError, PreparedData, RawDataset, load_dataset, prepare, to_channels_last
+from lenet_bench.data import DataError, DatasetLoader, PreparedData, prepare, to_channels_last
 from lenet_bench.plan import Job, RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import DEVICES, Spec, Variant
 from lenet_bench.training import SilentProgress
@@ -135,9 +135,8 @@ class DataSource:
     """Each dataset loaded once, each bench subset prepared once, per invocation."""
 
     def __init__(self, data_dir: str | None, steps: int):
-        self.data_dir = data_dir
         self.steps = steps
-        self._raw: dict[str, RawDataset | DataError] = {}
+        self._loader = DatasetLoader(data_dir)
         self._prepared: dict[tuple, PreparedData] = {}
 
     def prepared(self, spec: Spec) -> PreparedData:
@@ -145,24 +144,13 @@ class DataSource:
         d = spec.data
         key = (d.dataset, d.input_size, d.normalization, spec.train.batch_size)
         if key not in self._prepared:
-            raw = self._load(d.dataset)
+            raw = self._loader.load(d.dataset)
             try:
                 self._prepared[key] = prepare(raw, input_size=d.input_size, normalization=d.normalization,
                                               subset=self.steps * spec.train.batch_size, test_subset=TEST_IMAGES)
             except ValueError as err:  # more images asked for than the dataset holds
                 raise DataError(f"--steps {self.steps} x batch {spec.train.batch_size}: {err}") from err
         return self._prepared[key]
-
-    def _load(self, dataset: str) -> RawDataset:
-        if dataset not in self._raw:
-            try:
-                self._raw[dataset] = load_dataset(dataset, self.data_dir)
-            except DataError as err:
-                self._raw[dataset] = err  # remembered: not retried for every row
-        found = self._raw[dataset]
-        if isinstance(found, DataError):
-            raise found
-        return found
 
 
 # ------------------------------------------------------------------ measurements

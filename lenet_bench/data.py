@@ -167,6 +167,26 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     return _load(name, _find(name, cached))
 
 
+class DatasetLoader:
+    """`load_dataset` for one data_dir, remembering failures too, so that a missing dataset
+    (a failed download takes up to a minute per mirror) is tried once per invocation, not once per run."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        self.data_dir = data_dir
+        self._found: dict[str, RawDataset | DataError] = {}
+
+    def load(self, name: str) -> RawDataset:
+        if name not in self._found:
+            try:
+                self._found[name] = load_dataset(name, self.data_dir)
+            except DataError as err:
+                self._found[name] = err
+        found = self._found[name]
+        if isinstance(found, DataError):
+            raise found
+        return found
+
+
 def _expected_layout(name: str) -> str:
     if name == "cifar10":
         return (f"the {_CIFAR_FOLDER} folder (data_batch_1..5, test_batch), the folder containing it, "

@@ -6,6 +6,7 @@ The runner is the only code that talks to MLflow (through `tracking`) and writes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -45,6 +46,7 @@ class Outcome:
         return self.status in ("completed", "cached", "skipped") and self.row.get("met_expectation") is not False
 
 
+@functools.lru_cache(maxsize=None)  # the code does not change during an invocation
 def code_version(backend: str) -> str:
     root = Path(lenet_bench.__file__).parent
     digest = hashlib.sha256(lenet_bench.__version__.encode())
@@ -67,21 +69,12 @@ class DataCache:
     """Load each dataset once and prepare each preprocessing once per invocation."""
 
     def __init__(self, data_dir: str | None):
-        self.data_dir = data_dir
-        self._raw: dict[str, data.RawDataset | data.DataError] = {}
+        self._loader = data.DatasetLoader(data_dir)
         self._prepared: dict[tuple, tuple[data.PreparedData, float]] = {}
         self._baselines: dict[str, BaselineResult] = {}
 
     def raw(self, dataset: str) -> data.RawDataset:
-        if dataset not in self._raw:
-            try:
-                self._raw[dataset] = data.load_dataset(dataset, self.data_dir)
-            except data.DataError as err:
-                self._raw[dataset] = err  # remembered: a failed download is not retried for every run
-        found = self._raw[dataset]
-        if isinstance(found, data.DataError):
-            raise found
-        return found
+        return self._loader.load(dataset)
 
     def prepared(self, spec: Spec) -> tuple[data.PreparedData, float]:
         """Prepared data and the seconds its loading and preprocessing took (first use only)."""

@@ -360,3 +360,19 @@ def test_to_channels_last():
     nhwc = to_channels_last(x)
     assert nhwc.shape == (2, 4, 5, 3) and nhwc.flags.c_contiguous
     assert nhwc[1, 2, 3, 0] == x[1, 0, 2, 3]
+
+
+def test_dataset_loader_tries_a_missing_dataset_once(tmp_path, monkeypatch):
+    calls = []
+    real = data.load_dataset
+
+    def counting(name, data_dir=None, **kwargs):
+        calls.append(name)
+        return real(name, data_dir, **kwargs)
+
+    monkeypatch.setattr(data, "load_dataset", counting)
+    loader = data.DatasetLoader(tmp_path)  # an empty folder: no dataset there
+    for _ in range(3):
+        with pytest.raises(data.DataError, match=str(tmp_path)):
+            loader.load("mnist")
+    assert calls == ["mnist"]

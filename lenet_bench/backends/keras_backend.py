@@ -24,7 +24,7 @@ import weakref
 
 import numpy as np
 
-from lenet_bench import timing
+from lenet_bench import arch, timing
 from lenet_bench.data import PreparedData, to_channels_last
 from lenet_bench.init import initial_weights
 from lenet_bench.spec import Spec
@@ -156,9 +156,7 @@ def build(spec: Spec, seed: int, device: str) -> keras.Sequential:
         model = build_model(spec)
     if spec.model.init != "framework":
         set_weights(model, initial_weights(spec.model, spec.input_shape, spec.model.init, seed))
-    expected = spec.summary().params
-    if count_params(model) != expected:
-        raise AssertionError(f"keras model has {count_params(model):,} parameters, the analytic count is {expected:,}")
+    arch.check_params(NAME, count_params(model), spec.summary())
     return model
 
 

@@ -87,9 +87,7 @@ def build(spec: Spec, seed: int, device: str) -> nn.Sequential:
     module = build_module(spec)
     if spec.model.init != "framework":
         set_weights(module, initial_weights(spec.model, spec.input_shape, spec.model.init, seed))
-    expected = spec.summary().params
-    if count_params(module) != expected:
-        raise AssertionError(f"torch model has {count_params(module):,} parameters, the analytic count is {expected:,}")
+    arch.check_params(NAME, count_params(module), spec.summary())
     return module.to(torch_device(device))
 
 
