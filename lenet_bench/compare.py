@@ -345,9 +345,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def write_comparison(runs: pd.DataFrame, results: Path) -> list[str]:
-    """compare.md and the comparison figures for every run in `runs`, into `results`; the names written."""
+    """compare.md, reproduction.md and the comparison figures for every run in `runs`, into `results`; the names written."""
+    from lenet_bench import reproduction
+
     (results / "compare.md").write_text(compare_markdown(compare_table(runs)))
-    written = ["compare.md"]
+    (results / reproduction.REPRODUCTION_MD).write_text(
+        reproduction.reproduction_markdown(reproduction.reproduction_table(runs)))
+    written = ["compare.md", reproduction.REPRODUCTION_MD]
     for name, figure in invocation_figures(runs).items():
         figure.savefig(results / name)
         written.append(name)

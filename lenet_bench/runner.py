@@ -181,6 +181,8 @@ class Runner:
                         raise
                     outcomes.append(outcome)
                     console.print(f"  -> {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""), markup=False)
+                    # runs.csv after every run: a long suite killed outright still leaves what it finished.
+                    report.update_results([outcome.row], self.options.results_dir)
                 tracker.log(parent_id, metrics={
                     f"runs_{status}": sum(o.status == status for o in outcomes)
                     for status in ("completed", "cached", "skipped", "failed")})

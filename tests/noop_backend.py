@@ -7,6 +7,8 @@ be interrupted at a chosen seed.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from lenet_bench.training import EpochRecord, RunResult
@@ -15,6 +17,7 @@ NAME = "noop"
 MLFLOW_FLAVOR = None
 FAIL_SEEDS: set[int] = set()
 INTERRUPT_SEEDS: set[int] = set()
+KILL_SEEDS: set[int] = set()  # the process dies on the spot, as under SIGKILL: no finally, no atexit
 TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call
 
 
@@ -55,6 +58,8 @@ def predict_logits(model, x, device="cpu"):
 def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
     if seed in INTERRUPT_SEEDS:
         raise KeyboardInterrupt
+    if seed in KILL_SEEDS:
+        os._exit(137)
     if seed in FAIL_SEEDS:
         raise RuntimeError("planned failure")
     TRAINED.append((spec.name, seed))

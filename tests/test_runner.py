@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -147,6 +150,30 @@ def test_ctrl_c_keeps_completed_runs_and_marks_the_interrupted_one_killed(worksp
     # Resuming trains only what is missing.
     noop.INTERRUPT_SEEDS.clear()
     noop.TRAINED.clear()
+    assert cli_run(workspace, mnist_dir) == 0
+    assert noop.TRAINED == [("tiny", 1)]
+
+
+def test_a_killed_suite_keeps_the_runs_it_finished_in_results(workspace, mnist_dir, noop):
+    """SIGKILL (a session's end, the OOM killer) runs no cleanup: runs.csv must already hold the finished runs."""
+    write_spec(workspace)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import noop_backend
+        from lenet_bench import backends
+        from lenet_bench.cli import main
+        backends.register("noop", "noop_backend")
+        noop_backend.KILL_SEEDS.add(1)
+        main(["run", "specs", "--data-dir", {str(mnist_dir)!r}, "--tracking-uri", "sqlite:///mlflow.db",
+              "--results", "results"])
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=workspace, capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert table.loc["tiny/noop/cpu/seed0", "status"] == "completed"
+    assert "tiny/noop/cpu/seed1" not in table.index
+    # The next invocation trains only the run that died.
     assert cli_run(workspace, mnist_dir) == 0
     assert noop.TRAINED == [("tiny", 1)]
 
