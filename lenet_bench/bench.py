@@ -12,6 +12,10 @@ For each selected variant x backend x device, without full training:
 - ceiling: a large float32 matrix product on the same device, the most FLOP/s its cores
   deliver; a row's share of it is images/s x analytic training FLOPs per image / ceiling.
 
+With `--full`, harness and reference both train the spec's whole training split for its
+epochs (the first epoch is the warm-up one) and both report test accuracy: the speed
+choices must not cost accuracy.
+
 Every clock reading follows the device's sync. Rates are medians, spreads min-max.
 """
 
@@ -22,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from rich.markup import escape
@@ -63,6 +68,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=_positive_int, default=5,
                         help="timed epochs after the warm-up one; the median is reported (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, help="override every spec's batch size")
+    parser.add_argument("--full", action="store_true",
+                        help="train the spec's full split for its epochs (--steps and --repeats ignored) and report "
+                             "the test accuracy of harness and reference")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
                         help="also time a plain loop written the usual way for each framework (default: on)")
     parser.add_argument("--data-dir",
@@ -84,20 +92,24 @@ class BenchRow:
     device: str
     batch_size: int
     train_flops: int  # analytic, per training image
+    steps: int | None = None  # optimizer steps per timed epoch; None: the whole training split
+    repeats: int = 0  # timed epochs
     status: str = "measured"  # measured | skipped | failed
     reason: str = ""
     harness: list[float] = field(default_factory=list)  # images/s, one sample per timed epoch
     reference: list[float] = field(default_factory=list)
     warmup_seconds: float = math.nan  # the harness's first epoch
+    harness_accuracy: float = math.nan  # test accuracy at the end (meaningful with --full)
+    reference_accuracy: float = math.nan
     inference: dict[str, float] = field(default_factory=dict)  # timing.inference_figures
 
-    def record(self, ceiling: float | None, steps: int, repeats: int) -> dict[str, object]:
+    def record(self, ceiling: float | None) -> dict[str, object]:
         """The row as flat numbers (NaN where not measured), for the table and the CSV."""
         harness, reference = _median(self.harness), _median(self.reference)
         ceiling = ceiling or math.nan
         return {
             "variant": self.variant, "backend": self.backend, "device": self.device, "batch_size": self.batch_size,
-            "steps": steps, "repeats": repeats, "status": self.status, "reason": self.reason,
+            "steps": self.steps or "all", "repeats": self.repeats, "status": self.status, "reason": self.reason,
             "harness_images_per_sec": harness,
             "harness_min": min(self.harness, default=math.nan), "harness_max": max(self.harness, default=math.nan),
             "reference_images_per_sec": reference,
@@ -107,6 +119,7 @@ class BenchRow:
             "ceiling_images_per_sec": ceiling / self.train_flops,
             "fraction_of_ceiling": harness * self.train_flops / ceiling,
             "warmup_epoch_seconds": self.warmup_seconds,
+            "harness_test_accuracy": self.harness_accuracy, "reference_test_accuracy": self.reference_accuracy,
             "inference_images_per_sec": self.inference.get("inference_images_per_sec", math.nan),
             "latency_p50_ms": self.inference.get("latency_p50_ms", math.nan),
             "latency_p95_ms": self.inference.get("latency_p95_ms", math.nan),
@@ -125,26 +138,32 @@ def select_jobs(variants: list[Variant], args: argparse.Namespace) -> list[Job]:
     return list(first_of_each.values())
 
 
-def bench_spec(spec: Spec, repeats: int, batch_size: int | None) -> Spec:
-    """The spec trained for a warm-up epoch plus `repeats` timed ones."""
-    updates = {"epochs": repeats + 1, **({"batch_size": batch_size} if batch_size else {})}
+def bench_spec(spec: Spec, repeats: int, batch_size: int | None, full: bool = False) -> Spec:
+    """The spec trained for a warm-up epoch plus `repeats` timed ones (its own epochs with `full`)."""
+    updates = {**({} if full else {"epochs": repeats + 1}), **({"batch_size": batch_size} if batch_size else {})}
     return spec.model_copy(update={"train": spec.train.model_copy(update=updates)})
 
 
 class DataSource:
     """Each dataset loaded once, each bench subset prepared once, per invocation."""
 
-    def __init__(self, data_dir: str | None, steps: int):
-        self.steps = steps
+    def __init__(self, data_dir: str | None, steps: int, full: bool = False):
+        self.steps, self.full = steps, full
         self._loader = DatasetLoader(data_dir)
         self._prepared: dict[tuple, PreparedData] = {}
 
     def prepared(self, spec: Spec) -> PreparedData:
-        """Exactly `steps` full batches of training images, no validation split."""
+        """Exactly `steps` full batches of training images and no validation split; with `full`, the spec's split."""
         d = spec.data
-        key = (d.dataset, d.input_size, d.normalization, spec.train.batch_size)
+        key = (d.dataset, d.input_size, d.normalization, spec.train.batch_size,
+               (d.validation_split, d.subset, d.test_subset) if self.full else None)
         if key not in self._prepared:
             raw = self._loader.load(d.dataset)
+            if self.full:
+                self._prepared[key] = prepare(raw, input_size=d.input_size, normalization=d.normalization,
+                                              validation_split=d.validation_split, subset=d.subset,
+                                              test_subset=d.test_subset)
+                return self._prepared[key]
             try:
                 self._prepared[key] = prepare(raw, input_size=d.input_size, normalization=d.normalization,
                                               subset=self.steps * spec.train.batch_size, test_subset=TEST_IMAGES)
@@ -168,17 +187,23 @@ def timed_epochs(run_epoch: Callable[[], object], sync: Callable[[], None], imag
     return rates
 
 
-def measure_harness(row: BenchRow, job: Job, spec: Spec, data: PreparedData, steps: int) -> None:
+def measure_harness(row: BenchRow, job: Job, spec: Spec, data: PreparedData, steps: int | None) -> None:
     backend = backends.get(job.backend)
     model = backend.build(spec, job.seed, job.device)
     result = backend.train(model, spec, data, job.seed, job.device, SilentProgress(), max_steps_per_epoch=steps)
     first, timed = result.history[0], result.history[1:]
     row.warmup_seconds = first.seconds
     row.harness = [record.images / record.seconds for record in timed]
+    row.harness_accuracy = result.test_accuracy
     row.inference = result.timings
 
 
-def torch_reference(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> list[float]:
+class ReferenceResult(NamedTuple):
+    rates: list[float]  # images/s per timed epoch
+    test_accuracy: float  # after the last epoch
+
+
+def torch_reference(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
     """The loop of PyTorch's tutorials: DataLoader, zero_grad / backward / step, loss.item() per step."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -205,7 +230,12 @@ def torch_reference(spec: Spec, data: PreparedData, seed: int, device: str, repe
             running_loss += loss.item()  # as the tutorials do: on a GPU, a sync every step
         return running_loss
 
-    return timed_epochs(epoch, torch_backend._sync(device), len(data.x_train), repeats)
+    rates = timed_epochs(epoch, torch_backend._sync(device), len(data.x_train), repeats)
+    model.eval()
+    with torch.no_grad():
+        predictions = torch.cat([model(xb.to(dev)).argmax(1).cpu()
+                                 for xb in torch.from_numpy(data.x_test).split(1024)])
+    return ReferenceResult(rates, float((predictions.numpy() == data.y_test).mean()))
 
 
 def _keras_optimizer(spec: Spec):
@@ -219,7 +249,7 @@ def _keras_optimizer(spec: Spec):
                                  weight_decay=decay)
 
 
-def keras_reference(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> list[float]:
+def keras_reference(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
     """The Keras way: compile, then `fit` on NumPy arrays, one epoch per call."""
     from lenet_bench.backends import keras_backend  # imports TensorFlow, configured as the harness runs it
 
@@ -234,10 +264,12 @@ def keras_reference(spec: Spec, data: PreparedData, seed: int, device: str, repe
         def epoch() -> None:
             model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)
 
-        return timed_epochs(epoch, keras_backend._sync(device), len(x), repeats)
+        rates = timed_epochs(epoch, keras_backend._sync(device), len(x), repeats)
+        _, accuracy = model.evaluate(to_channels_last(data.x_test), data.y_test, batch_size=1024, verbose=0)
+    return ReferenceResult(rates, float(accuracy))
 
 
-REFERENCE_LOOPS: dict[str, Callable[[Spec, PreparedData, int, str, int], list[float]]] = {
+REFERENCE_LOOPS: dict[str, Callable[[Spec, PreparedData, int, str, int], ReferenceResult]] = {
     "torch": torch_reference,
     "keras": keras_reference,
 }
@@ -268,8 +300,11 @@ def measure_ceilings(devices: list[str]) -> dict[str, float]:
 
 
 def bench_row(job: Job, args: argparse.Namespace, source: DataSource) -> BenchRow:
-    spec = bench_spec(job.spec, args.repeats, args.batch_size)
-    row = BenchRow(job.variant.name, job.backend, job.device, spec.train.batch_size, spec.summary().train_flops)
+    spec = bench_spec(job.spec, args.repeats, args.batch_size, args.full)
+    repeats = spec.train.epochs - 1
+    steps = None if args.full else args.steps
+    row = BenchRow(job.variant.name, job.backend, job.device, spec.train.batch_size, spec.summary().train_flops,
+                   steps=steps, repeats=repeats)
     reason = backends.unavailable_reason(job.backend, job.device)
     if reason:
         row.status, row.reason = "skipped", reason
@@ -281,13 +316,13 @@ def bench_row(job: Job, args: argparse.Namespace, source: DataSource) -> BenchRo
         return row
     label = f"{job.variant.name}/{job.backend}/{job.device}"
     try:
-        console.print(f"bench {label}: harness, {args.repeats} x {args.steps} steps of {row.batch_size} "
+        console.print(f"bench {label}: harness, {repeats} x {steps or 'all'} steps of {row.batch_size} "
                       f"after a warm-up epoch")
-        measure_harness(row, job, spec, data, args.steps)
+        measure_harness(row, job, spec, data, steps)
         reference = REFERENCE_LOOPS.get(job.backend)
         if args.reference and reference:
             console.print(f"bench {label}: reference loop")
-            row.reference = reference(spec, data, job.seed, job.device, args.repeats)
+            row.reference, row.reference_accuracy = reference(spec, data, job.seed, job.device, repeats)
     except Exception as err:  # one broken backend must not hide the other rows
         row.status, row.reason = "failed", f"{type(err).__name__}: {err}"
     return row
@@ -300,10 +335,13 @@ def _number(value: object, pattern: str) -> str:
     return "-" if not isinstance(value, float) or not math.isfinite(value) else pattern.format(value)
 
 
-def print_table(records: list[dict[str, object]], steps: int, repeats: int) -> None:
-    table = Table(title=f"training throughput: median of {repeats} epochs of {steps} steps after a warm-up epoch")
+def print_table(records: list[dict[str, object]], full: bool, steps: int, repeats: int) -> None:
+    length = "every epoch of the spec but the first (warm-up)" if full else \
+        f"{repeats} epochs of {steps} steps after a warm-up epoch"
+    table = Table(title=f"training throughput: median of {length}")
     columns = ("variant", "backend", "device", "batch", "harness img/s", "min–max", "reference img/s", "ratio",
-               "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms")
+               "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms") + \
+        (("harness acc", "ref. acc") if full else ())
     for column in columns:
         table.add_column(column, justify="left" if column in ("variant", "backend", "device") else "right")
     for r in records:
@@ -316,7 +354,9 @@ def print_table(records: list[dict[str, object]], steps: int, repeats: int) -> N
                       _number(r["reference_images_per_sec"], "{:,.0f}"), _number(r["harness_to_reference"], "{:.2f}x"),
                       _number(100 * r["fraction_of_ceiling"], "{:.1f}%"), _number(r["warmup_epoch_seconds"], "{:.2f}"),
                       _number(r["inference_images_per_sec"], "{:,.0f}"), _number(r["latency_p50_ms"], "{:.2f}"),
-                      _number(r["latency_p95_ms"], "{:.2f}"))
+                      _number(r["latency_p95_ms"], "{:.2f}"),
+                      *((_number(r["harness_test_accuracy"], "{:.4f}"), _number(r["reference_test_accuracy"], "{:.4f}"))
+                        if full else ()))
     output.print(table)
 
 
@@ -351,9 +391,9 @@ def cmd_bench(args: argparse.Namespace, variants: list[Variant]) -> int:
     rows = [bench_row(job, args, source) for job in jobs]
     measured_devices = list(dict.fromkeys(r.device for r in rows if r.status == "measured"))
     ceilings = measure_ceilings(measured_devices)
-    records = [r.record(ceilings.get(r.device), args.steps, args.repeats) for r in rows]
+    records = [r.record(ceilings.get(r.device)) for r in rows]
 
-    print_table(records, args.steps, args.repeats)
+    print_table(records, args.full, args.steps, args.repeats)
     print_ceilings(ceilings, records)
     for r in rows:
         if r.status != "measured":

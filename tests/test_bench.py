@@ -98,8 +98,38 @@ def test_bench_spec_trains_a_warmup_epoch_plus_the_repeats():
 def test_record_arithmetic():
     row = bench.BenchRow("v", "torch", "cpu", 128, train_flops=1_000_000, harness=[100.0, 300.0, 200.0],
                          reference=[50.0, 150.0, 100.0])
-    record = row.record(ceiling=1e9, steps=50, repeats=3)
+    record = row.record(ceiling=1e9)
     assert (record["harness_images_per_sec"], record["harness_min"], record["harness_max"]) == (200.0, 100.0, 300.0)
     assert record["harness_to_reference"] == 2.0
     assert record["ceiling_images_per_sec"] == 1000.0 and record["fraction_of_ceiling"] == 0.2
-    assert math.isnan(row.record(ceiling=None, steps=50, repeats=3)["fraction_of_ceiling"])
+    assert math.isnan(row.record(ceiling=None)["fraction_of_ceiling"])
+
+
+FULL_SPEC = """
+name: small
+description: --full on a small split
+data: {subset: 3000, test_subset: 1000, validation_split: 0.1}
+model: {conv: [{filters: 6}, {filters: 16}], dense: [32]}
+train: {optimizer: {name: adam, lr: 0.003}, batch_size: 64, epochs: 3}
+backends: [torch, keras]
+devices: [cpu]
+"""
+
+
+def test_full_trains_the_spec_split_and_reports_both_accuracies(tmp_path, mnist_dir, capsys):
+    (tmp_path / "small.yaml").write_text(FULL_SPEC)
+    csv = tmp_path / "full.csv"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "CEILING_SIZE", 512)
+        assert run_bench(str(tmp_path), "--full", "--data-dir", str(mnist_dir), "--csv", str(csv)) == 0
+    rows = pd.read_csv(csv).set_index("backend")
+    for backend in ("torch", "keras"):
+        row = rows.loc[backend]
+        # 2,700 training images in 43 batches, the first epoch of 3 is the warm-up one
+        assert (row.steps, row.repeats) == ("all", 2)
+        assert row.harness_test_accuracy > 0.8 and row.reference_test_accuracy > 0.8, backend
+    out = capsys.readouterr().out
+    for backend in ("torch", "keras"):
+        table_row = next(line for line in out.splitlines() if "small" in line and backend in line)
+        row = rows.loc[backend]
+        assert f"{row.harness_test_accuracy:.4f}" in table_row and f"{row.reference_test_accuracy:.4f}" in table_row
