@@ -54,10 +54,10 @@ _ATTRIBUTE_COLUMNS = {"run_id": "mlflow_run_id", "status": "mlflow_status", "sta
 _RUNS_CSV_LEADING = ("run", "spec", "backend", "device", "seed", "architecture", "activation", "pooling", "padding",
                      "input_size", "optimizer", "dataset", "params", "flops", "epochs", "min_test_accuracy",
                      "reference_accuracy")
-_RUNS_CSV_TRAILING = ("status", "mlflow_run_id", "met_expectation", "framework_version")
+_RUNS_CSV_TRAILING = ("status", "mlflow_run_id", "met_expectation", "framework_version", "fingerprint")
 # MLflow bookkeeping, and the per-epoch series (their last value is already in final_*_accuracy).
 _NOT_IN_RUNS_CSV = {"experiment_id", "mlflow_status", "start_time", "end_time", "artifact_uri", "code_version", "host",
-                    "fingerprint", *HISTORY_METRICS}
+                    *HISTORY_METRICS}
 _INTEGER_COLUMNS = ("seed", "input_size", "params", "flops", "train_flops", "epochs", "epochs_to_target")
 _GROUPING_COLUMNS = ("spec", "backend", "device", "seed", "architecture", "activation", "pooling", "padding",
                      "input_size", "optimizer", "dataset", "framework_version")

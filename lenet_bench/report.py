@@ -36,6 +36,18 @@ def update_results(rows: list[dict[str, Any]], results_dir: Path) -> pd.DataFram
     return new
 
 
+def completed_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rows of results/runs.csv that finished with numbers, keyed by fingerprint (rows without one are left out)."""
+    path = results_dir / RUNS_CSV
+    if not path.exists():
+        return {}
+    runs = pd.read_csv(path)
+    if "fingerprint" not in runs:
+        return {}
+    done = runs[runs["status"].isin(["completed", "cached"]) & runs["test_accuracy"].notna() & runs["fingerprint"].notna()]
+    return {row["fingerprint"]: {k: v for k, v in row.items() if pd.notna(v)} for row in done.to_dict("records")}
+
+
 def summary_markdown(runs: pd.DataFrame) -> str:
     table = runs[[c for c in SUMMARY_COLUMNS if c in runs.columns]].rename(columns=SUMMARY_COLUMNS)
     for column in ("test acc", "baseline acc", "delta"):

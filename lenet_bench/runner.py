@@ -161,9 +161,11 @@ class Runner:
     def __init__(self, options: RunOptions):
         self.options = options
         self.data = DataCache(options.data_dir)
+        self._recorded: dict[str, dict[str, Any]] = {}  # fingerprint -> completed row of results/runs.csv
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
         jobs = plan_jobs(variants, self.options)
+        self._recorded = report.completed_runs(self.options.results_dir)
         tracker = tracking.Tracker(tracking.resolve_tracking_uri(self.options.tracking_uri), experiment)
         outcomes: list[Outcome] = []
         console.print(f"lenet_bench: {len(jobs)} run(s), MLflow {tracker.tracking_uri} experiment {experiment!r}")
@@ -204,12 +206,19 @@ class Runner:
         except data.DataError as err:
             return self._skip(job, row, f"{DATA_UNAVAILABLE}: {err}", tracker, parent_id)
         run_fingerprint = fingerprint(job, prepared.key)
+        row["fingerprint"] = run_fingerprint
         if not self.options.force:
             previous = tracker.find_completed(run_fingerprint)
             if previous is not None:
                 row.update(previous.data.metrics, status="cached", mlflow_run_id=previous.info.run_id,
                            met_expectation=previous.data.metrics.get("test_accuracy", 0) >= job.spec.expect.min_test_accuracy)
                 return Outcome(job, "cached", row, "completed before with the same spec, code and data (--force reruns)")
+            if run_fingerprint in self._recorded:
+                # A fresh checkout or another MLflow store: results/runs.csv still says this exact run was done.
+                return Outcome(job, "cached", {**self._recorded[run_fingerprint], "status": "cached"},
+                               "completed before with the same spec, code and data, recorded in "
+                               f"{self.options.results_dir / report.RUNS_CSV} but not in this MLflow store "
+                               "(--force reruns)")
 
         baseline = self.data.baseline(prepared)
         if prepared.key not in logged_baselines:

@@ -178,6 +178,26 @@ def test_a_killed_suite_keeps_the_runs_it_finished_in_results(workspace, mnist_d
     assert noop.TRAINED == [("tiny", 1)]
 
 
+def test_a_fresh_mlflow_store_resumes_from_results_runs_csv(workspace, mnist_dir, noop):
+    """mlflow.db is not committed: a new checkout with results/ must not retrain what runs.csv records."""
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir) == 0
+    first = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert first.loc["tiny/noop/cpu/seed0", "fingerprint"] and first["fingerprint"].notna().sum() == 2
+    fresh_store = ("--tracking-uri", f"sqlite:///{workspace}/fresh.db")  # as a new checkout has no mlflow.db
+    noop.TRAINED.clear()
+    assert cli_run(workspace, mnist_dir, *fresh_store) == 0
+    assert noop.TRAINED == []
+    again = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    for run in ("tiny/noop/cpu/seed0", "tiny/noop/cpu/seed1"):
+        assert again.loc[run, "status"] == "cached"
+        assert again.loc[run, "test_accuracy"] == first.loc[run, "test_accuracy"]
+        assert again.loc[run, "fingerprint"] == first.loc[run, "fingerprint"]
+    # --force retrains.
+    assert cli_run(workspace, mnist_dir, *fresh_store, "--force", "--seed", "0") == 0
+    assert noop.TRAINED == [("tiny", 0)]
+
+
 def test_selection_that_matches_nothing_is_exit_2(workspace, mnist_dir, noop):
     write_spec(workspace)
     assert cli_run(workspace, mnist_dir, "--only", "nothing-like-this") == 2
