@@ -1,0 +1,25 @@
+"""The committed results/ against the committed specs: what `check` says of the numbers in the README."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lenet_bench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_results_meet_every_spec_expectation(capsys):
+    assert main(["check", str(REPO / "results"), "--specs", str(REPO / "specs")]) == 0, capsys.readouterr().out
+
+
+def test_raising_an_expectation_above_the_committed_numbers_fails_the_check(tmp_path, capsys):
+    specs = shutil.copytree(REPO / "specs", tmp_path / "specs")
+    lenet5 = specs / "lenet5.yaml"
+    text = lenet5.read_text()
+    assert "min_test_accuracy: 0.985" in text
+    lenet5.write_text(text.replace("min_test_accuracy: 0.985", "min_test_accuracy: 0.999"))
+    assert main(["check", str(REPO / "results"), "--specs", str(specs)]) == 1
+    out = capsys.readouterr().out
+    assert "miss" in out and "lenet5/torch/cpu/seed0" in " ".join(out.split())
