@@ -16,6 +16,10 @@ With `--full`, harness and reference both train the spec's whole training split 
 epochs (the first epoch is the warm-up one) and both report test accuracy: the speed
 choices must not cost accuracy.
 
+Harness and reference alternate for `--rounds` rounds, so that a machine whose speed drifts
+(a shared VM: the matmul ceiling here moved between 134 and 175 GFLOP/s within an hour)
+slows both alike; the ratio is the median of the per-round ratios, with its min-max.
+
 Every clock reading follows the device's sync. Rates are medians, spreads min-max.
 """
 
@@ -37,7 +41,7 @@ from lenet_bench.console import console, output
 from lenet_bench.data import DataError, DatasetLoader, PreparedData, prepare, to_channels_last
 from lenet_bench.plan import Job, RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import DEVICES, Spec, Variant
-from lenet_bench.training import SilentProgress
+from lenet_bench.training import RunResult, SilentProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2  # the CLI's codes
 DATA_UNAVAILABLE = "data unavailable"
@@ -67,10 +71,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optimizer steps per timed epoch (default: %(default)s)")
     parser.add_argument("--repeats", type=_positive_int, default=5,
                         help="timed epochs after the warm-up one; the median is reported (default: %(default)s)")
+    parser.add_argument("--rounds", type=_positive_int, default=3,
+                        help="harness and reference alternate this many times; the ratio is the median of the "
+                             "rounds' ratios (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, help="override every spec's batch size")
     parser.add_argument("--full", action="store_true",
-                        help="train the spec's full split for its epochs (--steps and --repeats ignored) and report "
-                             "the test accuracy of harness and reference")
+                        help="train the spec's full split for its epochs, once (--steps, --repeats and --rounds "
+                             "ignored), and report the test accuracy of harness and reference")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
                         help="also time a plain loop written the usual way for each framework (default: on)")
     parser.add_argument("--data-dir",
@@ -94,10 +101,12 @@ class BenchRow:
     train_flops: int  # analytic, per training image
     steps: int | None = None  # optimizer steps per timed epoch; None: the whole training split
     repeats: int = 0  # timed epochs
+    train_images: int = 0  # per epoch
     status: str = "measured"  # measured | skipped | failed
     reason: str = ""
-    harness: list[float] = field(default_factory=list)  # images/s, one sample per timed epoch
+    harness: list[float] = field(default_factory=list)  # images/s, one sample per timed epoch, every round
     reference: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)  # harness/reference medians of each round
     warmup_seconds: float = math.nan  # the harness's first epoch
     harness_accuracy: float = math.nan  # test accuracy at the end (meaningful with --full)
     reference_accuracy: float = math.nan
@@ -109,11 +118,14 @@ class BenchRow:
         ceiling = ceiling or math.nan
         return {
             "variant": self.variant, "backend": self.backend, "device": self.device, "batch_size": self.batch_size,
-            "steps": self.steps or "all", "repeats": self.repeats, "status": self.status, "reason": self.reason,
+            "steps": self.steps or "all", "repeats": self.repeats, "train_images": self.train_images,
+            "status": self.status, "reason": self.reason,
             "harness_images_per_sec": harness,
             "harness_min": min(self.harness, default=math.nan), "harness_max": max(self.harness, default=math.nan),
             "reference_images_per_sec": reference,
-            "harness_to_reference": harness / reference,
+            "harness_to_reference": _median(self.round_ratios) if self.round_ratios else harness / reference,
+            "ratio_min": min(self.round_ratios, default=math.nan), "ratio_max": max(self.round_ratios, default=math.nan),
+            "rounds": len(self.round_ratios),
             "train_mflops_per_image": self.train_flops / 1e6,
             "ceiling_gflops": ceiling / 1e9,
             "ceiling_images_per_sec": ceiling / self.train_flops,
@@ -187,15 +199,10 @@ def timed_epochs(run_epoch: Callable[[], object], sync: Callable[[], None], imag
     return rates
 
 
-def measure_harness(row: BenchRow, job: Job, spec: Spec, data: PreparedData, steps: int | None) -> None:
+def measure_harness(job: Job, spec: Spec, data: PreparedData, steps: int | None) -> RunResult:
     backend = backends.get(job.backend)
     model = backend.build(spec, job.seed, job.device)
-    result = backend.train(model, spec, data, job.seed, job.device, SilentProgress(), max_steps_per_epoch=steps)
-    first, timed = result.history[0], result.history[1:]
-    row.warmup_seconds = first.seconds
-    row.harness = [record.images / record.seconds for record in timed]
-    row.harness_accuracy = result.test_accuracy
-    row.inference = result.timings
+    return backend.train(model, spec, data, job.seed, job.device, SilentProgress(), max_steps_per_epoch=steps)
 
 
 class ReferenceResult(NamedTuple):
@@ -299,7 +306,7 @@ def measure_ceilings(devices: list[str]) -> dict[str, float]:
     return ceilings
 
 
-def bench_row(job: Job, args: argparse.Namespace, source: DataSource) -> BenchRow:
+def bench_row(job: Job, args: argparse.Namespace, source: DataSource, rounds: int) -> BenchRow:
     spec = bench_spec(job.spec, args.repeats, args.batch_size, args.full)
     repeats = spec.train.epochs - 1
     steps = None if args.full else args.steps
@@ -315,14 +322,23 @@ def bench_row(job: Job, args: argparse.Namespace, source: DataSource) -> BenchRo
         row.status, row.reason = "skipped", f"{DATA_UNAVAILABLE}: {err}"
         return row
     label = f"{job.variant.name}/{job.backend}/{job.device}"
+    row.train_images = len(data.x_train)
+    reference = REFERENCE_LOOPS.get(job.backend) if args.reference else None
     try:
-        console.print(f"bench {label}: harness, {repeats} x {steps or 'all'} steps of {row.batch_size} "
-                      f"after a warm-up epoch")
-        measure_harness(row, job, spec, data, steps)
-        reference = REFERENCE_LOOPS.get(job.backend)
-        if args.reference and reference:
-            console.print(f"bench {label}: reference loop")
-            row.reference, row.reference_accuracy = reference(spec, data, job.seed, job.device, repeats)
+        for round_number in range(1, rounds + 1):
+            console.print(f"bench {label}, round {round_number}/{rounds}: harness, {repeats} x "
+                          f"{steps or 'all'} steps of {row.batch_size} after a warm-up epoch"
+                          + (", then the reference loop" if reference else ""))
+            result = measure_harness(job, spec, data, steps)
+            rates = [record.images / record.seconds for record in result.history[1:]]
+            row.harness += rates
+            row.warmup_seconds, row.harness_accuracy, row.inference = \
+                result.history[0].seconds, result.test_accuracy, result.timings
+            if reference:
+                measured = reference(spec, data, job.seed, job.device, repeats)
+                row.reference += measured.rates
+                row.reference_accuracy = measured.test_accuracy
+                row.round_ratios.append(_median(rates) / _median(measured.rates))
     except Exception as err:  # one broken backend must not hide the other rows
         row.status, row.reason = "failed", f"{type(err).__name__}: {err}"
     return row
@@ -335,10 +351,11 @@ def _number(value: object, pattern: str) -> str:
     return "-" if not isinstance(value, float) or not math.isfinite(value) else pattern.format(value)
 
 
-def print_table(records: list[dict[str, object]], full: bool, steps: int, repeats: int) -> None:
+def print_table(records: list[dict[str, object]], full: bool, steps: int, repeats: int, rounds: int) -> None:
     length = "every epoch of the spec but the first (warm-up)" if full else \
         f"{repeats} epochs of {steps} steps after a warm-up epoch"
-    table = Table(title=f"training throughput: median of {length}")
+    table = Table(title=f"training throughput: median of {length}, {rounds} round(s); ratio: median of the "
+                        "rounds (min–max)")
     columns = ("variant", "backend", "device", "batch", "harness img/s", "min–max", "reference img/s", "ratio",
                "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms") + \
         (("harness acc", "ref. acc") if full else ())
@@ -350,8 +367,11 @@ def print_table(records: list[dict[str, object]], full: bool, steps: int, repeat
             table.add_row(*row, str(r["status"]), *[""] * (len(columns) - len(row) - 1))
             continue
         spread = f"{_number(r['harness_min'], '{:,.0f}')}–{_number(r['harness_max'], '{:,.0f}')}"
+        ratio = _number(r["harness_to_reference"], "{:.2f}x")
+        if r["rounds"] > 1:
+            ratio += f" ({_number(r['ratio_min'], '{:.2f}')}–{_number(r['ratio_max'], '{:.2f}')})"
         table.add_row(*row, _number(r["harness_images_per_sec"], "{:,.0f}"), spread,
-                      _number(r["reference_images_per_sec"], "{:,.0f}"), _number(r["harness_to_reference"], "{:.2f}x"),
+                      _number(r["reference_images_per_sec"], "{:,.0f}"), ratio,
                       _number(100 * r["fraction_of_ceiling"], "{:.1f}%"), _number(r["warmup_epoch_seconds"], "{:.2f}"),
                       _number(r["inference_images_per_sec"], "{:,.0f}"), _number(r["latency_p50_ms"], "{:.2f}"),
                       _number(r["latency_p95_ms"], "{:.2f}"),
@@ -387,13 +407,14 @@ def cmd_bench(args: argparse.Namespace, variants: list[Variant]) -> int:
     except SelectionError as err:
         console.print(f"[red]error:[/] {escape(str(err))}")
         return EXIT_INVALID
-    source = DataSource(args.data_dir, args.steps)
-    rows = [bench_row(job, args, source) for job in jobs]
+    source = DataSource(args.data_dir, args.steps, args.full)
+    rounds = 1 if args.full else args.rounds  # a full training is long enough to time once
+    rows = [bench_row(job, args, source, rounds) for job in jobs]
     measured_devices = list(dict.fromkeys(r.device for r in rows if r.status == "measured"))
     ceilings = measure_ceilings(measured_devices)
     records = [r.record(ceilings.get(r.device)) for r in rows]
 
-    print_table(records, args.full, args.steps, args.repeats)
+    print_table(records, args.full, args.steps, args.repeats, rounds)
     print_ceilings(ceilings, records)
     for r in rows:
         if r.status != "measured":

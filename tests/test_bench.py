@@ -15,7 +15,7 @@ from lenet_bench import backends, bench
 from lenet_bench.spec import load_variants
 
 LENET5 = Path(__file__).resolve().parents[1] / "specs" / "lenet5.yaml"
-TINY = ["--backend", "torch", "--steps", "3", "--repeats", "2", "--batch-size", "16"]
+TINY = ["--backend", "torch", "--steps", "3", "--repeats", "2", "--rounds", "2", "--batch-size", "16"]
 POSITIVE_FIGURES = ("harness_images_per_sec", "harness_min", "harness_max", "reference_images_per_sec",
                     "harness_to_reference", "ceiling_gflops", "ceiling_images_per_sec", "fraction_of_ceiling",
                     "warmup_epoch_seconds", "inference_images_per_sec", "latency_p50_ms", "latency_p95_ms")
@@ -59,6 +59,8 @@ def test_cpu_figures_are_positive_and_finite(measured):
     for name in POSITIVE_FIGURES:
         assert math.isfinite(cpu[name]) and cpu[name] > 0, name
     assert cpu.harness_min <= cpu.harness_images_per_sec <= cpu.harness_max
+    assert (cpu.train_images, cpu.rounds) == (3 * 16, 2)  # 2 rounds of 2 timed epochs each
+    assert cpu.ratio_min <= cpu.harness_to_reference <= cpu.ratio_max
     assert cpu.fraction_of_ceiling == pytest.approx(cpu.harness_images_per_sec / cpu.ceiling_images_per_sec)
     table_row = next(line for line in out.splitlines() if "lenet5" in line and "cpu" in line)
     assert "x" in table_row and "%" in table_row, "ratio and share of the ceiling are printed"
@@ -100,7 +102,10 @@ def test_record_arithmetic():
                          reference=[50.0, 150.0, 100.0])
     record = row.record(ceiling=1e9)
     assert (record["harness_images_per_sec"], record["harness_min"], record["harness_max"]) == (200.0, 100.0, 300.0)
-    assert record["harness_to_reference"] == 2.0
+    assert record["harness_to_reference"] == 2.0  # one round: the ratio of the medians
+    row.round_ratios = [1.2, 1.8, 1.4]
+    record = row.record(ceiling=1e9)
+    assert (record["harness_to_reference"], record["ratio_min"], record["ratio_max"], record["rounds"]) == (1.4, 1.2, 1.8, 3)
     assert record["ceiling_images_per_sec"] == 1000.0 and record["fraction_of_ceiling"] == 0.2
     assert math.isnan(row.record(ceiling=None)["fraction_of_ceiling"])
 
@@ -125,8 +130,8 @@ def test_full_trains_the_spec_split_and_reports_both_accuracies(tmp_path, mnist_
     rows = pd.read_csv(csv).set_index("backend")
     for backend in ("torch", "keras"):
         row = rows.loc[backend]
-        # 2,700 training images in 43 batches, the first epoch of 3 is the warm-up one
-        assert (row.steps, row.repeats) == ("all", 2)
+        # the spec's 2,700 training images (3,000 less 10% validation); the first epoch of 3 is the warm-up one
+        assert (row.steps, row.repeats, row.train_images) == ("all", 2, 2700)
         assert row.harness_test_accuracy > 0.8 and row.reference_test_accuracy > 0.8, backend
     out = capsys.readouterr().out
     for backend in ("torch", "keras"):
