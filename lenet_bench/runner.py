@@ -57,9 +57,17 @@ def code_version(backend: str) -> str:
     return f"{lenet_bench.__version__}+{digest.hexdigest()[:10]}"
 
 
+# Spec fields that do not change what a run trains: its siblings' seeds (`--seed 0` must match
+# seed 0 of a full run), the expectation (checked against the current spec), and prose.
+_NOT_FINGERPRINTED = ("description", "expect", "reference")
+
+
 def fingerprint(job: Job, data_digest: str) -> str:
+    """What makes two runs the same run: the spec as trained, backend, device, seed, code and data."""
+    spec = {k: v for k, v in job.spec.model_dump(mode="json").items() if k not in _NOT_FINGERPRINTED}
+    spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
-        "spec": job.spec.model_dump(mode="json"), "backend": job.backend, "device": job.device,
+        "spec": spec, "backend": job.backend, "device": job.device,
         "seed": job.seed, "code": code_version(job.backend), "data": data_digest,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -215,7 +223,9 @@ class Runner:
                 return Outcome(job, "cached", row, "completed before with the same spec, code and data (--force reruns)")
             if run_fingerprint in self._recorded:
                 # A fresh checkout or another MLflow store: results/runs.csv still says this exact run was done.
-                return Outcome(job, "cached", {**self._recorded[run_fingerprint], "status": "cached"},
+                recorded = {**self._recorded[run_fingerprint], **row, "status": "cached"}  # the spec's current expectation
+                recorded["met_expectation"] = recorded["test_accuracy"] >= job.spec.expect.min_test_accuracy
+                return Outcome(job, "cached", recorded,
                                "completed before with the same spec, code and data, recorded in "
                                f"{self.options.results_dir / report.RUNS_CSV} but not in this MLflow store "
                                "(--force reruns)")

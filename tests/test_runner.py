@@ -198,6 +198,30 @@ def test_a_fresh_mlflow_store_resumes_from_results_runs_csv(workspace, mnist_dir
     assert noop.TRAINED == [("tiny", 0)]
 
 
+def test_fingerprint_ignores_sibling_seeds_expectation_and_prose(workspace, noop):
+    """`--seed 0` must find seed 0 of a full run; editing `expect` or a reference must not retrain."""
+    import dataclasses
+
+    from lenet_bench.plan import plan_jobs
+    from lenet_bench.runner import fingerprint
+
+    write_spec(workspace)
+    variants = load_variants([workspace / "specs"])
+    full = {job.name: job for job in plan_jobs(variants, RunOptions())}["tiny/noop/cpu/seed0"]
+    alone = {job.name: job for job in plan_jobs(variants, RunOptions(seeds=(0,)))}["tiny/noop/cpu/seed0"]
+    assert full.spec.train.seeds != alone.spec.train.seeds
+    assert fingerprint(full, "data") == fingerprint(alone, "data")
+
+    def with_spec(**updates):
+        return dataclasses.replace(full, variant=dataclasses.replace(full.variant, spec=full.spec.model_copy(update=updates)))
+
+    expect = full.spec.expect.model_copy(update={"min_test_accuracy": 0.99})
+    assert fingerprint(with_spec(expect=expect, description="reworded"), "data") == fingerprint(full, "data")
+    trained_longer = full.spec.train.model_copy(update={"epochs": 3})
+    assert fingerprint(with_spec(train=trained_longer), "data") != fingerprint(full, "data")
+    assert fingerprint(full, "other data") != fingerprint(full, "data")
+
+
 def test_selection_that_matches_nothing_is_exit_2(workspace, mnist_dir, noop):
     write_spec(workspace)
     assert cli_run(workspace, mnist_dir, "--only", "nothing-like-this") == 2
