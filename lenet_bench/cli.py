@@ -7,7 +7,10 @@ Exit codes: 0 all good; 1 a run failed or missed its expectation; 2 invalid inpu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from rich.markup import escape
@@ -134,6 +137,26 @@ def _experiment_name(paths: list[str]) -> str:
     return f"lenet_bench/{(first if first.is_dir() else first.parent).name}"
 
 
+@contextlib.contextmanager
+def _stops_as_interrupts():
+    """SIGTERM (kill, a scheduler, a session's end) and SIGINT are handled like Ctrl-C.
+
+    A job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    SIGTERM would end it without marking its run KILLED; both now stop it cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from lenet_bench.plan import SelectionError
     from lenet_bench.runner import DATA_UNAVAILABLE, Runner
@@ -142,7 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _options(args)
     runner = Runner(options)
     try:
-        outcomes = runner.run(variants, args.experiment or _experiment_name(args.paths))
+        with _stops_as_interrupts():
+            outcomes = runner.run(variants, args.experiment or _experiment_name(args.paths))
     except SelectionError as err:
         console.print(f"[red]error:[/] {err}")
         return EXIT_INVALID

@@ -8,6 +8,7 @@ be interrupted at a chosen seed.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -18,6 +19,7 @@ MLFLOW_FLAVOR = None
 FAIL_SEEDS: set[int] = set()
 INTERRUPT_SEEDS: set[int] = set()
 KILL_SEEDS: set[int] = set()  # the process dies on the spot, as under SIGKILL: no finally, no atexit
+SLOW_SEEDS: set[int] = set()  # train() waits, so that a test can signal the process meanwhile
 TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call
 
 
@@ -60,6 +62,9 @@ def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
         raise KeyboardInterrupt
     if seed in KILL_SEEDS:
         os._exit(137)
+    if seed in SLOW_SEEDS:
+        print("noop: training slowly", flush=True)
+        time.sleep(60)
     if seed in FAIL_SEEDS:
         raise RuntimeError("planned failure")
     TRAINED.append((spec.name, seed))

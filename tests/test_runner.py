@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -176,6 +177,34 @@ def test_a_killed_suite_keeps_the_runs_it_finished_in_results(workspace, mnist_d
     # The next invocation trains only the run that died.
     assert cli_run(workspace, mnist_dir) == 0
     assert noop.TRAINED == [("tiny", 1)]
+
+
+def test_sigterm_in_a_background_job_stops_like_ctrl_c(workspace, mnist_dir, noop):
+    """kill (SIGTERM), and SIGINT to a job whose shell started it with SIGINT ignored, mark the run KILLED."""
+    write_spec(workspace)
+    script = textwrap.dedent(f"""
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a non-interactive shell leaves it
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import noop_backend
+        from lenet_bench import backends
+        from lenet_bench.cli import main
+        backends.register("noop", "noop_backend")
+        noop_backend.SLOW_SEEDS.add(1)
+        sys.exit(main(["run", "specs", "--data-dir", {str(mnist_dir)!r}, "--tracking-uri", "sqlite:///mlflow.db",
+                       "--results", "results"]))
+    """)
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    for line in job.stdout:
+        if "noop: training slowly" in line:
+            break
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=60) == 130
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert table.loc["tiny/noop/cpu/seed0", "status"] == "completed"
+    assert table.loc["tiny/noop/cpu/seed1", "status"] == "killed"
+    assert runs_of(workspace).set_index("tags.mlflow.runName").loc["tiny/noop/cpu/seed1", "status"] == "KILLED"
 
 
 def test_a_fresh_mlflow_store_resumes_from_results_runs_csv(workspace, mnist_dir, noop):
