@@ -48,7 +48,7 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
             "published": f"{r['reference_accuracy']:.4f}",
             "measured": format_mean_ci(r["test_accuracy_mean"], r["test_accuracy_ci_low"], r["test_accuracy_ci_high"]),
             "gap pp": gap,
-            "baseline": _plain(r.get("baseline_accuracy_mean"), "{:.4f}"),
+            "baseline": format_mean_ci(r.get("baseline_accuracy_mean", math.nan), math.nan, math.nan),
             "train s": format_mean_ci(r["train_seconds_mean"], r["train_seconds_ci_low"], r["train_seconds_ci_high"], 0),
         })
     return ("# Published vs measured\n\nTest accuracy, mean ± half-width of the 95% Student-t CI over n seeds "
@@ -56,7 +56,3 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
             f"(!) marks a gap larger than {NOTABLE_GAP_PP} pp, explained in results/README.md. "
             "`baseline`: the logistic-regression baseline on the same split.\n\n"
             + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")
-
-
-def _plain(value: float | None, pattern: str) -> str:
-    return pattern.format(value) if value is not None and math.isfinite(value) else ""
