@@ -219,7 +219,7 @@ def torch_reference(spec: Spec, data: PreparedData, seed: int, device: str, repe
 
     torch.manual_seed(seed)
     dev = torch_backend.torch_device(device)
-    model = torch_backend.build_module(spec).to(dev)
+    model = torch_backend.build_module(spec, max_pool_first=False).to(dev)  # conv, activation, pool: as tutorials write it
     optimizer = torch_backend.make_optimizer(spec, model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
