@@ -6,6 +6,7 @@ The runner is the only code that talks to MLflow (through `tracking`) and writes
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -15,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -28,8 +29,11 @@ from lenet_bench.plan import Job, RunOptions, plan_jobs
 from lenet_bench.spec import Spec, Variant
 from lenet_bench.training import RunResult, time_to_target
 
+if TYPE_CHECKING:
+    import mlflow.entities
+
 DATA_UNAVAILABLE = "data unavailable"
-# Files whose change alters a trained result; their hash is the "code version" of a run.
+# Files whose change alters a trained result; the hash of their code is the "code version" of a run.
 _RESULT_CODE = ("data.py", "init.py", "training.py", "backends/{backend}_backend.py")
 
 
@@ -46,6 +50,21 @@ class Outcome:
         return self.status in ("completed", "cached", "skipped") and self.row.get("met_expectation") is not False
 
 
+def code_without_prose(source: str) -> str:
+    """The program in `source`, without comments, docstrings or layout.
+
+    What a run's code version hashes: rewording a comment or re-wrapping a line must not
+    make every recorded run look stale and retrain hours of work.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)  # no line numbers: attributes are left out by default
+
+
 @functools.lru_cache(maxsize=None)  # the code does not change during an invocation
 def code_version(backend: str) -> str:
     root = Path(lenet_bench.__file__).parent
@@ -53,7 +72,7 @@ def code_version(backend: str) -> str:
     for name in _RESULT_CODE:
         path = root / name.format(backend=backend)
         if path.exists():
-            digest.update(path.read_bytes())
+            digest.update(code_without_prose(path.read_text()).encode())
     return f"{lenet_bench.__version__}+{digest.hexdigest()[:10]}"
 
 
@@ -126,14 +145,30 @@ def result_metrics(job: Job, result: RunResult, baseline: BaselineResult) -> dic
     return metrics
 
 
+# Per-epoch metric series: MLflow keeps them as curves; a results row has the run's totals instead.
+_SERIES = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
+           "val_accuracy": "val_accuracy", "seconds": "epoch_seconds"}  # EpochRecord field -> metric
+
+
 def history_series(result: RunResult) -> dict[str, list[tuple[int, float]]]:
     series: dict[str, list[tuple[int, float]]] = {}
     for record in result.history:
-        for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"):
-            value = getattr(record, name)
+        for field_name, metric in _SERIES.items():
+            value = getattr(record, field_name)
             if value is not None:
-                series.setdefault("epoch_seconds" if name == "seconds" else name, []).append((record.epoch, value))
+                series.setdefault(metric, []).append((record.epoch, value))
     return series
+
+
+def recorded_row_fields(run: mlflow.entities.Run) -> dict[str, Any]:
+    """What a completed MLflow run gives a results row: its result metrics and framework version.
+
+    Not its curves' last points, nor MLflow's system metrics: a row read back from MLflow must
+    look like the row written when the run finished.
+    """
+    metrics = {name: value for name, value in run.data.metrics.items()
+               if name not in _SERIES.values() and not name.startswith("system/")}
+    return {**metrics, "framework_version": run.data.tags.get("framework_version")}
 
 
 def base_row(job: Job) -> dict[str, Any]:
@@ -218,7 +253,7 @@ class Runner:
         if not self.options.force:
             previous = tracker.find_completed(run_fingerprint)
             if previous is not None:
-                row.update(previous.data.metrics, status="cached", mlflow_run_id=previous.info.run_id,
+                row.update(recorded_row_fields(previous), status="cached", mlflow_run_id=previous.info.run_id,
                            met_expectation=previous.data.metrics.get("test_accuracy", 0) >= job.spec.expect.min_test_accuracy)
                 return Outcome(job, "cached", row, "completed before with the same spec, code and data (--force reruns)")
             if run_fingerprint in self._recorded:

@@ -105,11 +105,17 @@ def test_rerun_skips_completed_runs_unless_forced(workspace, mnist_dir, noop):
     write_spec(workspace)
     assert cli_run(workspace, mnist_dir) == 0
     assert len(noop.TRAINED) == 2
+    first = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
     assert cli_run(workspace, mnist_dir) == 0
     assert len(noop.TRAINED) == 2, "completed runs must not train again"
     table = pd.read_csv(workspace / "results" / "runs.csv")
     assert sorted(table["status"]) == ["cached", "cached", "skipped", "skipped"]
     assert table["test_accuracy"].notna().sum() == 2, "cached rows keep their numbers"
+    # A row read back from MLflow is the row written when the run finished: no curve or system metrics added.
+    assert set(table.columns) == {"run", *first.columns}
+    cached = table.set_index("run").loc[first.index[first["status"] == "completed"]]
+    assert (cached["framework_version"] == first["framework_version"].dropna()).all()
+    assert (cached["test_accuracy"] == first["test_accuracy"].dropna()).all()
     # A changed spec (here: epochs) is a different run.
     assert cli_run(workspace, mnist_dir, "--epochs", "1") == 0
     assert len(noop.TRAINED) == 4
@@ -249,6 +255,32 @@ def test_fingerprint_ignores_sibling_seeds_expectation_and_prose(workspace, noop
     trained_longer = full.spec.train.model_copy(update={"epochs": 3})
     assert fingerprint(with_spec(train=trained_longer), "data") != fingerprint(full, "data")
     assert fingerprint(full, "other data") != fingerprint(full, "data")
+
+
+def test_code_version_ignores_comments_docstrings_and_layout():
+    """Rewording prose in the training code keeps recorded runs valid; changing the program does not."""
+    from lenet_bench.runner import code_without_prose
+
+    original = textwrap.dedent("""
+        \"\"\"Module docstring.\"\"\"
+        def step(x, lr):
+            \"\"\"Step docstring.\"\"\"
+            return x - lr * x  # a comment
+    """)
+    reworded = textwrap.dedent("""
+        \"\"\"Another docstring, longer.\"\"\"
+
+
+        def step(x,
+                 lr):
+            # a new comment
+            return x - lr * x
+    """)
+    changed = original.replace("x - lr * x", "x + lr * x")
+    assert code_without_prose(original) == code_without_prose(reworded)
+    assert code_without_prose(original) != code_without_prose(changed)
+    # A docstring alone as a body is still a program.
+    assert code_without_prose('def f():\n    """Only prose."""\n') == code_without_prose("def f():\n    pass\n")
 
 
 def test_selection_that_matches_nothing_is_exit_2(workspace, mnist_dir, noop):
