@@ -1,0 +1,150 @@
+"""A/B of Keras/TensorFlow training-step variants, interleaved in one process.
+
+The Keras counterpart of ab_torch_step.py: each round times every variant in turn, and
+each variant is reported as the median of its per-round ratio to the first one.
+
+    python scripts/ab_keras_step.py lenet5 harness pool_first multi_step fused_adam no_apply
+
+Variants:
+- harness: the backend's own compiled step (keras_backend._Trainer);
+- pool_first: max pool before the activation, as the PyTorch backend does;
+- multi_step: all of an epoch's steps inside one tf.function call (a while loop over
+  the batch indices), Keras' steps_per_execution idea;
+- fused_adam: TensorFlow's fused ResourceApplyAdam, given epsilon * sqrt(1 - beta2^t) so it
+  computes PyTorch's formula;
+- no_apply: gradients computed, never applied: what the optimizer costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from lenet_bench.backends import keras_backend
+from lenet_bench.spec import load_variants
+
+keras, tf = keras_backend.keras, keras_backend.tf
+POOL_SIZE = 8192
+
+
+def pool_first_model(spec) -> keras.Sequential:
+    model = spec.model
+    channels, height, width = spec.input_shape
+    layers = [keras.Input((height, width, channels))]
+    for conv in model.conv:
+        pool = model.pool_of(conv)
+        if pool == "max":
+            layers += [keras.layers.Conv2D(conv.filters, conv.kernel, conv.stride, padding=conv.padding),
+                       keras.layers.MaxPooling2D(conv.pool_size), keras.layers.Activation(model.activation)]
+            continue
+        layers.append(keras.layers.Conv2D(conv.filters, conv.kernel, conv.stride, padding=conv.padding,
+                                          activation=model.activation))
+        if pool != "none":
+            layers.append(keras_backend._POOLS[pool](conv.pool_size))
+    layers.append(keras.layers.Flatten())
+    layers += [keras.layers.Dense(units, activation=model.activation) for units in model.dense]
+    layers.append(keras.layers.Dense(model.num_classes))
+    return keras.Sequential(layers)
+
+
+class MultiStepTrainer(keras_backend._Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps = tf.function(self._steps, input_signature=[tf.TensorSpec((None, None), tf.int64),
+                                                               tf.TensorSpec((None,), tf.float32)])
+
+    def _steps(self, indices, lrs):
+        for i in tf.range(tf.shape(indices)[0]):
+            self._step(indices[i], lrs[i])
+
+    def run(self, batches, lrs):
+        self.steps(tf.constant(np.stack(batches)), tf.constant(lrs, tf.float32))
+
+
+class FusedAdamTrainer(keras_backend._Trainer):
+    BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, model, optimizer, x, y, weight_decay):
+        variables = model.trainable_variables
+        self.moments = [tf.Variable(tf.zeros(v.shape)) for v in variables]
+        self.velocities = [tf.Variable(tf.zeros(v.shape)) for v in variables]
+        self.t = tf.Variable(0.0)
+        super().__init__(model, optimizer, x, y, weight_decay)
+
+    def _step(self, index, lr):
+        xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.model(xb, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits))
+        grads = tape.gradient(loss, variables)
+        t = self.t.assign_add(1.0)
+        beta1_power, beta2_power = tf.pow(self.BETA1, t), tf.pow(self.BETA2, t)
+        epsilon = self.EPS * tf.sqrt(1 - beta2_power)  # PyTorch's eps, after the bias correction
+        for variable, m, v, g in zip(variables, self.moments, self.velocities, grads):
+            tf.raw_ops.ResourceApplyAdam(var=variable.value.handle, m=m.handle, v=v.handle, beta1_power=beta1_power,
+                                         beta2_power=beta2_power, lr=lr, beta1=self.BETA1, beta2=self.BETA2,
+                                         epsilon=epsilon, grad=g)
+        self.loss_sum.assign_add(loss)
+
+
+class NoApplyTrainer(keras_backend._Trainer):
+    def _step(self, index, lr):
+        xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, self.model(xb, training=True)))
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.loss_sum.assign_add(loss + tf.add_n([tf.reduce_sum(g) for g in grads]))  # keeps the gradients alive
+
+
+TRAINERS = {"harness": keras_backend._Trainer, "pool_first": keras_backend._Trainer, "multi_step": MultiStepTrainer,
+            "fused_adam": FusedAdamTrainer, "no_apply": NoApplyTrainer}
+
+
+def make_variant(spec, name: str, x, y, batch: int):
+    if name not in TRAINERS:
+        raise SystemExit(f"unknown variant {name!r}; choose from {sorted(TRAINERS)}")
+    model = pool_first_model(spec) if name == "pool_first" else keras_backend.build(spec, 0, "cpu")
+    trainer = TRAINERS[name](model, keras_backend.make_optimizer(spec), x, y, 0.0)
+
+    def images_per_second(steps: int) -> float:
+        batches = [np.random.randint(0, POOL_SIZE, batch).astype(np.int64) for _ in range(steps)]
+        start = time.perf_counter()
+        trainer.run(batches, [1e-3] * steps)
+        trainer.loss_sum.numpy()  # waits for the last step
+        return steps * batch / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    images_per_second(10)  # warm-up: tracing
+    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
+    return images_per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variant_name", help="a variant in specs/, e.g. lenet5")
+    parser.add_argument("variants", nargs="+", help="step variants; the first is the one others are compared to")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    spec = next(v.spec for v in load_variants(["specs"]) if v.name == args.variant_name)
+    channels, height, width = spec.input_shape
+    x = tf.constant(np.random.randn(POOL_SIZE, height, width, channels).astype(np.float32))
+    y = tf.constant(np.random.randint(0, 10, POOL_SIZE).astype(np.int64))
+    runs = {name: make_variant(spec, name, x, y, args.batch) for name in args.variants}
+    rates = {name: [] for name in args.variants}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            rates[name].append(run(args.steps))
+    first = np.array(rates[args.variants[0]])
+    for name in args.variants:
+        ratio = np.array(rates[name]) / first
+        print(f"{name:16s} {np.median(rates[name]):8,.0f} img/s   x{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})")
+
+
+if __name__ == "__main__":
+    main()

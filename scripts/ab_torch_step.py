@@ -1,0 +1,80 @@
+"""A/B of PyTorch training-step variants, interleaved in one process.
+
+The bench compares the harness with a plain loop; this script is how each of the
+harness's PyTorch choices was measured against its alternative. On a VM whose speed
+drifts, variants timed one after the other mislead, so each round times every variant in
+turn, and each variant's speed is reported as the median of its per-round ratio to the
+first variant (with the min-max).
+
+    python scripts/ab_torch_step.py lenet5 textbook pool_first pool_first+foreach nchw+pool_first pool_first+compile
+
+A variant is a '+'-joined set of: textbook (activation before max pool) or pool_first,
+nchw (default: channels-last), inplace (in-place ReLU), foreach (foreach Adam),
+compile (torch.compile of the module). Random images of the spec's shape, Adam lr 1e-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from lenet_bench.backends import torch_backend
+from lenet_bench.spec import load_variants
+
+OPTIONS = {"textbook", "pool_first", "nchw", "inplace", "foreach", "compile"}
+POOL_SIZE = 8192  # images the batches are drawn from
+
+
+def make_variant(spec, name: str, x: torch.Tensor, y: torch.Tensor, batch: int):
+    options = set(name.split("+"))
+    if options - OPTIONS:
+        raise SystemExit(f"unknown option(s) {sorted(options - OPTIONS)} in {name!r}; choose from {sorted(OPTIONS)}")
+    memory_format = torch.contiguous_format if "nchw" in options else torch.channels_last
+    module = torch_backend.build_module(spec, max_pool_first="textbook" not in options).to(memory_format=memory_format)
+    for layer in module:
+        if isinstance(layer, nn.ReLU) and "inplace" in options:
+            layer.inplace = True
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, **({"foreach": True} if "foreach" in options else {}))
+    step_module = torch.compile(module) if "compile" in options else module
+    x = x.contiguous(memory_format=memory_format)
+
+    def images_per_second(steps: int) -> float:
+        batches = [np.random.randint(0, len(x), batch) for _ in range(steps)]
+        start = time.perf_counter()
+        torch_backend.train_steps(step_module, optimizer, x, y, batches, [1e-3] * steps)
+        return steps * batch / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    images_per_second(10)  # warm-up: kernel selection, compilation
+    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
+    return images_per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variant_name", help="a variant in specs/, e.g. lenet5")
+    parser.add_argument("variants", nargs="+", help="step variants; the first is the one others are compared to")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    spec = next(v.spec for v in load_variants(["specs"]) if v.name == args.variant_name)
+    x, y = torch.randn(POOL_SIZE, *spec.input_shape), torch.randint(0, 10, (POOL_SIZE,))
+    runs = {name: make_variant(spec, name, x, y, args.batch) for name in args.variants}
+    rates = {name: [] for name in args.variants}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            rates[name].append(run(args.steps))
+    first = np.array(rates[args.variants[0]])
+    for name in args.variants:
+        ratio = np.array(rates[name]) / first
+        print(f"{name:32s} {np.median(rates[name]):8,.0f} img/s   x{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})")
+
+
+if __name__ == "__main__":
+    main()
