@@ -17,13 +17,12 @@ Variants:
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
+from ab_rounds import compare_in_rounds, parse_arguments, spec_named
 from lenet_bench.backends import keras_backend
-from lenet_bench.spec import load_variants
 
 keras, tf = keras_backend.keras, keras_backend.tf
 POOL_SIZE = 8192
@@ -123,27 +122,12 @@ def make_variant(spec, name: str, x, y, batch: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant_name", help="a variant in specs/, e.g. lenet5")
-    parser.add_argument("variants", nargs="+", help="step variants; the first is the one others are compared to")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-
-    spec = next(v.spec for v in load_variants(["specs"]) if v.name == args.variant_name)
+    args = parse_arguments(__doc__)
+    spec = spec_named(args.variant_name)
     channels, height, width = spec.input_shape
     x = tf.constant(np.random.randn(POOL_SIZE, height, width, channels).astype(np.float32))
     y = tf.constant(np.random.randint(0, 10, POOL_SIZE).astype(np.int64))
-    runs = {name: make_variant(spec, name, x, y, args.batch) for name in args.variants}
-    rates = {name: [] for name in args.variants}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            rates[name].append(run(args.steps))
-    first = np.array(rates[args.variants[0]])
-    for name in args.variants:
-        ratio = np.array(rates[name]) / first
-        print(f"{name:16s} {np.median(rates[name]):8,.0f} img/s   x{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})")
+    compare_in_rounds({name: make_variant(spec, name, x, y, args.batch) for name in args.variants}, args.steps, args.rounds)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,14 @@ compile (torch.compile of the module). Random images of the spec's shape, Adam l
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
+from ab_rounds import compare_in_rounds, parse_arguments, spec_named
 from lenet_bench.backends import torch_backend
-from lenet_bench.spec import load_variants
 
 OPTIONS = {"textbook", "pool_first", "nchw", "inplace", "foreach", "compile"}
 POOL_SIZE = 8192  # images the batches are drawn from
@@ -55,25 +54,10 @@ def make_variant(spec, name: str, x: torch.Tensor, y: torch.Tensor, batch: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant_name", help="a variant in specs/, e.g. lenet5")
-    parser.add_argument("variants", nargs="+", help="step variants; the first is the one others are compared to")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-
-    spec = next(v.spec for v in load_variants(["specs"]) if v.name == args.variant_name)
+    args = parse_arguments(__doc__)
+    spec = spec_named(args.variant_name)
     x, y = torch.randn(POOL_SIZE, *spec.input_shape), torch.randint(0, 10, (POOL_SIZE,))
-    runs = {name: make_variant(spec, name, x, y, args.batch) for name in args.variants}
-    rates = {name: [] for name in args.variants}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            rates[name].append(run(args.steps))
-    first = np.array(rates[args.variants[0]])
-    for name in args.variants:
-        ratio = np.array(rates[name]) / first
-        print(f"{name:32s} {np.median(rates[name]):8,.0f} img/s   x{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})")
+    compare_in_rounds({name: make_variant(spec, name, x, y, args.batch) for name in args.variants}, args.steps, args.rounds)
 
 
 if __name__ == "__main__":
