@@ -269,14 +269,13 @@ def keras_reference(spec: Spec, data: PreparedData, seed: int, device: str, repe
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
         def epoch() -> None:
-            # fit's tf.data pipeline logs a harmless C++ error line per epoch with TensorFlow 2.21 and
-            # Keras 3.15 ("NodeDef mentions attribute use_unbounded_threadpool"); Python errors still raise,
-            # and LENET_BENCH_TF_VERBOSE=1 shows the lines.
-            with keras_backend._quiet_stderr(not keras_backend._VERBOSE):
-                model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)
+            model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)
 
-        rates = timed_epochs(epoch, keras_backend._sync(device), len(x), repeats)
+        # fit's tf.data pipeline logs a harmless C++ error line per epoch with TensorFlow 2.21 and
+        # Keras 3.15 ("NodeDef mentions attribute use_unbounded_threadpool"); Python errors still raise,
+        # and LENET_BENCH_TF_VERBOSE=1 shows the lines.
         with keras_backend._quiet_stderr(not keras_backend._VERBOSE):
+            rates = timed_epochs(epoch, keras_backend._sync(device), len(x), repeats)
             _, accuracy = model.evaluate(to_channels_last(data.x_test), data.y_test, batch_size=1024, verbose=0)
     return ReferenceResult(rates, float(accuracy))
 
