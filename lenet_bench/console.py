@@ -1,15 +1,21 @@
-"""What a person at a terminal sees: live progress on a TTY, plain lines elsewhere (CI, logs)."""
+"""What a person at a terminal sees: live progress on a TTY, plain lines elsewhere (CI, logs, workers)."""
 
 from __future__ import annotations
 
+import math
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lenet_bench.training import EpochRecord
+from lenet_bench.training.result import EpochRecord
 
-console = Console(stderr=True, highlight=False)  # progress and messages
+if TYPE_CHECKING:
+    from lenet_bench.results.recorder import Outcome
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and messages: long lines are not cut
 # A command's own output (tables); wide enough off a terminal that rows don't wrap in logs.
 output = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -32,7 +38,7 @@ class RunProgress:
         self.epochs = epochs
         self.live = is_interactive() if live is None else live
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, total_steps: int) -> None:
         if not self.live:
@@ -45,18 +51,73 @@ class RunProgress:
         self._task = self._bar.add_task(self.label, total=total_steps, status=f"epoch 1/{self.epochs}")
 
     def advance(self, steps: int) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, steps)
 
     def epoch_done(self, record: EpochRecord) -> None:
         text = _epoch_text(record, self.epochs)
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, status=text)
             if record.epoch == self.epochs:
                 self.close()
-        console.print(f"  {self.label}: {text}")
+        console.print(f"  {self.label}: {text}", markup=False)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class InvocationProgress:
+    """The invocation's progress: runs done and left, and an ETA from the training work done so far.
+
+    The work of a run is its analytic training FLOPs (images x epochs x FLOPs per image); the
+    rate is the work finished per second of the invocation, so workers running in parallel
+    count as they should.
+    """
+
+    def __init__(self, total: int, done: int, work: float):
+        self.total, self.done = total, done
+        self.work_left, self.work_done = work, 0.0
+        self.start = time.monotonic()
+
+    def started(self, name: str) -> None:
+        console.print(f"[{self.done + 1}/{self.total}] {name}", markup=False)
+
+    def finished(self, outcome: Outcome, work: float) -> None:
+        self.done += 1
+        self.work_left -= work
+        if outcome.status.has_numbers:
+            self.work_done += work
+        self.print_outcome(outcome)
+        left = self.total - self.done
+        if left:
+            elapsed = time.monotonic() - self.start
+            rate = self.work_done / elapsed if elapsed > 0 and self.work_done else math.nan
+            console.print(f"  progress: {self.done}/{self.total} done, {left} left, "
+                          f"{_duration(elapsed)} elapsed, ETA {_duration(self.work_left / rate)}", markup=False)
+
+    @staticmethod
+    def print_outcome(outcome: Outcome) -> None:
+        row = outcome.row
+        if row.status.has_numbers and row.test_accuracy is not None:
+            gap = (f", baseline {100 * row.baseline_accuracy:.2f}% ({row.gap_to_baseline_pp:+.2f} pp)"
+                   if row.baseline_accuracy is not None and row.gap_to_baseline_pp is not None else "")
+            when = "completed before" if outcome.reused else f"in {row.train_seconds:.1f} s of training" \
+                if row.train_seconds is not None else ""
+            verdict = "" if row.met_expectation is not False else \
+                f"  [below the expected {100 * (row.min_test_accuracy or 0):.2f}%]"
+            loaded = "  [timed with other work on its cores]" if row.timing == "loaded" else ""
+            console.print(f"  -> {row.run}: test accuracy {100 * row.test_accuracy:.2f}%{gap}, {when}{verdict}{loaded}",
+                          markup=False)
+        else:
+            console.print(f"  -> {row.run}: {row.status.value}" + (f": {row.reason}" if row.reason else ""),
+                          markup=False)

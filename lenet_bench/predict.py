@@ -14,7 +14,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageOps
 
-from lenet_bench import backends, tracking
+from lenet_bench import backends
+from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.data import preprocess_images
 from lenet_bench.spec import Spec
 
@@ -36,14 +37,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict_files(run: str, images: list[Path], tracking_uri: str | None = None) -> tuple[str, list[np.ndarray]]:
     """(run name, class probabilities per image) for a completed run given by id or name."""
-    tracker = tracking.Tracker(tracking.resolve_tracking_uri(tracking_uri))
+    tracker = Tracker(resolve_tracking_uri(tracking_uri), create=False)
     found = tracker.find_run(run)
     run_id = found.info.run_id
     spec = Spec.model_validate(yaml.safe_load(tracker.download_text(run_id, "spec.yaml")))
     if spec.model.in_channels != 1:
         raise ValueError(f"run {run!r} was trained on {spec.model.in_channels}-channel images; predict reads grayscale digits")
     preprocessing = json.loads(tracker.download_text(run_id, "preprocessing.json"))
-    backend = backends.get(found.data.tags["backend"])
+    backend = backends.activate(found.data.tags["backend"])
     model = tracker.load_model(run_id, backend.MLFLOW_FLAVOR)
     batch = np.stack([load_digit(path) for path in images])
     x = preprocess_images(batch, preprocessing["input_size"], preprocessing["offset"], preprocessing["divisor"])

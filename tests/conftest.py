@@ -1,14 +1,20 @@
-"""Shared fixtures: the real MNIST from ../shared/data/mnist, isolated caches and MLflow stores."""
+"""Shared fixtures: the real MNIST from ../shared/data/mnist, isolated caches and MLflow stores, the no-op
+backend, and the rule that a registered backend that cannot load under CI is a failure, not a skip."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist"
+if str(TESTS) not in sys.path:  # spawned worker processes import noop_backend too
+    sys.path.insert(0, str(TESTS))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +37,32 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache; the baseline cache is shared across tests of a session."""
     monkeypatch.setenv("LENET_BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
+def noop():
+    """The no-op backend, registered as 'noop' for one test."""
+    import noop_backend
+
+    from lenet_bench import backends
+
+    backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
+    noop_backend.TRAINED.clear()
+    for seeds in (noop_backend.FAIL_SEEDS, noop_backend.INTERRUPT_SEEDS, noop_backend.KILL_SEEDS,
+                  noop_backend.SLOW_SEEDS, noop_backend.NAN_SEEDS):
+        seeds.clear()
+    yield noop_backend
+    backends.unregister("noop")
+
+
+def require_backend(name: str, device: str = "cpu"):
+    """The backend set up for `device`; under CI (env CI set) a registered backend that cannot run on the
+    CPU fails the test instead of skipping it, so a broken framework wheel never leaves CI green."""
+    from lenet_bench import backends
+
+    reason = backends.unavailable_reason(name, device)
+    if reason:
+        if os.environ.get("CI") and device == "cpu":
+            pytest.fail(f"{name} backend unavailable under CI: {reason}")
+        pytest.skip(f"{name} backend unavailable on {device}: {reason}")
+    return backends.activate(name)

@@ -1,8 +1,9 @@
-"""A backend that trains nothing, for testing the runner without a framework.
+"""A backend that trains nothing, for testing the engine without a framework.
 
 It predicts the most frequent training label, so its accuracy is real (about 11% on
-MNIST) and the runner's bookkeeping can be checked quickly. Tests can make it fail or
-be interrupted at a chosen seed.
+MNIST) and the bookkeeping can be checked quickly. Tests make it fail, be interrupted,
+die or wait at a chosen seed; in a worker process the same sets come from the environment
+(LENET_BENCH_NOOP_<KIND>=0,2), since a spawned process starts from a fresh import.
 """
 
 from __future__ import annotations
@@ -12,27 +13,44 @@ import time
 
 import numpy as np
 
-from lenet_bench.training import EpochRecord, RunResult
+from lenet_bench.backends.protocol import ReferenceResult
+from lenet_bench.training.result import EpochRecord, RunResult
 
 NAME = "noop"
 MLFLOW_FLAVOR = None
-FAIL_SEEDS: set[int] = set()
-INTERRUPT_SEEDS: set[int] = set()
-KILL_SEEDS: set[int] = set()  # the process dies on the spot, as under SIGKILL: no finally, no atexit
-SLOW_SEEDS: set[int] = set()  # train() waits, so that a test can signal the process meanwhile
-TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call
+
+
+def _seeds(kind: str) -> set[int]:
+    return {int(s) for s in os.environ.get(f"LENET_BENCH_NOOP_{kind}", "").split(",") if s}
+
+
+FAIL_SEEDS: set[int] = _seeds("FAIL")
+INTERRUPT_SEEDS: set[int] = _seeds("INTERRUPT")
+KILL_SEEDS: set[int] = _seeds("KILL")  # the process dies on the spot, as under SIGKILL: no finally, no atexit
+SLOW_SEEDS: set[int] = _seeds("SLOW")  # train() waits, so that a test can signal the process meanwhile
+NAN_SEEDS: set[int] = _seeds("NAN")  # the loss diverges
+TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call in this process
+SLOW_SECONDS = float(os.environ.get("LENET_BENCH_NOOP_SLOW_SECONDS", "60"))
+
+
+def configure(cores):
+    pass
 
 
 def unavailable_reason(device):
     return "noop runs on the CPU only" if device != "cpu" else None
 
 
-def mlflow_save_options():
+def framework_version():
+    return "0"
+
+
+def device_info(device):
     return {}
 
 
-def framework_version():
-    return "0"
+def mlflow_save_options():
+    return {}
 
 
 def build(spec, seed, device):
@@ -57,16 +75,32 @@ def predict_logits(model, x, device="cpu"):
     return logits
 
 
+def layer_outputs(model, x):
+    return [predict_logits(model, x)]
+
+
+def reference_loop(spec, data, seed, device, repeats):
+    return ReferenceResult([1000.0] * repeats, 0.1)
+
+
+def matmul_flops(device, size, repeats):
+    return 1e9
+
+
 def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
+    from lenet_bench.training.loop import Diverged
+
     if seed in INTERRUPT_SEEDS:
         raise KeyboardInterrupt
     if seed in KILL_SEEDS:
         os._exit(137)
     if seed in SLOW_SEEDS:
         print("noop: training slowly", flush=True)
-        time.sleep(60)
+        time.sleep(SLOW_SECONDS)
     if seed in FAIL_SEEDS:
         raise RuntimeError("planned failure")
+    if seed in NAN_SEEDS:
+        raise Diverged(1, float("nan"))
     TRAINED.append((spec.name, seed))
     model["label"] = int(np.bincount(data.y_train).argmax())
     predictions = predict_logits(model, data.x_test).argmax(1)

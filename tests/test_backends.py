@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require_backend
 from lenet_bench import backends
 from lenet_bench.data import prepare
-from lenet_bench.init import initial_weights, layer_shapes
 from lenet_bench.spec import Spec, load_variants
-from lenet_bench.training import EpochRecord, RunResult
+from lenet_bench.training.result import EpochRecord, RunResult
+from lenet_bench.training.weights import initial_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,10 +54,7 @@ def _param_count_specs() -> list[Spec]:
 
 @pytest.fixture(params=backends.names())
 def backend(request):
-    reason = backends.unavailable_reason(request.param, "cpu")
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable on cpu: {reason}")
-    return backends.get(request.param)
+    return require_backend(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +126,7 @@ def test_param_count_is_analytic(backend, spec):
 @pytest.mark.parametrize("scheme", ["glorot_uniform", "torch_default"])
 def test_build_loads_canonical_initial_weights(backend, scheme):
     spec = _spec({**SMALL, "model": {**SMALL["model"], "init": scheme}})
-    expected = initial_weights(spec.model, spec.input_shape, scheme, seed=3)
+    expected = initial_weights(spec.summary(), scheme, seed=3)
     for got, want in zip(backend.get_weights(backend.build(spec, 3, "cpu")), expected, strict=True):
         np.testing.assert_array_equal(got, want)
 
@@ -139,7 +137,7 @@ def test_weights_round_trip(backend, raw):
     spec = _spec(raw)
     model = backend.build(spec, 0, "cpu")
     rng = np.random.default_rng(1)
-    shapes = [s for pair in layer_shapes(spec.model, spec.input_shape) for s in pair]
+    shapes = spec.summary().weight_shapes
     weights = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
     backend.set_weights(model, weights)
     for got, want in zip(backend.get_weights(model), weights, strict=True):
@@ -183,7 +181,7 @@ def test_short_training_run(backend, small_data):
     assert result.warmup_seconds > 0 and result.steady_seconds >= 0
     assert result.warmup_images + result.steady_images == sum(r.images for r in result.history)
     assert result.data_seconds >= 0 and result.eval_seconds > 0
-    for key in ("inference_images_per_sec", "latency_p50_ms", "latency_p95_ms", "peak_host_rss_mb"):
+    for key in ("inference_images_per_sec", "latency_p50_ms", "latency_p95_ms"):
         assert result.timings[key] > 0
     assert backend.count_params(result.model) == result.params
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet_bench import backends
+from conftest import require_backend
 from lenet_bench.data import prepare
 from lenet_bench.spec import Spec, load_variants
-from lenet_bench.training import SilentProgress
+from lenet_bench.training.result import SilentProgress
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = ("torch", "keras")
@@ -70,11 +70,7 @@ PARITY_SPECS = (
 
 @pytest.fixture(scope="module")
 def pair():
-    for name in PAIR:
-        reason = backends.unavailable_reason(name, "cpu")
-        if reason:
-            pytest.skip(f"parity needs the {name} backend: {reason}")
-    return tuple(backends.get(name) for name in PAIR)
+    return tuple(require_backend(name) for name in PAIR)
 
 
 def _prepare(raw, spec: Spec, subset: int):

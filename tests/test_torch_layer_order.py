@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from lenet_bench.backends import torch_backend
+from lenet_bench.backends.torch import model as torch_model
 from lenet_bench.data import prepare
-from lenet_bench.init import initial_weights
 from lenet_bench.spec import Spec
+from lenet_bench.training.weights import initial_weights
 
 IMAGES = 64
 
@@ -28,7 +28,7 @@ def _spec(activation: str, pool: str) -> Spec:
 
 
 def _layer_kinds(module: nn.Sequential) -> list[str]:
-    return [type(layer).__name__ for layer in module]
+    return [type(layer).__name__ for layer in module.modules() if not isinstance(layer, nn.Sequential)]
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +37,21 @@ def images(mnist_raw):
 
 
 def test_max_pool_runs_before_the_activation_avg_pool_after():
-    assert _layer_kinds(torch_backend.build_module(_spec("relu", "max")))[:3] == ["Conv2d", "MaxPool2d", "ReLU"]
-    assert _layer_kinds(torch_backend.build_module(_spec("relu", "max"), max_pool_first=False))[:3] == \
+    assert _layer_kinds(torch_model.build_module(_spec("relu", "max")))[:3] == ["Conv2d", "MaxPool2d", "ReLU"]
+    assert _layer_kinds(torch_model.build_module(_spec("relu", "max"), max_pool_first=False))[:3] == \
         ["Conv2d", "ReLU", "MaxPool2d"]
-    assert _layer_kinds(torch_backend.build_module(_spec("tanh", "avg")))[:3] == ["Conv2d", "Tanh", "AvgPool2d"]
+    assert _layer_kinds(torch_model.build_module(_spec("tanh", "avg")))[:3] == ["Conv2d", "Tanh", "AvgPool2d"]
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 def test_pool_first_is_the_same_network(activation, images):
     spec = _spec(activation, "max")
-    weights = initial_weights(spec.model, spec.input_shape, "glorot_uniform", seed=0)
+    weights = initial_weights(spec.summary(), "glorot_uniform", seed=0)
     labels = torch.arange(len(images)) % 10
     results = []
     for max_pool_first in (True, False):
-        module = torch_backend.build_module(spec, max_pool_first=max_pool_first)
-        torch_backend.set_weights(module, weights)
+        module = torch_model.build_module(spec, max_pool_first=max_pool_first)
+        torch_model.set_weights(module, weights)
         logits = module(images)
         nn.functional.cross_entropy(logits, labels).backward()
         results.append((logits.detach().numpy(), [p.grad.numpy() for p in module.parameters()]))

@@ -1,29 +1,45 @@
-"""The protocol every backend module implements (documentation and type checking only).
+"""The protocol every backend module implements, checked by the type checker.
 
-A backend returns plain data (`RunResult`, NumPy arrays); it never logs to MLflow or
-writes results: that is the runner's job.
+A backend is a module (a folder under `backends/` with the same module names as the others)
+whose package exposes these names. It returns plain data (`RunResult`, NumPy arrays); it
+never logs to MLflow or writes results: that is the recorder's job.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from lenet_bench.data import PreparedData
-from lenet_bench.spec import Spec
-from lenet_bench.training import Progress, RunResult
+    from lenet_bench.data import PreparedData
+    from lenet_bench.spec.schema import Spec
+    from lenet_bench.training.result import Progress, RunResult
+
+
+class ReferenceResult(NamedTuple):
+    """What the bench's plain loop (written the usual way for the framework) measured."""
+
+    rates: list[float]  # training images/s per timed epoch
+    test_accuracy: float  # after the last epoch
 
 
 class Backend(Protocol):
     NAME: str
-    MLFLOW_FLAVOR: str  # the mlflow module that logs its models ("pytorch", "keras")
+    MLFLOW_FLAVOR: str | None  # the mlflow module that saves its models ("pytorch", "keras"); None: not saved
 
-    def unavailable_reason(self, device: str) -> str | None: ...
+    def configure(self, cores: int) -> None:
+        """Size the framework's thread pools to `cores` (before its first op where it matters)."""
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """None when `device` can be used from this process, else why not."""
 
     def framework_version(self) -> str: ...
 
-    def mlflow_save_options(self) -> dict:
+    def device_info(self, device: str) -> dict[str, str]:
+        """What the run's accelerator is (name, driver, CUDA version); empty for the CPU."""
+
+    def mlflow_save_options(self) -> dict[str, Any]:
         """Keyword arguments for mlflow.<MLFLOW_FLAVOR>.save_model (pip requirements at least)."""
 
     def build(self, spec: Spec, seed: int, device: str) -> Any:
@@ -32,12 +48,21 @@ class Backend(Protocol):
     def count_params(self, model: Any) -> int: ...
 
     def get_weights(self, model: Any) -> list[np.ndarray]:
-        """Canonical layout (see init.py)."""
+        """Canonical layout (see training/weights.py)."""
 
     def set_weights(self, model: Any, weights: list[np.ndarray]) -> None: ...
 
     def predict_logits(self, model: Any, x: np.ndarray, device: str) -> np.ndarray:
         """x: float32 NCHW; returns (N, classes) logits."""
 
+    def layer_outputs(self, model: Any, x: np.ndarray) -> list[np.ndarray]:
+        """On the CPU, the output of every layer of the description (spec.arch), in order, NCHW or (N, units)."""
+
     def train(self, model: Any, spec: Spec, data: PreparedData, seed: int, device: str,
               progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult: ...
+
+    def reference_loop(self, spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+        """The bench's plain loop: the framework's usual way to train, one warm-up epoch then `repeats` timed ones."""
+
+    def matmul_flops(self, device: str, size: int, repeats: int) -> float:
+        """FLOP/s of a float32 size x size matrix product: about the most the device delivers."""

@@ -1,0 +1,59 @@
+"""Keras on TensorFlow: models (built by keras_common) placed on the run's device, and compiled inference."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lenet_bench.backends.keras_common import model as common
+from lenet_bench.spec.schema import Spec
+
+NAME = "keras"
+EVAL_BATCH = 2048
+
+count_params = common.count_params
+get_weights = common.get_weights
+set_weights = common.set_weights
+layer_outputs = common.layer_outputs
+
+
+def tf_device(device: str) -> str:
+    return "/GPU:0" if device == "gpu" else "/CPU:0"
+
+
+def sync(device: str) -> Callable[[], None]:
+    # Eager GPU ops return once queued; CPU ops have finished when they return.
+    return tf.test.experimental.sync_devices if device == "gpu" else (lambda: None)
+
+
+def build(spec: Spec, seed: int, device: str) -> keras.Sequential:
+    with tf.device(tf_device(device)):
+        return common.build(spec, seed, NAME)
+
+
+# One compiled inference function per model; weak keys so a dropped model frees it.
+_PREDICT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _predict_fn(model: keras.Model):
+    if model not in _PREDICT_FNS:
+        signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
+        _PREDICT_FNS[model] = tf.function(lambda x: model(x, training=False), input_signature=signature,
+                                          reduce_retracing=True)
+    return _PREDICT_FNS[model]
+
+
+def logits(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
+    predict = _predict_fn(model)
+    if len(x) <= EVAL_BATCH:
+        return predict(x)  # no slicing or concatenation: they dominate batch-1 latency
+    return tf.concat([predict(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)], axis=0)
+
+
+def predict_logits(model: keras.Model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    with tf.device(tf_device(device)):
+        return logits(model, tf.constant(common.to_channels_last(np.asarray(x, np.float32)))).numpy()

@@ -1,0 +1,56 @@
+"""The bench's plain Keras loop: compile, then `fit` on NumPy arrays, one epoch per call."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lenet_bench.backends import quiet_stderr
+from lenet_bench.backends.keras.model import sync, tf_device
+from lenet_bench.backends.keras_common.model import build_model, to_channels_last
+from lenet_bench.backends.protocol import ReferenceResult
+from lenet_bench.spec.schema import Spec
+from lenet_bench.training.timing import time_calls, timed_epochs
+
+if TYPE_CHECKING:
+    from lenet_bench.data import PreparedData
+
+def _optimizer(spec: Spec) -> keras.optimizers.Optimizer:
+    """Keras' own optimizers, as a user of `fit` writes them."""
+    opt = spec.train.optimizer
+    decay = opt.weight_decay or None
+    if opt.name == "sgd":
+        return keras.optimizers.SGD(opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=decay)
+    return keras.optimizers.Adam(opt.learning_rate, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps,
+                                 weight_decay=decay)
+
+
+def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+    keras.utils.set_random_seed(seed)
+    x, y = to_channels_last(data.x_train), data.y_train
+    with tf.device(tf_device(device)):
+        model = build_model(spec)
+        model.compile(optimizer=_optimizer(spec),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+        def epoch() -> None:
+            model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)
+
+        # fit's tf.data pipeline logs a harmless C++ error line per epoch with TensorFlow 2.21 and
+        # Keras 3.15 ("NodeDef mentions attribute use_unbounded_threadpool"); Python errors still raise,
+        # and LENET_BENCH_TF_VERBOSE=1 shows the lines.
+        with quiet_stderr(os.environ.get("LENET_BENCH_TF_VERBOSE") != "1"):
+            rates = timed_epochs(epoch, sync(device), len(x), repeats)
+            _, accuracy = model.evaluate(to_channels_last(data.x_test), data.y_test, batch_size=1024, verbose=0)
+    return ReferenceResult(rates, float(accuracy))
+
+
+def matmul_flops(device: str, size: int, repeats: int) -> float:
+    with tf.device(tf_device(device)):
+        a, b = (tf.random.normal((size, size)) for _ in range(2))
+        seconds = time_calls(lambda: tf.linalg.matmul(a, b), sync(device), warmup=1, repeats=repeats)
+    return 2 * size**3 / float(np.median(seconds))

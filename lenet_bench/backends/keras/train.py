@@ -1,0 +1,122 @@
+"""Keras on TensorFlow, training: the data sit in one tensor and batches are gathered by index
+inside a compiled step (tf.function); losses and hits are summed in-graph and read once per
+epoch; evaluation runs at a large batch.
+
+XLA (jit_compile) gave no steady-state gain on LeNet-5 (batch 128, 2 CPU cores), cost 5-9 s
+of compilation, and has no deterministic MaxPool gradient, so it is off. Op determinism cost
+nothing measurable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lenet_bench.backends.keras.model import NAME, count_params, logits, sync, tf_device
+from lenet_bench.backends.keras_common.model import to_channels_last
+from lenet_bench.backends.keras_common.optimizers import make_optimizer
+from lenet_bench.spec.schema import Spec
+from lenet_bench.training import timing
+from lenet_bench.training.evaluation import finish_run
+from lenet_bench.training.loop import train_epochs
+from lenet_bench.training.result import Progress, RunResult
+
+if TYPE_CHECKING:
+    from lenet_bench.data import PreparedData
+
+WARMUP_STEPS = 5  # first steps trace and compile the step function; timed apart
+PROGRESS_EVERY = 10  # steps between progress updates
+JIT_COMPILE = False  # XLA: see the module docstring
+
+
+def framework_version() -> str:
+    return f"{keras.__version__} (tensorflow {tf.__version__})"
+
+
+def evaluate(model: keras.Model, x: tf.Tensor, y: tf.Tensor) -> tuple[float, float, np.ndarray]:
+    out = logits(model, x)
+    loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)))
+    predictions = tf.argmax(out, axis=1)
+    return loss, float(tf.reduce_mean(tf.cast(predictions == y, tf.float32))), predictions.numpy()
+
+
+class Trainer:
+    """A compiled train step over data held as tensors, with in-graph loss and hit sums."""
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, x: tf.Tensor, y: tf.Tensor,
+                 weight_decay: float):
+        self.model, self.optimizer = model, optimizer
+        self.x, self.y = x, y
+        self.weight_decay = weight_decay
+        self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self.hits = tf.Variable(0, dtype=tf.int64, trainable=False)
+        optimizer.build(model.trainable_variables)  # its slots must exist before tracing
+        self.step = tf.function(self._step, jit_compile=JIT_COMPILE, reduce_retracing=True,
+                                input_signature=[tf.TensorSpec((None,), tf.int64), tf.TensorSpec((), tf.float32)])
+
+    def _step(self, index: tf.Tensor, lr: tf.Tensor) -> None:
+        xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            out = self.model(xb, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, out))
+        grads = tape.gradient(loss, variables)
+        if self.weight_decay:
+            # PyTorch's (coupled) weight decay: an L2 term in the gradient, biases included.
+            grads = [g + self.weight_decay * v for g, v in zip(grads, variables)]
+        self.optimizer.learning_rate.assign(lr)
+        self.optimizer.apply(grads, variables)
+        self.loss_sum.assign_add(loss * tf.cast(tf.shape(index)[0], tf.float32))
+        self.hits.assign_add(tf.reduce_sum(tf.cast(tf.argmax(out, axis=1) == yb, tf.int64)))
+
+    def take_sums(self) -> tuple[float, int]:
+        values = float(self.loss_sum.numpy()), int(self.hits.numpy())
+        self.loss_sum.assign(0.0)
+        self.hits.assign(0)
+        return values
+
+    def run(self, batches: list[np.ndarray], lrs: list[float]) -> None:
+        for index, lr in zip(batches, lrs):
+            self.step(tf.constant(index, tf.int64), tf.constant(lr, tf.float32))
+
+
+def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+    with tf.device(tf_device(device)):
+        return _train(model, spec, data, seed, device, progress, max_steps_per_epoch)
+
+
+def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+           progress: Progress, max_steps_per_epoch: int | None) -> RunResult:
+    clock_sync = sync(device)
+    keras.utils.set_random_seed(seed)
+    if device == "gpu":
+        tf.config.experimental.reset_memory_stats("GPU:0")  # this run's peak, not the process's
+    clock = timing.Stopwatch(clock_sync)
+
+    clock.start()
+    x_train, y_train = tf.constant(to_channels_last(data.x_train)), tf.constant(data.y_train)
+    x_val, y_val = tf.constant(to_channels_last(data.x_val)), tf.constant(data.y_val)
+    x_test, y_test = tf.constant(to_channels_last(data.x_test)), tf.constant(data.y_test)
+    data_seconds = clock.read()
+
+    trainer = Trainer(model, make_optimizer(spec), x_train, y_train, spec.train.optimizer.weight_decay)
+
+    def validate() -> tuple[float | None, float | None]:
+        return evaluate(model, x_val, y_val)[:2] if len(data.x_val) else (None, None)
+
+    def device_memory() -> dict[str, float]:
+        if device != "gpu":
+            return {}
+        return {"peak_gpu_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
+
+    loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
+                        run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
+                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
+    return finish_run(backend=NAME, device=device, framework_version=framework_version(),
+                      params=count_params(model), loop=loop, evaluate_test=lambda: evaluate(model, x_test, y_test),
+                      predict_batch=lambda xb: logits(model, xb), x_test=x_test, sync=clock_sync,
+                      data_seconds=data_seconds, model=model, device_memory=device_memory)

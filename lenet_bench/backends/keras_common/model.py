@@ -1,0 +1,142 @@
+"""Keras models built from the layer description, in NHWC, and their weights in the canonical layout.
+
+One Keras layer per layer of the description (`spec.arch`), activations inside the
+convolution and dense layers, logits out. Keras is NHWC: inputs are moved to channels-last
+once, and the first dense layer's input rows are permuted between the canonical (C, H, W)
+flatten order and Keras' (H, W, C) one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from lenet_bench.spec import arch
+from lenet_bench.spec.schema import Spec
+from lenet_bench.training.weights import initial_weights
+
+_POOLS: dict[str, type[keras.layers.Layer]] = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}
+
+
+def _conv(layer: arch.Conv) -> keras.layers.Layer:
+    return keras.layers.Conv2D(layer.filters, layer.kernel, layer.stride, padding=layer.padding,
+                               activation=layer.activation, name=layer.name)
+
+
+def _pool(layer: arch.Pool) -> keras.layers.Layer:
+    return _POOLS[layer.mode](layer.size, name=layer.name)
+
+
+def _flatten(layer: arch.Flatten) -> keras.layers.Layer:
+    return keras.layers.Flatten(name=layer.name)
+
+
+def _dense(layer: arch.Dense) -> keras.layers.Layer:
+    return keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)
+
+
+_BUILDERS: dict[type[arch.Layer], Callable] = {arch.Conv: _conv, arch.Pool: _pool, arch.Flatten: _flatten,
+                                               arch.Dense: _dense}
+
+
+def build_model(spec: Spec) -> keras.Sequential:
+    """The spec's network, NHWC input, logits out, with Keras' default initialization."""
+    channels, height, width = spec.input_shape
+    layers: list[keras.layers.Layer] = [keras.Input((height, width, channels))]
+    for layer in spec.summary().layers:
+        builder = _BUILDERS.get(type(layer))
+        if builder is None:
+            raise NotImplementedError(f"the Keras backends cannot build a {layer.kind!r} layer ({layer.name})")
+        layers.append(builder(layer))
+    return keras.Sequential(layers, name=spec.model.arch_label)
+
+
+def build(spec: Spec, seed: int, backend_name: str) -> keras.Sequential:
+    keras.utils.set_random_seed(seed)  # only matters for init: framework
+    model = build_model(spec)
+    if spec.model.init != "framework":
+        set_weights(model, initial_weights(spec.summary(), spec.model.init, seed))
+    arch.check_params(backend_name, count_params(model), spec.summary())
+    return model
+
+
+def count_params(model: keras.Model) -> int:
+    return int(model.count_params())
+
+
+def _parametrized(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
+def _flattened_map(model: keras.Model) -> tuple[int, int, int]:
+    """(C, H, W) of the feature map that Flatten reads (the input itself for a dense-only net)."""
+    flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
+    height, width, channels = flatten.input.shape[1:]
+    return channels, height, width
+
+
+def _to_keras(weight: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
+    if weight.ndim == 4:
+        return weight.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+    if flattened is None:
+        return weight.T  # (out, in) -> (in, out)
+    # First dense: its input index runs over (C, H, W) canonically, over (H, W, C) in Keras.
+    units = weight.shape[0]
+    return weight.reshape(units, *flattened).transpose(2, 3, 1, 0).reshape(-1, units)
+
+
+def _to_canonical(kernel: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
+    if kernel.ndim == 4:
+        return kernel.transpose(3, 2, 0, 1)
+    if flattened is None:
+        return kernel.T
+    channels, height, width = flattened
+    units = kernel.shape[1]
+    return kernel.reshape(height, width, channels, units).transpose(3, 2, 0, 1).reshape(units, -1)
+
+
+def _first_dense_index(layers: list[keras.layers.Layer]) -> int:
+    return next(i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Dense))
+
+
+def get_weights(model: keras.Model) -> list[np.ndarray]:
+    layers = _parametrized(model)
+    first_dense, flattened = _first_dense_index(layers), _flattened_map(model)
+    weights = []
+    for i, layer in enumerate(layers):
+        kernel = np.asarray(layer.kernel.numpy())
+        weights += [_to_canonical(kernel, flattened if i == first_dense else None),
+                    np.array(layer.bias.numpy())]
+    return weights
+
+
+def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    layers = _parametrized(model)
+    if 2 * len(layers) != len(weights):
+        raise ValueError(f"expected {2 * len(layers)} weight arrays, received {len(weights)}")
+    first_dense, flattened = _first_dense_index(layers), _flattened_map(model)
+    for i, layer in enumerate(layers):
+        kernel = _to_keras(np.asarray(weights[2 * i], np.float32), flattened if i == first_dense else None)
+        bias = np.asarray(weights[2 * i + 1], np.float32)
+        for variable, value in ((layer.kernel, kernel), (layer.bias, bias)):
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(f"weight shape mismatch in {layer.name}: expected {tuple(variable.shape)} "
+                                 f"(Keras layout), received {value.shape} after conversion")
+            variable.assign(value)
+
+
+def to_channels_last(x: np.ndarray) -> np.ndarray:
+    """NCHW -> NHWC, contiguous (Keras' layout)."""
+    if x.ndim != 4:
+        raise ValueError(f"expected an NCHW array with 4 dimensions; received shape {x.shape}")
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def layer_outputs(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output, NCHW for feature maps (the canonical layout), (N, units) for dense layers."""
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    outputs = probe(to_channels_last(np.asarray(x, np.float32)), training=False)
+    arrays = [np.asarray(keras.ops.convert_to_numpy(out)) for out in outputs]
+    return [a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 else a for a in arrays]

@@ -1,0 +1,51 @@
+"""PyTorch backend: models (model.py), training (train.py), the bench's plain loop (reference.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lenet_bench.backends.torch.model import (
+    NAME,
+    build,
+    count_params,
+    get_weights,
+    layer_outputs,
+    predict_logits,
+    set_weights,
+)
+from lenet_bench.backends.torch.reference import matmul_flops, reference_loop
+from lenet_bench.backends.torch.train import train
+
+MLFLOW_FLAVOR = "pytorch"
+
+__all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
+           "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
+           "reference_loop", "set_weights", "train", "unavailable_reason"]
+
+
+def configure(cores: int) -> None:
+    torch.set_num_threads(cores)
+
+
+def unavailable_reason(device: str) -> str | None:
+    if device == "gpu" and not torch.cuda.is_available():
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    return None
+
+
+def framework_version() -> str:
+    return torch.__version__
+
+
+def device_info(device: str) -> dict[str, str]:
+    if device != "gpu":
+        return {}
+    return {"gpu_name": torch.cuda.get_device_name(), "cuda_version": str(torch.version.cuda)}
+
+
+def mlflow_save_options() -> dict[str, Any]:
+    """How MLflow saves this backend's models: pickled, so they load back as the nn.Sequential
+    that predict_logits drives (MLflow's default 'pt2' export needs an input example)."""
+    return {"pip_requirements": [f"torch=={torch.__version__.split('+')[0]}"], "serialization_format": "pickle"}

@@ -1,0 +1,115 @@
+"""PyTorch training: the data sit in one tensor on the device and batches are gathered by
+index, with no DataLoader and no per-sample Python; losses and hits are summed on the device
+and read once per epoch; channels-last memory (model.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lenet_bench.backends.torch.model import MEMORY_FORMAT, NAME, count_params, images, logits, torch_device
+from lenet_bench.spec.schema import Spec
+from lenet_bench.training import timing
+from lenet_bench.training.evaluation import finish_run
+from lenet_bench.training.loop import train_epochs
+from lenet_bench.training.result import Progress, RunResult
+
+if TYPE_CHECKING:
+    from lenet_bench.data import PreparedData
+
+WARMUP_STEPS = 5  # first steps allocate buffers and pick kernels; timed apart
+PROGRESS_EVERY = 10  # steps between progress updates
+
+
+def sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+
+def make_optimizer(spec: Spec, params) -> torch.optim.Optimizer:
+    opt = spec.train.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
+                               weight_decay=opt.weight_decay)
+    return torch.optim.Adam(params, lr=opt.learning_rate, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                            weight_decay=opt.weight_decay)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    out = logits(model, x)
+    loss = F.cross_entropy(out, y).item()
+    predictions = out.argmax(1)
+    return loss, (predictions == y).float().mean().item(), predictions
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batches: list[np.ndarray], lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one optimizer step per batch; return (summed loss, hits) as device tensors."""
+    model.train()
+    loss_sum = torch.zeros((), device=x.device)
+    hits = torch.zeros((), device=x.device, dtype=torch.long)
+    for idx, lr in zip(batches, lrs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.from_numpy(idx).to(x.device, non_blocking=True)
+        xb, yb = x.index_select(0, index), y.index_select(0, index)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        hits += (out.detach().argmax(1) == yb).sum()
+    return loss_sum, hits
+
+
+def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: str,
+          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+    dev = torch_device(device)
+    clock_sync = sync(device)
+    torch.manual_seed(seed)
+    if device == "gpu":
+        torch.cuda.reset_peak_memory_stats()  # this run's peak, not the process's
+    clock = timing.Stopwatch(clock_sync)
+
+    clock.start()
+    x_train, x_val, x_test = (images(x, dev) for x in (data.x_train, data.x_val, data.x_test))
+    y_train, y_val, y_test = (torch.from_numpy(y).to(dev) for y in (data.y_train, data.y_val, data.y_test))
+    model.to(memory_format=MEMORY_FORMAT)
+    data_seconds = clock.read()
+
+    optimizer = make_optimizer(spec, model.parameters())
+    sums = [torch.zeros((), device=dev), torch.zeros((), device=dev, dtype=torch.long)]
+
+    def run_steps(batches: list[np.ndarray], lrs: list[float]) -> None:
+        loss_sum, hits = train_steps(model, optimizer, x_train, y_train, batches, lrs)
+        sums[0] += loss_sum
+        sums[1] += hits
+
+    def take_sums() -> tuple[float, int]:
+        values = sums[0].item(), int(sums[1].item())
+        sums[0].zero_()
+        sums[1].zero_()
+        return values
+
+    def validate() -> tuple[float | None, float | None]:
+        return evaluate(model, x_val, y_val)[:2] if len(x_val) else (None, None)
+
+    def evaluate_test() -> tuple[float, float, np.ndarray]:
+        loss, accuracy, predictions = evaluate(model, x_test, y_test)
+        return loss, accuracy, predictions.cpu().numpy()
+
+    def device_memory() -> dict[str, float]:
+        return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device == "gpu" else {}
+
+    loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress, run_steps=run_steps,
+                        take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
+    return finish_run(backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
+                      loop=loop, evaluate_test=evaluate_test, predict_batch=lambda xb: logits(model, xb),
+                      x_test=x_test, sync=clock_sync, data_seconds=data_seconds, model=model,
+                      device_memory=device_memory)

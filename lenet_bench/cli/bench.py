@@ -1,0 +1,154 @@
+"""`bench`: training and inference throughput against the plain loops and the machine's ceiling."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selection, error, positive_int
+from lenet_bench.console import console, output
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="training and inference throughput vs a plain loop and the machine's ceiling, without full "
+                      "training")
+    add_selection(bench, overrides=False)  # here --steps and --repeats set the length
+    bench.add_argument("--steps", type=positive_int, default=50,
+                       help="optimizer steps per timed epoch (default: %(default)s)")
+    bench.add_argument("--repeats", type=positive_int, default=5,
+                       help="timed epochs after the warm-up one; the median is reported (default: %(default)s)")
+    bench.add_argument("--rounds", type=positive_int, default=3,
+                       help="harness and reference alternate this many times; the ratio is the median of the "
+                            "rounds' ratios (default: %(default)s)")
+    bench.add_argument("--batch-size", type=positive_int, help="override every spec's batch size")
+    bench.add_argument("--full", action="store_true",
+                       help="train the spec's full split for its epochs, once (--steps, --repeats and --rounds "
+                            "ignored), and report the test accuracy of harness and reference")
+    bench.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                       help="also time a plain loop written the usual way for each framework (default: on)")
+    bench.add_argument("--data-dir",
+                       help="folder with the dataset; default: $LENET_BENCH_DATA_DIR, the cache, a download")
+    bench.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
+    bench.set_defaults(handler=cmd_bench)
+
+
+def _number(value: object, pattern: str) -> str:
+    return "-" if not isinstance(value, float) or not math.isfinite(value) else pattern.format(value)
+
+
+def print_table(records: list[dict[str, object]], full: bool, steps: int, repeats: int, rounds: int) -> None:
+    length = "every epoch of the spec but the first (warm-up)" if full else \
+        f"{repeats} epochs of {steps} steps after a warm-up epoch"
+    table = Table(title=f"training throughput: median of {length}, {rounds} round(s); ratio: median of the "
+                        "rounds (min–max)")
+    columns = ("variant", "backend", "device", "batch", "harness img/s", "min–max", "reference img/s", "ratio",
+               "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms", "other load") + \
+        (("harness acc", "ref. acc") if full else ())
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "backend", "device") else "right")
+    for r in records:
+        row = [str(r["variant"]), str(r["backend"]), str(r["device"]), str(r["batch_size"])]
+        if r["status"] != "measured":
+            table.add_row(*row, str(r["status"]), *[""] * (len(columns) - len(row) - 1))
+            continue
+        spread = f"{_number(r['harness_min'], '{:,.0f}')}–{_number(r['harness_max'], '{:,.0f}')}"
+        ratio = _number(r["harness_to_reference"], "{:.2f}x")
+        if isinstance(r["rounds"], int) and r["rounds"] > 1:
+            ratio += f" ({_number(r['ratio_min'], '{:.2f}')}–{_number(r['ratio_max'], '{:.2f}')})"
+        fraction = r["fraction_of_ceiling"]
+        table.add_row(*row, _number(r["harness_images_per_sec"], "{:,.0f}"), spread,
+                      _number(r["reference_images_per_sec"], "{:,.0f}"), ratio,
+                      _number(100 * fraction if isinstance(fraction, float) else fraction, "{:.1f}%"),
+                      _number(r["warmup_epoch_seconds"], "{:.2f}"),
+                      _number(r["inference_images_per_sec"], "{:,.0f}"), _number(r["latency_p50_ms"], "{:.2f}"),
+                      _number(r["latency_p95_ms"], "{:.2f}"), _number(r["other_load_cores"], "{:.2f} cores"),
+                      *((_number(r["harness_test_accuracy"], "{:.4f}"), _number(r["reference_test_accuracy"], "{:.4f}"))
+                        if full else ()))
+    output.print(table)
+
+
+def print_ceilings(ceilings: dict[str, tuple[float, str]], records: list[dict[str, object]]) -> None:
+    from lenet_bench.bench import CEILING_REPEATS, CEILING_SIZE
+
+    for device, (flops, backend) in ceilings.items():
+        output.print(f"ceiling {device}: {flops / 1e9:,.1f} GFLOP/s ({backend} float32 {CEILING_SIZE}x{CEILING_SIZE} "
+                     f"matrix product, median of {CEILING_REPEATS})")
+        bounds = {(r["variant"], r["train_mflops_per_image"], r["ceiling_images_per_sec"])
+                  for r in records if r["device"] == device and r["status"] == "measured"}
+        for variant, mflops, images in sorted(bounds, key=str):
+            output.print(f"  {variant}: {mflops:,.2f} training MFLOP/image -> at most {images:,.0f} img/s "
+                         f"at the ceiling")
+
+
+def print_conditions(records: list[dict[str, object]]) -> None:
+    """Where and under what load the numbers were taken: a loaded machine's numbers are no facts."""
+    from lenet_bench.results.row import LOADED_THRESHOLD_CORES
+
+    for r in records:
+        load = r["other_load_cores"]
+        if r["status"] == "measured" and isinstance(load, float) and load >= LOADED_THRESHOLD_CORES:
+            console.print(f"[yellow]warning:[/] {r['variant']}/{r['backend']}/{r['device']} was timed with "
+                          f"{load:.2f} cores' worth of other work on its cores: its numbers are not this machine's "
+                          "quiet speed; rerun on a quiet machine")
+    hardware = sorted({str(r["hardware"]) for r in records if r["hardware"]})
+    if hardware:
+        output.print(f"measured on: {'; '.join(hardware)}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lenet_bench import bench
+    from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
+    from lenet_bench.spec import load_variants
+
+    options = RunOptions(only=tuple(args.only), backends=tuple(args.backend), devices=tuple(args.device),
+                         seeds=tuple(args.seeds))
+    try:
+        jobs = bench.bench_jobs(plan_jobs(load_variants(args.paths), options))
+    except SelectionError as err:
+        error(str(err))
+        return EXIT_INVALID
+    settings = bench.BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
+                                   batch_size=args.batch_size, full=args.full, reference=args.reference,
+                                   data_dir=args.data_dir)
+    rows = []
+    for job in jobs:
+        console.print(f"bench {job.variant.name}/{job.backend}/{job.device}: "
+                      + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
+                         f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
+                                                                          else ""), markup=False)
+        rows.append(bench.bench_row(job, settings))
+    measured_devices = list(dict.fromkeys(r.device for r in rows if r.status == "measured"))
+    ceilings = {}
+    for device in measured_devices:
+        found = bench.measure_ceiling(device)
+        if found is None:
+            console.print(f"no ceiling for {device}: no backend here can run a matrix product on it", markup=False)
+        else:
+            ceilings[device] = found
+    records = [r.record(ceilings[r.device][0] if r.device in ceilings else None) for r in rows]
+
+    rounds = 1 if args.full else args.rounds
+    print_table(records, args.full, args.steps, args.repeats, rounds)
+    print_ceilings(ceilings, records)
+    print_conditions(records)
+    for r in rows:
+        if r.status != "measured":
+            console.print(f"{r.status} {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
+    if args.csv:
+        import pandas as pd
+
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(records).to_csv(args.csv, index=False)
+        console.print(f"rows written to {args.csv}")
+
+    if any(r.status == "failed" for r in rows):
+        return EXIT_FAILED
+    if not measured_devices:
+        error("nothing was measured: " + "; ".join(f"{r.variant}/{r.backend}/{r.device}: {r.reason}" for r in rows[:3]))
+        return EXIT_INVALID
+    return EXIT_OK

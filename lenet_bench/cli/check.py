@@ -1,0 +1,47 @@
+"""`check`: exit 1 when a recorded run misses its spec's expectation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error
+from lenet_bench.console import console, output
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
+    check.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
+                       help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
+    check.add_argument("--specs", nargs="+", default=["specs"], help="the specs whose expectations apply")
+    check.set_defaults(handler=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lenet_bench.results.check import check_results
+    from lenet_bench.results.table import ResultsError
+    from lenet_bench.spec import load_variants
+
+    try:
+        verdicts = check_results(args.results, load_variants(args.specs))
+    except (FileNotFoundError, ResultsError) as err:
+        error(str(err))
+        return EXIT_INVALID
+    table = Table(title=f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, args.specs))}")
+    for column in ("run", "verdict", "test acc", "expected", "note"):
+        table.add_column(column)
+    colours = {"pass": "green", "miss": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
+               "not in specs": "dim"}
+    for v in verdicts:
+        table.add_row(escape(v.run), f"[{colours[v.status]}]{v.status}[/]",
+                      f"{v.test_accuracy:.4f}" if v.test_accuracy is not None else "",
+                      f">= {v.expected:.4f}" if v.expected is not None else "", escape(v.note))
+    output.print(table)
+    misses = [v for v in verdicts if v.status == "miss"]
+    counts = {status: sum(v.status == status for v in verdicts)
+              for status in ("pass", "miss", "skipped", "interrupted", "not judged")}
+    console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    return EXIT_FAILED if misses else EXIT_OK

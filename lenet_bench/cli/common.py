@@ -1,0 +1,80 @@
+"""What the commands share: exit codes, argument groups, error printing, and stop signals."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.markup import escape
+
+from lenet_bench.console import console
+from lenet_bench.spec import DEVICES
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_RESULTS = Path("results")
+DEFAULT_EXPERIMENT = "lenet_bench/specs"  # what `python -m lenet_bench run specs/` logs to
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text}")
+    return value
+
+
+def add_selection(parser: argparse.ArgumentParser, *, overrides: bool = True) -> None:
+    parser.add_argument("paths", nargs="+", help="spec files or folders")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="only variants whose name matches this glob (lenet5 exactly, 'lenet5*' its family); "
+                             "repeatable")
+    parser.add_argument("--backend", action="append", default=[], help="only this backend; repeatable")
+    parser.add_argument("--device", action="append", default=[], choices=DEVICES, help="only this device; repeatable")
+    parser.add_argument("--seed", dest="seeds", type=int, action="append", default=[],
+                        help="run these seeds instead of each spec's; repeatable")
+    if overrides:
+        parser.add_argument("--epochs", type=positive_int,
+                            help="override every spec's epochs (a run of its own: never replaces the spec's run)")
+        parser.add_argument("--max-steps", type=positive_int,
+                            help="cap the optimizer steps per epoch, for quick runs (a run of its own, likewise)")
+        parser.add_argument("--subset", type=positive_int,
+                            help="train on the first N training images only (a run of its own, likewise)")
+
+
+def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None = DEFAULT_EXPERIMENT) -> None:
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", default=experiment_default,
+                        help="MLflow experiment name (default: "
+                             + (f"{experiment_default}, what `run specs/` logs to)" if experiment_default
+                                else "lenet_bench/<spec folder>)"))
+
+
+def error(message: str) -> None:
+    console.print(f"[red]error:[/] {escape(message)}")
+
+
+@contextlib.contextmanager
+def stops_as_interrupts() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler, a session's end) and SIGINT are handled like Ctrl-C.
+
+    A job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    SIGTERM would end it without marking its runs KILLED; both now stop it cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

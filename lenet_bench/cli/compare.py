@@ -1,0 +1,109 @@
+"""`compare` and `report`: completed runs read back from MLflow, compared, and written as a results folder.
+
+Exit codes: 0 ok; 2 no such store or experiment, no completed runs, or an unknown --by column.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error
+from lenet_bench.console import console, output
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    from lenet_bench.results.compare import DEFAULT_GROUPING
+
+    compare = commands.add_parser(
+        "compare", help="compare completed runs in MLflow: mean ± 95%% CI over seeds per setup/backend/device")
+    add_store(compare)
+    compare.add_argument("--by", default=",".join(DEFAULT_GROUPING),
+                         help="comma-separated columns to group by (default: %(default)s; also e.g. activation, "
+                              "optimizer, input_size)")
+    compare.set_defaults(handler=cmd_compare)
+    report = commands.add_parser(
+        "report", help="regenerate a results folder (runs.csv, summary.md, compare.md, figures) from MLflow")
+    add_store(report)
+    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="folder to (re)write runs.csv, summary.md, compare.md and figures in (default: %(default)s)")
+    report.add_argument("--update-reference", action="store_true",
+                        help="allow writing a folder of reference results (results/reference), for maintainers")
+    report.set_defaults(handler=cmd_report)
+
+
+def _load(args: argparse.Namespace):
+    from lenet_bench.results.readback import load_runs
+    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        tracker = Tracker(uri, args.experiment, create=False)
+    except TrackingError as err:
+        error(str(err))
+        return None
+    loaded = load_runs(tracker)
+    if not loaded.rows:
+        error(f"experiment {args.experiment!r} in MLflow store {uri} has no completed runs (skipped, failed and "
+              "interrupted runs have no numbers to compare)")
+        return None
+    return tracker, loaded
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lenet_bench.results.compare import GROUPING_COLUMNS, cells, compare_table, with_groups
+    from lenet_bench.results.convert import rows_to_frame
+
+    found = _load(args)
+    if found is None:
+        return EXIT_INVALID
+    _, loaded = found
+    frame = with_groups(rows_to_frame(loaded.rows))
+    by = [name.strip() for name in args.by.split(",") if name.strip()]
+    unknown = [name for name in by if name not in frame.columns]
+    if not by or unknown:
+        error(f"cannot group by {', '.join(unknown) or '(nothing)'}; columns include: "
+              f"{', '.join(c for c in GROUPING_COLUMNS if c in frame)}")
+        return EXIT_INVALID
+    table = compare_table(frame, by)
+    rich_table = Table(title=f"{args.experiment}: {len(loaded.rows)} completed run(s)",
+                       caption="mean ± half-width of the 95% Student-t CI over n runs (mean alone when n = 1); "
+                               "timings of different conditions are never averaged together")
+    for name in by:
+        rich_table.add_column(name)
+    rich_table.add_column("n", justify="right")
+    if "params" in table:
+        rich_table.add_column("params", justify="right")
+    for name in ("test accuracy", "Δ baseline", "train s", "train img/s"):
+        rich_table.add_column(name, justify="right")
+    for _, row in table.iterrows():
+        params = [f"{int(row['params']):,}" if row["params"] == row["params"] else ""] if "params" in table else []
+        rich_table.add_row(*[str(row[name]) for name in by], str(row["n"]), *params, *cells(row).values())
+    output.print(rich_table)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lenet_bench.results import report
+    from lenet_bench.results.readback import load_histories
+    from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
+
+    found = _load(args)
+    if found is None:
+        return EXIT_INVALID
+    tracker, loaded = found
+    folder = ResultsFolder(args.results, update_reference=args.update_reference)
+    try:
+        folder.check_writable()
+        rows = folder.merge(loaded.rows)
+    except ResultsError as err:
+        error(str(err))
+        return EXIT_INVALID
+    written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path)]
+    histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])
+    written += report.write_learning_curves(loaded.rows, histories, folder.path)
+    console.print(f"report: {len(loaded.rows)} completed run(s) of {args.experiment!r} -> {folder.path}/: "
+                  f"{', '.join(written)}", markup=False)
+    return EXIT_OK

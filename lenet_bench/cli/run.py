@@ -1,0 +1,98 @@
+"""`run`: train every selected run, record it in MLflow and the results folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lenet_bench.cli.common import (
+    DEFAULT_RESULTS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_selection,
+    add_store,
+    error,
+    positive_int,
+    stops_as_interrupts,
+)
+from lenet_bench.console import console
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="train every selected run, log to MLflow, write the results folder")
+    add_selection(run)
+    run.add_argument("--data-dir", help="folder with the dataset (IDX .gz files or <name>.npz); default: "
+                                        "$LENET_BENCH_DATA_DIR, the cache, a download")
+    add_store(run, experiment_default=None)
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                     help="your results folder: runs.csv, summary.md, compare.md, figures (default: %(default)s)")
+    run.add_argument("--update-reference", action="store_true",
+                     help="allow writing a folder of reference results (results/reference), for maintainers")
+    run.add_argument("--force", action="store_true", help="rerun runs already completed with the same spec, code and data")
+    run.add_argument("--no-log-model", dest="log_models", action="store_false",
+                     help="do not log trained models to MLflow (they are small, so logging is on by default)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, metavar="N",
+                       help="run N runs at once in local worker processes, each pinned to its own cores")
+    where.add_argument("--cluster", metavar="ADDRESS",
+                       help="run on a Dask scheduler, e.g. tcp://127.0.0.1:8786 (GPU runs go to workers started "
+                            "with --resources GPU=1)")
+    run.set_defaults(handler=cmd_run)
+
+
+def experiment_name(paths: list[str]) -> str:
+    first = Path(paths[0]).resolve()
+    return f"lenet_bench/{(first if first.is_dir() else first.parent).name}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lenet_bench.engine.driver import Driver, Interrupted
+    from lenet_bench.engine.plan import RunOptions, SelectionError
+    from lenet_bench.results.recorder import Outcome
+    from lenet_bench.results.row import Status
+    from lenet_bench.results.table import ResultsError
+    from lenet_bench.results.tracking import TrackingError
+    from lenet_bench.spec import load_variants
+
+    variants = load_variants(args.paths)
+    options = RunOptions(
+        data_dir=args.data_dir, tracking_uri=args.tracking_uri, results_dir=args.results,
+        update_reference=args.update_reference, only=tuple(args.only), backends=tuple(args.backend),
+        devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, subset=args.subset,
+        seeds=tuple(args.seeds), force=args.force, log_models=args.log_models, workers=args.workers,
+        cluster=args.cluster)
+    try:
+        with stops_as_interrupts():
+            outcomes: list[Outcome] = Driver(options).run(variants, args.experiment or experiment_name(args.paths))
+    except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
+        error(str(err))
+        return EXIT_INVALID
+    except Interrupted:
+        console.print("\ninterrupted: finished runs are logged and in the results folder; the runs in flight are "
+                      "marked KILLED. Run the same command again to resume.")
+        return EXIT_INTERRUPTED
+    return summarize(outcomes, options.results_dir)
+
+
+def summarize(outcomes: list, results: Path) -> int:
+    from lenet_bench.results.row import Status
+
+    trained = sum(o.status is Status.COMPLETED and not o.reused for o in outcomes)
+    reused = sum(o.reused for o in outcomes)
+    counts = {"trained": trained, "completed before": reused,
+              **{s.value: sum(o.status is s for o in outcomes) for s in (Status.SKIPPED, Status.FAILED)}}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {results}/", markup=False)
+    if not trained and not reused and not any(o.status is Status.FAILED for o in outcomes):
+        skipped = [o for o in outcomes if o.status is Status.SKIPPED]
+        error(f"nothing ran: every selected run was skipped (first: {skipped[0].row.run}: {skipped[0].row.reason})"
+              if skipped else "nothing ran")
+        return EXIT_INVALID
+    problems = [o for o in outcomes if not o.ok]
+    for outcome in problems:
+        label = "failed" if outcome.status is Status.FAILED else "missed expectation"
+        reason = outcome.row.reason or (f"test accuracy {outcome.row.test_accuracy:.4f} < expected "
+                                        f"{outcome.row.min_test_accuracy}")
+        error(f"{label}: {outcome.row.run}: {reason}")
+    return EXIT_FAILED if problems else EXIT_OK

@@ -1,0 +1,34 @@
+"""One data cache for `run` and `bench`: each dataset loaded once, each preparation made once, per process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from lenet_bench.data import DatasetLoader, PreparedData, RawDataset, prepare, preparation_key
+from lenet_bench.spec.schema import DataSpec
+
+
+class DataCache:
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        self._loader = DatasetLoader(data_dir)
+        self._prepared: dict[str, tuple[PreparedData, float]] = {}
+
+    def raw(self, dataset: str) -> RawDataset:
+        return self._loader.load(dataset)
+
+    def key(self, d: DataSpec) -> str:
+        """The key `prepared(d)` will have (loads the raw dataset, prepares nothing)."""
+        return preparation_key(self.raw(d.dataset), input_size=d.input_size, normalization=d.normalization,
+                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset)
+
+    def prepared(self, d: DataSpec) -> tuple[PreparedData, float]:
+        """The prepared splits, and the seconds loading and preparing took (0 once cached)."""
+        start = time.perf_counter()
+        key = self.key(d)
+        if key not in self._prepared:
+            prepared = prepare(self.raw(d.dataset), input_size=d.input_size, normalization=d.normalization,
+                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset)
+            self._prepared[key] = (prepared, time.perf_counter() - start)
+            return self._prepared[key]
+        return self._prepared[key][0], 0.0

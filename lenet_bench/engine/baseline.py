@@ -1,0 +1,104 @@
+"""A non-neural reference: multinomial logistic regression on raw pixels, trained once per data key and cached.
+
+On full MNIST (unit scaling, 28x28) with the settings below: 92.57% test accuracy in about 21 s on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from filelock import FileLock
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from lenet_bench import data as datasets
+from lenet_bench.data import PreparedData
+
+_SOLVER = "lbfgs"
+_C = 1.0
+_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    test_accuracy: float
+    train_seconds: float  # of the run that produced the result, also when read from the cache
+    n_train: int
+    key: str  # the PreparedData.key it was trained and evaluated on
+    cached: bool
+    description: str
+
+
+def logistic_regression_baseline(data: PreparedData, cache_dir: Path | None = None, *,
+                                 max_iter: int = 100) -> BaselineResult:
+    """Fit on data.x_train, score on data.x_test; cached as <cache_dir>/baselines/<key>-<settings>.json.
+
+    cache_dir defaults to lenet_bench's cache root, `data.cache_dir()`.
+    """
+    settings = {"model": "LogisticRegression", "solver": _SOLVER, "C": _C, "tol": _TOL, "max_iter": max_iter}
+    settings_id = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    path = Path(cache_dir or datasets.cache_dir()) / "baselines" / f"{data.key}-{settings_id}.json"
+    description = f"LogisticRegression({_SOLVER}, C={_C}, max_iter={max_iter}) on {np.prod(data.input_shape)} pixels"
+
+    record = _read_record(path)
+    cached = record is not None
+    if not cached:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):  # parallel workers on the same data train it once
+            record = _read_record(path)
+            cached = record is not None
+            if not cached:
+                record = _train(data, settings)
+                _write_atomically(path, record)
+    return BaselineResult(test_accuracy=record["test_accuracy"], train_seconds=record["train_seconds"],
+                          n_train=record["n_train"], key=data.key, cached=cached, description=description)
+
+
+def _train(data: PreparedData, settings: dict) -> dict:
+    x_train = data.x_train.reshape(len(data.x_train), -1)
+    x_test = data.x_test.reshape(len(data.x_test), -1)
+    model = LogisticRegression(solver=_SOLVER, C=_C, tol=_TOL, max_iter=settings["max_iter"])
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # max_iter is a deliberate cap: on MNIST lbfgs has not met `tol` after 100 iterations, but test accuracy
+        # has levelled off (92.15% at 50, 92.57% at 100, 92.67% at 200 iterations for 2.3x the time).
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, data.y_train)
+    train_seconds = time.perf_counter() - start
+    correct = model.predict(x_test) == data.y_test
+    per_class = {int(c): float(correct[data.y_test == c].mean()) for c in np.unique(data.y_test)}
+    return {
+        "key": data.key,
+        "test_accuracy": float(correct.mean()),
+        "per_class_accuracy": per_class,
+        "train_seconds": train_seconds,
+        "n_train": len(x_train),
+        "n_test": len(x_test),
+        "settings": settings,
+        "sklearn_version": sklearn.__version__,
+    }
+
+
+def _read_record(path: Path) -> dict | None:
+    """The cached record, or None if absent or unreadable (then it is simply recomputed)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomically(path: Path, record: dict) -> None:
+    # Rename a finished temp file into place, so a concurrent or interrupted run never leaves half a JSON.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as file:
+        json.dump(record, file, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,171 @@
+"""The driver: decide -> execute -> record, for every run of an invocation.
+
+It decides (selection, installed backends, data, fingerprint, runs completed before), hands
+the runs left to an executor, and records each result as it comes back. It alone writes
+MLflow and results/ (through the recorder), so workers never contend for the store.
+
+Ctrl-C or SIGTERM marks every run in flight KILLED and keeps every finished one; runs left
+RUNNING by an invocation killed outright are marked KILLED by the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+
+from lenet_bench import backends
+from lenet_bench.console import InvocationProgress, RunProgress, console
+from lenet_bench.data import DataError
+from lenet_bench.engine import executors
+from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
+from lenet_bench.engine.fingerprint import code_version, fingerprint
+from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
+from lenet_bench.results.recorder import Outcome, Recorder
+from lenet_bench.results.row import Status
+from lenet_bench.results.table import ResultsFolder
+from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
+from lenet_bench.spec import Variant
+
+
+@dataclass
+class _Pending:
+    job: Job
+    fingerprint: str
+    work: float  # training FLOPs it will take, for the ETA
+
+
+def make_executor(options: RunOptions) -> executors.Executor:
+    if options.cluster:
+        return executors.DaskExecutor(options.cluster)
+    if options.workers:
+        return executors.LocalWorkers(options.workers)
+    return executors.InlineExecutor(lambda job: RunProgress(job.name, job.spec.train.epochs, live=options.live))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, after the runs in flight were marked KILLED; carries every outcome so far."""
+
+    def __init__(self, outcomes: list[Outcome]):
+        super().__init__()
+        self.outcomes = outcomes
+
+
+class Driver:
+    def __init__(self, options: RunOptions):
+        self.options = options
+
+    def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
+        options = self.options
+        jobs = plan_jobs(variants, options)
+        results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
+        results.check_writable()  # before any training: a folder that cannot take the results is found now
+        tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
+        executor = make_executor(options)
+        recorder = Recorder(tracker, results, executor=executor.name, concurrent_workers=executor.capacity,
+                            warn=lambda text: console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False))
+        for name in recorder.mark_orphans():
+            console.print(f"marked KILLED: {name} (left RUNNING by an invocation that was killed outright)", markup=False)
+        console.print(f"lenet_bench: {len(jobs)} run(s) on {executor.name} ({executor.capacity} at a time), "
+                      f"MLflow {tracker.tracking_uri} experiment {experiment!r}, results in {results.path}/",
+                      markup=False)
+        recorder.start_invocation(f"invocation-{time.strftime('%Y%m%d-%H%M%S')}", {
+            "paths": [str(v.file) for v in variants][:50], "runs": len(jobs), "executor": executor.name,
+            "workers": executor.capacity, "overrides": ",".join(f"{k}={v}" for k, v in options.overrides().items())})
+        outcomes: list[Outcome] = []
+        status = "KILLED"
+        try:
+            to_run = self._decide(jobs, tracker, results, recorder, outcomes)
+            self._execute(to_run, executor, recorder, outcomes, len(jobs))
+            status = "FINISHED"
+        finally:
+            executor.shutdown(kill=status != "FINISHED")
+            recorder.finish_invocation(outcomes, status)
+            self._write_reports(results, outcomes)
+        return outcomes
+
+    # ------------------------------------------------------------ decide
+
+    def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
+                outcomes: list[Outcome]) -> list[_Pending]:
+        recorded = results.completed_by_fingerprint()
+        inline = not (self.options.workers or self.options.cluster)
+        to_run = []
+        for job in jobs:
+            reason = backends.installed_reason(job.backend)
+            if reason is None and inline and not backends.host_conflict(job.backend):
+                # This process runs the job: ask the backend itself (e.g. is there a CUDA device).
+                reason = backends.unavailable_reason(job.backend, job.device)
+            if reason:
+                outcomes.append(self._report(recorder.skipped(job, reason)))
+                continue
+            cache = data_cache(job.data_dir)
+            try:
+                data_key = cache.key(job.spec.data)
+                images = _training_images(job, len(cache.raw(job.spec.data.dataset).y_train))
+            except DataError as err:
+                outcomes.append(self._report(recorder.skipped(job, f"{DATA_UNAVAILABLE}: {err}")))
+                continue
+            print_ = fingerprint(job, data_key)
+            if not self.options.force:
+                previous = tracker.find_completed(print_)
+                if previous is not None:
+                    outcomes.append(self._report(recorder.reused_from_mlflow(job, previous)))
+                    continue
+                if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
+                    outcomes.append(self._report(recorder.reused(job, recorded[print_])))
+                    continue
+            to_run.append(_Pending(job, print_, images * job.spec.train.epochs * job.spec.summary().train_flops))
+        return to_run
+
+    # ------------------------------------------------------------ execute and record
+
+    def _execute(self, to_run: list[_Pending], executor: executors.Executor, recorder: Recorder,
+                 outcomes: list[Outcome], total: int) -> None:
+        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(p.work for p in to_run))
+        pending = deque(to_run)
+        in_flight: dict[Future[JobResult], tuple[_Pending, str]] = {}
+        started: dict[str, Job] = {}  # run id -> job, until recorded
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < executor.capacity:
+                    item = pending.popleft()
+                    run_id = recorder.start_run(item.job)
+                    started[run_id] = item.job
+                    progress.started(item.job.name)
+                    in_flight[executor.submit(item.job)] = (item, run_id)  # inline: it executes here
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item, run_id = in_flight.pop(future)
+                    outcome = recorder.record(item.job, run_id, future.result(), fingerprint=item.fingerprint,
+                                              code_version=code_version(item.job.backend))
+                    started.pop(run_id)
+                    outcomes.append(outcome)
+                    progress.finished(outcome, item.work)
+        except KeyboardInterrupt:
+            for run_id, job in started.items():
+                outcomes.append(recorder.killed(job, run_id))
+            raise Interrupted(outcomes) from None
+
+    def _report(self, outcome: Outcome) -> Outcome:
+        InvocationProgress.print_outcome(outcome)
+        return outcome
+
+    def _write_reports(self, results: ResultsFolder, outcomes: list[Outcome]) -> None:
+        """compare.md, reproduction.md and the figures, over every row of the folder."""
+        from lenet_bench.results import report
+
+        if not any(o.status is Status.COMPLETED for o in outcomes):
+            return
+        try:
+            report.write_comparison(results.read(), results.path)
+        except OSError as err:
+            console.print(f"warning: could not write the comparison to {results.path} ({err})", markup=False)
+
+
+def _training_images(job: Job, dataset_size: int) -> int:
+    d, t = job.spec.data, job.spec.train
+    n = min(d.subset or dataset_size, dataset_size)
+    n_fit = int(n * (1 - d.validation_split))
+    return min(n_fit, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else n_fit

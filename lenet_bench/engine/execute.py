@@ -1,0 +1,172 @@
+"""Executing one run: a module-level function from a picklable `Job` to a plain `JobResult`.
+
+It runs wherever an executor sends it (this process, a pinned local worker, a Dask worker)
+and never touches MLflow or results/: it loads the data, trains the baseline (cached on
+disk), builds and trains the model, and hands back metrics, curves, predictions, timings,
+the run's own peak memory and load, where it ran, MLflow's system metrics sampled here, and
+the trained model as a file. The recorder, in the driver, logs all of it.
+
+A backend whose engine conflicts with one this process already runs (Keras on TensorFlow
+after Keras on JAX) executes in a fresh process of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lenet_bench import backends
+from lenet_bench.data import DataError
+from lenet_bench.data.cache import DataCache
+from lenet_bench.engine import hardware
+from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
+from lenet_bench.engine.plan import Job
+from lenet_bench.engine.process import in_fresh_process
+from lenet_bench.engine.sampler import Sample, SystemSampler
+from lenet_bench.results.row import Status
+from lenet_bench.training.loop import Diverged
+from lenet_bench.training.result import Progress, RunResult, SilentProgress
+
+DATA_UNAVAILABLE = "data unavailable"
+
+
+@dataclass
+class DataInfo:
+    dataset: str
+    source: str
+    key: str
+    splits: tuple[str, ...]
+    preprocessing: dict[str, Any]
+
+
+@dataclass
+class Provenance:
+    host: str = ""
+    cpu_model: str = ""
+    cores: int = 0
+    hardware: str = ""
+    gpu_name: str = ""
+    gpu_driver: str = ""
+    cuda_version: str = ""
+    framework_version: str = ""
+
+
+@dataclass
+class JobResult:
+    """Plain data back from wherever the job ran."""
+
+    name: str
+    status: Status
+    reason: str = ""
+    result: RunResult | None = None  # its `model` replaced by `model_archive`
+    test_labels: np.ndarray | None = None  # the true labels of result.test_predictions
+    model_archive: bytes | None = None  # the model saved with MLflow's flavour, as tar bytes
+    baseline: BaselineResult | None = None
+    data: DataInfo | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    data_prepare_seconds: float = 0.0
+    other_load_cores: float | None = None
+    peak_rss_mb: float | None = None
+    rss_at_start_mb: float | None = None
+    system_metrics: list[Sample] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    traceback: str = ""
+
+
+_DATA: dict[str | None, DataCache] = {}  # per process: a worker keeps its datasets between jobs
+
+
+def data_cache(data_dir: str | None) -> DataCache:
+    if data_dir not in _DATA:
+        _DATA[data_dir] = DataCache(data_dir)
+    return _DATA[data_dir]
+
+
+def execute_job(job: Job, progress: Progress | None = None) -> JobResult:
+    """Train and evaluate `job` here (or in a process of its own when this one cannot host its backend)."""
+    if backends.host_conflict(job.backend):
+        return _in_own_process(job)
+    return _execute(job, progress or SilentProgress())
+
+
+def _in_own_process(job: Job) -> JobResult:
+    return in_fresh_process(execute_job, job, None)
+
+
+def _execute(job: Job, progress: Progress) -> JobResult:
+    started = time.monotonic()
+    outcome = JobResult(job.name, Status.SKIPPED)
+    try:
+        backend = backends.activate(job.backend)
+    except backends.BackendUnavailable as err:
+        return dataclasses.replace(outcome, reason=str(err))
+    reason = backend.unavailable_reason(job.device)
+    if reason:
+        return dataclasses.replace(outcome, reason=reason)
+
+    cache = data_cache(job.data_dir)
+    try:
+        prepared, prepare_seconds = cache.prepared(job.spec.data)
+        raw = cache.raw(job.spec.data.dataset)
+    except DataError as err:
+        return dataclasses.replace(outcome, reason=f"{DATA_UNAVAILABLE}: {err}")
+    outcome.data = DataInfo(job.spec.data.dataset, raw.source, prepared.key,
+                            ("train", "validation", "test") if len(prepared.y_val) else ("train", "test"),
+                            prepared.preprocessing())
+    outcome.data_prepare_seconds = prepare_seconds
+    outcome.test_labels = prepared.y_test
+    outcome.provenance = _provenance(backend, job.device)
+    try:
+        outcome.baseline = logistic_regression_baseline(prepared)
+        cores = hardware.allowed_cores()
+        load = hardware.CoreLoad(cores).start()
+        outcome.rss_at_start_mb = hardware.reset_peak_rss()
+        sampler = SystemSampler().start()
+        try:
+            model = backend.build(job.spec, job.seed, job.device)
+            result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
+                                   job.spec.train.max_steps_per_epoch)
+        finally:
+            outcome.system_metrics = sampler.stop()
+            outcome.other_load_cores = load.other_cores()
+            outcome.peak_rss_mb = hardware.peak_rss_mb()
+        if job.log_model and backend.MLFLOW_FLAVOR:
+            from lenet_bench.results.tracking import model_archive
+
+            outcome.model_archive = model_archive(backend.MLFLOW_FLAVOR, result.model, backend.mlflow_save_options())
+        outcome.result = dataclasses.replace(result, model=None)
+        outcome.status = Status.COMPLETED
+    except Diverged as err:
+        outcome.status, outcome.reason = Status.FAILED, str(err)
+    except Exception as err:  # one failed run must not stop the others; the driver records why
+        outcome.status, outcome.reason = Status.FAILED, f"{type(err).__name__}: {err}"
+        outcome.traceback = traceback.format_exc()
+    outcome.wall_seconds = time.monotonic() - started
+    return outcome
+
+
+def _provenance(backend: backends.Backend, device: str) -> Provenance:
+    cores = len(hardware.allowed_cores())
+    info = backend.device_info(device)
+    gpu_name = info.get("gpu_name", "")
+    return Provenance(
+        host=hardware.host(), cpu_model=hardware.cpu_model(), cores=cores,
+        hardware=hardware.hardware_class(device, cores, gpu_name), gpu_name=gpu_name,
+        gpu_driver=hardware.nvidia_driver_version() if device == "gpu" else "",
+        cuda_version=info.get("cuda_version", ""), framework_version=backend.framework_version())
+
+
+def worker_setup(cores: list[int] | None, environment: dict[str, str]) -> None:
+    """First thing in a worker process: its own cores, and thread pools sized to them before any framework loads."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    count = str(len(cores) if cores else backends.usable_cores())
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = count
+    os.environ.update(environment)

@@ -1,0 +1,171 @@
+"""Where runs execute: inline (this process), local worker processes pinned to cores, or a Dask cluster.
+
+Every executor takes a `Job` and returns a `concurrent.futures.Future` of its `JobResult`;
+`capacity` says how many jobs it runs at once, so the driver keeps exactly that many in
+flight (and marks exactly those KILLED on Ctrl-C).
+
+- inline: `execute_job` in the invoking process, one run at a time, timings as they always were.
+- workers: N spawned processes (TensorFlow is not fork-safe), each pinned to its own cores
+  with its frameworks' thread pools sized to them before any framework loads. A worker that
+  dies fails its run with that reason; a new one takes its place for the next run.
+- dask: an existing `dask.distributed` scheduler. GPU runs ask for `resources={"GPU": 1}`, so
+  they go only to workers started with `--resources GPU=1`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lenet_bench.engine import hardware
+from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
+from lenet_bench.engine.plan import Job
+from lenet_bench.engine.process import kill_pool
+from lenet_bench.results.row import Status
+from lenet_bench.training.result import Progress
+
+
+class WorkerDied(RuntimeError):
+    """The process that ran a job ended without an answer (killed, out of memory, crashed)."""
+
+
+class Executor(Protocol):
+    name: str
+    capacity: int  # jobs in flight at once
+
+    def submit(self, job: Job) -> Future[JobResult]: ...
+
+    def shutdown(self, *, kill: bool) -> None: ...
+
+
+class InlineExecutor:
+    """In the invoking process, one run after another; a live progress bar on a terminal."""
+
+    name = "inline"
+    capacity = 1
+
+    def __init__(self, progress_for: Callable[[Job], Progress] | None = None):
+        self._progress_for = progress_for
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        future: Future[JobResult] = Future()
+        progress: Progress | None = self._progress_for(job) if self._progress_for else None
+        future.set_result(execute_job(job, progress))  # KeyboardInterrupt propagates to the driver
+        return future
+
+    def shutdown(self, *, kill: bool) -> None:
+        pass
+
+
+def split_cores(cores: list[int], workers: int) -> list[list[int]]:
+    """Contiguous groups of cores, one per worker; with more workers than cores, workers share them."""
+    if workers <= len(cores):
+        size, extra = divmod(len(cores), workers)
+        groups, start = [], 0
+        for i in range(workers):
+            end = start + size + (1 if i < extra else 0)
+            groups.append(cores[start:end])
+            start = end
+        return groups
+    return [[cores[i % len(cores)]] for i in range(workers)]
+
+
+class LocalWorkers:
+    """N single-process pools, each pinned to its own cores; a job goes to a free one."""
+
+    name = "workers"
+
+    def __init__(self, workers: int, environment: dict[str, str] | None = None):
+        self.capacity = workers
+        self.groups = split_cores(hardware.allowed_cores(), workers)
+        self._environment = environment or {}
+        self._pools: list[ProcessPoolExecutor | None] = [None] * workers
+        self._busy: list[bool] = [False] * workers
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        pool = self._pools[slot]
+        if pool is None:
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
+                                       initargs=(self.groups[slot], self._environment))
+            self._pools[slot] = pool
+        return pool
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        slot = self._busy.index(False)  # the driver never submits more than `capacity`
+        self._busy[slot] = True
+        inner = self._pool(slot).submit(execute_job, job, None)
+        outer: Future[JobResult] = Future()
+
+        def done(finished: Future[JobResult]) -> None:
+            self._busy[slot] = False
+            try:
+                outer.set_result(finished.result())
+            except concurrent.futures.process.BrokenProcessPool:
+                self._pools[slot] = None  # a fresh process for the next job
+                outer.set_result(died(job, f"worker {slot} (cores {self.groups[slot]}) died during the run"))
+            except BaseException as err:  # noqa: BLE001 - the run's failure, handed to the driver
+                outer.set_result(died(job, f"{type(err).__name__}: {err}"))
+
+        inner.add_done_callback(done)
+        return outer
+
+    def shutdown(self, *, kill: bool) -> None:
+        for pool in self._pools:
+            if pool is not None:
+                if kill:
+                    kill_pool(pool)
+                else:
+                    pool.shutdown(wait=True)
+        self._pools = [None] * self.capacity
+
+
+def died(job: Job, reason: str) -> JobResult:
+    return JobResult(job.name, Status.FAILED, reason)
+
+
+class DaskExecutor:
+    """Jobs on an existing Dask scheduler; GPU jobs only on workers that offer a GPU resource."""
+
+    name = "dask"
+
+    def __init__(self, address: str, connect_timeout_s: float = 10):
+        from distributed import Client
+
+        try:
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+        except OSError as err:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({err}); start one with "
+                                  "`dask scheduler` and workers with `dask worker ADDRESS`") from err
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        self.capacity = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+        self.gpu_workers = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU"))
+        self._tasks: set[Any] = set()
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        outer: Future[JobResult] = Future()
+        if job.device == "gpu" and not self.gpu_workers:
+            outer.set_result(JobResult(job.name, Status.SKIPPED, "no Dask worker offers a GPU resource "
+                                       "(start one with: dask worker ADDRESS --resources GPU=1)"))
+            return outer
+        resources = {"GPU": 1} if job.device == "gpu" else None
+        task = self.client.submit(execute_job, job, None, key=f"lenet_bench-{job.name}-{id(outer)}", pure=False,
+                                  resources=resources, retries=0)
+
+        def done(finished: Any) -> None:  # a distributed.Future, on Dask's own thread
+            self._tasks.discard(finished)
+            try:
+                outer.set_result(finished.result())
+            except BaseException as err:  # noqa: BLE001 - a worker lost, or the run's exception
+                outer.set_result(died(job, f"Dask: {type(err).__name__}: {err}"))
+
+        self._tasks.add(task)
+        task.add_done_callback(done)
+        return outer
+
+    def shutdown(self, *, kill: bool) -> None:
+        if kill and self._tasks:
+            self.client.cancel(list(self._tasks), force=True)
+        self.client.close()

@@ -1,0 +1,126 @@
+"""Which runs an invocation makes: specs x backends x devices x seeds, after the command line's selection.
+
+A `Job` is plain, picklable data: it executes anywhere (this process, a local worker, a
+Dask worker). Light on imports (no MLflow, no framework) so that `list` answers at once.
+
+Command-line overrides (`--epochs`, `--max-steps`, `--subset`) change what a run trains, so
+they are part of its identity: such a run is named `variant@epochs=1,max_steps=50/...`, never
+replaces the row of the spec as written, and is not judged against the spec's expectation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lenet_bench import backends
+from lenet_bench.spec import Spec, Variant
+
+EXECUTORS = ("inline", "workers", "dask")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    results_dir: Path = Path("results")
+    update_reference: bool = False  # allowed to write a folder of reference results
+    only: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    epochs: int | None = None
+    max_steps: int | None = None
+    subset: int | None = None
+    seeds: tuple[int, ...] = ()  # replaces every spec's seeds
+    force: bool = False
+    log_models: bool = True  # trained models logged with MLflow's flavour, for predict and serve
+    live: bool | None = None  # None: a live bar only on a terminal
+    workers: int | None = None  # local worker processes, each pinned to its own cores
+    cluster: str | None = None  # a Dask scheduler address
+
+    @property
+    def executor(self) -> str:
+        return "dask" if self.cluster else "workers" if self.workers else "inline"
+
+    def overrides(self) -> dict[str, int]:
+        """What the command line changes in every spec it runs, in a fixed order."""
+        found = {"epochs": self.epochs, "max_steps": self.max_steps, "subset": self.subset}
+        return {name: value for name, value in found.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: Variant
+    backend: str
+    device: str
+    seed: int
+    overrides: tuple[tuple[str, int], ...] = ()
+    data_dir: str | None = None
+    log_model: bool = True
+
+    @property
+    def spec(self) -> Spec:
+        return self.variant.spec
+
+    @property
+    def overrides_label(self) -> str:
+        return ",".join(f"{name}={value}" for name, value in self.overrides)
+
+    @property
+    def setup(self) -> str:
+        """The variant as trained: its name, with the command line's overrides when there are any."""
+        return f"{self.variant.name}@{self.overrides_label}" if self.overrides else self.variant.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.setup}/{self.backend}/{self.device}/seed{self.seed}"
+
+
+class SelectionError(ValueError):
+    """Command-line selection that matches nothing or names an unknown backend/device."""
+
+
+def apply_overrides(variant: Variant, options: RunOptions) -> Variant:
+    """--epochs, --max-steps, --subset and --seed change a run; they become part of its resolved spec."""
+    train: dict[str, Any] = {}
+    if options.epochs is not None:
+        train["epochs"] = options.epochs
+    if options.max_steps is not None:
+        train["max_steps_per_epoch"] = options.max_steps
+    if options.seeds:
+        train["seeds"] = list(options.seeds)
+    spec = variant.spec
+    if train:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update=train)})
+    if options.subset is not None:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"subset": options.subset})})
+    return dataclasses.replace(variant, spec=spec) if spec is not variant.spec else variant
+
+
+def plan_jobs(variants: list[Variant], options: RunOptions) -> list[Job]:
+    unknown = [b for b in options.backends if b not in backends.names()]
+    if unknown:
+        raise SelectionError(f"--backend: unknown backend {unknown[0]!r}; expected one of: {', '.join(backends.names())}")
+    overrides = tuple(options.overrides().items())
+    jobs = []
+    for variant in variants:
+        # Glob patterns: a plain name selects exactly that variant ('lenet5*' selects its family).
+        if options.only and not any(fnmatch.fnmatchcase(variant.name, p) for p in options.only):
+            continue
+        variant = apply_overrides(variant, options)
+        for backend in variant.spec.backends:
+            if options.backends and backend not in options.backends:
+                continue
+            for device in variant.spec.devices:
+                if options.devices and device not in options.devices:
+                    continue
+                jobs += [Job(variant, backend, device, seed, overrides, options.data_dir, options.log_models)
+                         for seed in variant.spec.train.seeds]
+    if not jobs:
+        raise SelectionError("no run matches the selection (--only / --backend / --device); "
+                             "`python -m lenet_bench list PATHS` shows what the specs hold")
+    return jobs

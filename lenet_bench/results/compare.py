@@ -1,0 +1,145 @@
+"""Comparisons of results rows: mean ± 95% CI over seeds per group, as a table, Markdown and figures.
+
+Rows are grouped by setup (the variant, with any command-line overrides), backend, device
+and the conditions their timings were taken under (hardware class, and whether other work
+ran on the run's cores), so a mean never mixes a run on other hardware, or under load,
+with this machine's quiet numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
+from lenet_bench.training.result import EpochRecord
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib (via figures) is imported where used: `list` and `validate` should not wait for it.
+
+DEFAULT_GROUPING = ("setup", "backend", "device", "conditions")
+COMPARED_METRICS = ("test_accuracy", "delta_to_baseline", "train_seconds", "train_images_per_sec")
+GROUPING_COLUMNS = ("setup", "spec", "overrides", "backend", "device", "seed", "architecture", "activation", "pooling",
+                    "padding", "input_size", "optimizer", "dataset", "framework_version", "hardware", "timing",
+                    "conditions", "executor")
+
+
+def with_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its derived grouping columns: setup (spec@overrides) and conditions (hardware, load)."""
+    df = df.copy()
+    if df.empty:
+        return df.assign(setup=pd.Series(dtype=str), conditions=pd.Series(dtype=str))
+    overrides = df["overrides"].fillna("").astype(str) if "overrides" in df else ""
+    df["setup"] = df["spec"].astype(str) + overrides.map(lambda o: f"@{o}" if o else "")
+    hardware = df["hardware"].fillna("").astype(str) if "hardware" in df else pd.Series("", index=df.index)
+    loaded = (df["timing"] == "loaded") if "timing" in df else pd.Series(False, index=df.index)
+    df["conditions"] = (hardware.where(hardware != "", "unrecorded")
+                        + loaded.map(lambda busy: ", loaded" if busy else ""))
+    return df
+
+
+def compare_table(df: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING) -> pd.DataFrame:
+    """One row per group: n runs, params, mean/std/95% CI of the compared metrics; best mean test accuracy first.
+
+    Rows without numbers (skipped, failed, killed) are left out.
+    """
+    by = list(by)
+    df = usable_runs(with_groups(df))
+    table = aggregate(df, by=by, metrics=COMPARED_METRICS)
+    table.insert(len(by), "n", table["test_accuracy_n"].astype(int))
+    if "params" in df and "params" not in by and not table.empty:
+        params = df.groupby(by, dropna=False)["params"].agg(_constant_or_nan).reset_index()
+        table = table.merge(params, on=by, how="left")
+    return table.sort_values("test_accuracy_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _constant_or_nan(values: pd.Series) -> float:
+    """The parameter count of a group when it has one (a variant); NaN when it mixes variants."""
+    distinct = pd.to_numeric(values, errors="coerce").dropna().unique()
+    return distinct[0] if len(distinct) == 1 else float("nan")
+
+
+def cells(row: pd.Series) -> dict[str, str]:
+    def ci(metric: str, digits: int) -> str:
+        return format_mean_ci(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], digits)
+
+    return {"test accuracy": ci("test_accuracy", 4), "Δ baseline": ci("delta_to_baseline", 4),
+            "train s": ci("train_seconds", 1), "train img/s": ci("train_images_per_sec", 0)}
+
+
+def compare_markdown(table: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING) -> str:
+    """The comparison as Markdown, for results/compare.md and the invocation's run in MLflow."""
+    rows = []
+    for _, row in table.iterrows():
+        params = {"params": f"{int(row['params']):,}" if pd.notna(row["params"]) else ""} if "params" in table else {}
+        rows.append({**{name: row[name] for name in by}, "n": row["n"], **params, **cells(row)})
+    text = pd.DataFrame(rows).to_markdown(index=False) if rows else "(no completed runs)"
+    return ("# lenet_bench comparison\n\nMean ± half-width of the 95% Student-t confidence interval over the n runs "
+            "(seeds) of each group; the mean alone when n = 1. Best mean test accuracy first. `setup`: the spec, "
+            "with `@overrides` when the command line changed it; `conditions`: the hardware the timings were taken "
+            "on, and `loaded` when other work ran on the run's cores (timings of different conditions are never "
+            "averaged together).\n\n" + text + "\n")
+
+
+def aggregate_metrics(df: pd.DataFrame, by: Sequence[str] = ("setup", "backend", "device")) -> dict[str, float]:
+    """Flat metrics for the invocation's run: '<setup>/<backend>/<device>/test_accuracy_mean' etc."""
+    usable = usable_runs(with_groups(df))
+    metrics: dict[str, float] = {}
+    for _, row in aggregate(usable, by=list(by), metrics=("test_accuracy", "delta_to_baseline")).iterrows():
+        group = "/".join(str(row[name]) for name in by)
+        for metric in ("test_accuracy", "delta_to_baseline"):
+            for stat in ("mean", "std", "ci_low", "ci_high", "n"):
+                value = row[f"{metric}_{stat}"]
+                if pd.notna(value):
+                    metrics[_metric_key(f"{group}/{metric}_{stat}")] = float(value)
+    return metrics
+
+
+def _metric_key(name: str) -> str:
+    # MLflow metric names take letters, digits, _ - . / and spaces; '@', ',' and '=' of overrides do not pass.
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+# ------------------------------------------------------------------ figures
+
+def run_figures(history: Sequence[EpochRecord], confusion: Sequence[Sequence[int]] | None,
+                title: str = "") -> dict[str, Figure]:
+    """Per-run figures, keyed by artifact file name."""
+    from lenet_bench.results import figures
+
+    found = {"learning_curves.png": figures.learning_curves(history, title)}
+    if confusion is not None:
+        found["confusion_matrix.png"] = figures.confusion_matrix(confusion, title)
+    return found
+
+
+def invocation_figures(df: pd.DataFrame) -> dict[str, Figure]:
+    """Comparison figures of results rows, keyed by artifact file name."""
+    from lenet_bench.results import figures
+
+    df = with_groups(df)
+    return {"accuracy_vs_params.png": figures.accuracy_vs_params(df),
+            "accuracy_vs_time.png": figures.accuracy_vs_time(df),
+            "backend_comparison.png": figures.backend_comparison(df)}
+
+
+def variant_learning_curves(runs: pd.DataFrame, histories: dict[str, list[EpochRecord]]) -> dict[str, Figure]:
+    """One figure per setup overlaying its runs (backend/device/seed); keyed by setup."""
+    from lenet_bench.results import figures
+
+    found = {}
+    for setup, group in with_groups(runs).groupby("setup", sort=True):
+        overlay = {f"{r.backend}/{r.device} seed{r.seed}": histories[r.mlflow_run_id]
+                   for r in group.itertuples() if histories.get(r.mlflow_run_id)}
+        if overlay:
+            found[str(setup)] = figures.learning_curves(overlay, f"{setup}: learning curves")
+    return found
+
+
+def safe_file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "unnamed"

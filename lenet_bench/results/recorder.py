@@ -1,0 +1,338 @@
+"""The recorder: the one place that writes MLflow and a results folder.
+
+The driver hands it each job's plain `JobResult`; it turns it into a `ResultRow`, logs the
+run (params, metrics, curves, system metrics, artifacts, the model) and merges the row into
+`runs.csv`. A run is tagged completed only after its model and figures are logged, so a run
+cut short there never looks complete. Skipped cells are recorded on the invocation's run,
+not as empty runs of their own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psutil
+import yaml
+
+from lenet_bench.results import convert
+from lenet_bench.results.row import (
+    DRIVER_TAG,
+    KIND_TAG,
+    STATUS_TAG,
+    Kind,
+    ResultRow,
+    Status,
+    timing_condition,
+)
+from lenet_bench.results.table import ResultsError, ResultsFolder
+from lenet_bench.results.tracking import Tracker, flatten
+from lenet_bench.training.loop import time_to_target
+
+if TYPE_CHECKING:
+    import mlflow.entities
+
+    from lenet_bench.engine.baseline import BaselineResult
+    from lenet_bench.engine.execute import JobResult
+    from lenet_bench.engine.plan import Job
+    from lenet_bench.training.result import EpochRecord, RunResult
+
+
+# ------------------------------------------------------------------ rows
+
+def job_row(job: Job) -> ResultRow:
+    """What a run is, before anything about how it went."""
+    spec = job.spec
+    summary = spec.summary()
+    return ResultRow(
+        run=job.name, spec=job.variant.name, base_spec=job.variant.base_name, overrides=job.overrides_label,
+        backend=job.backend, device=job.device, seed=job.seed, **spec.axes(),
+        params=summary.params, flops=summary.flops, train_flops=summary.train_flops, epochs=spec.train.epochs,
+        # A run that the command line changed is not the spec's run: its expectation does not apply.
+        min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
+        reference_accuracy=spec.reference.test_accuracy if spec.reference else None,
+    )
+
+
+def judged(row: ResultRow) -> ResultRow:
+    """met_expectation against the row's expectation (none for runs with overrides)."""
+    if row.status is not Status.COMPLETED or row.test_accuracy is None or row.min_test_accuracy is None:
+        return row.update(met_expectation=None)
+    return row.update(met_expectation=row.test_accuracy >= row.min_test_accuracy)
+
+
+def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) -> dict[str, object]:
+    """The numbers of a completed run, as ResultRow fields."""
+    summary = job.spec.summary()
+    accuracy = result.test_accuracy
+    base = baseline.test_accuracy if baseline else None
+    fields: dict[str, object] = {
+        "test_accuracy": accuracy, "test_accuracy_pct": 100 * accuracy, "test_error_pct": 100 * (1 - accuracy),
+        "test_loss": result.test_loss, "baseline_accuracy": base,
+        "delta_to_baseline": accuracy - base if base is not None else None,
+        "gap_to_baseline_pp": 100 * (accuracy - base) if base is not None else None,
+        "epochs": len(result.history),
+        "train_seconds": sum(r.seconds for r in result.history),
+        "warmup_seconds": result.warmup_seconds, "steady_seconds": result.steady_seconds,
+        "train_images_per_sec": result.train_images_per_second,
+        "achieved_gflops": result.train_images_per_second * summary.train_flops / 1e9,
+        "data_seconds": result.data_seconds, "eval_seconds": result.eval_seconds,
+        "final_train_accuracy": result.history[-1].train_accuracy,
+        "final_val_accuracy": result.history[-1].val_accuracy,
+        "framework_version": result.framework_version,
+    }
+    for name in ("inference_images_per_sec", "latency_p50_ms", "latency_p95_ms", "peak_gpu_mb"):
+        if name in result.timings:
+            fields[name] = result.timings[name]
+    if "inference_batch" in result.timings:
+        fields["inference_batch"] = int(result.timings["inference_batch"])
+    target = job.spec.train.target_accuracy
+    reached = time_to_target(result.history, target) if target else None
+    if reached:
+        fields["time_to_target_s"], fields["epochs_to_target"] = reached
+    return fields
+
+
+def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch curves for MLflow: {metric: [(epoch, value)]}."""
+    names = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
+             "val_accuracy": "val_accuracy", "seconds": "epoch_seconds"}
+    series: dict[str, list[tuple[int, float]]] = {}
+    for record in history:
+        for attribute, metric in names.items():
+            value = getattr(record, attribute)
+            if value is not None:
+                series.setdefault(metric, []).append((record.epoch, value))
+    return series
+
+
+# ------------------------------------------------------------------ the recorder
+
+def driver_id() -> str:
+    """host:pid:start of this process: lets a later invocation tell whether a RUNNING run's recorder is gone."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.0f}"
+
+
+def driver_alive(tag: str) -> bool:
+    """False only when the process is known to be gone: on this host, no process with that pid and start."""
+    import socket
+
+    try:
+        host, pid, started = tag.rsplit(":", 2)
+        if host != socket.gethostname():
+            return True  # another machine's: nothing here can tell
+        process = psutil.Process(int(pid))
+        return f"{process.create_time():.0f}" == started
+    except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+@dataclass
+class Outcome:
+    job: Job
+    row: ResultRow
+    reused: bool = False  # completed by an earlier invocation (MLflow or runs.csv), not trained now
+
+    @property
+    def status(self) -> Status:
+        return self.row.status
+
+    @property
+    def ok(self) -> bool:
+        """Not failed or killed, and (when it has a number) at or above its spec's expectation."""
+        return self.status in (Status.COMPLETED, Status.SKIPPED) and self.row.met_expectation is not False
+
+
+class Recorder:
+    def __init__(self, tracker: Tracker, results: ResultsFolder, *, executor: str, concurrent_workers: int,
+                 warn: Callable[[str], None] = print):
+        self.tracker = tracker
+        self.results = results
+        self.executor = executor
+        self.concurrent_workers = concurrent_workers
+        self.warn = warn
+        self.invocation_id = ""
+        self._driver = driver_id()
+        self._logged_baselines: set[str] = set()
+        self._unwritten: list[str] = []
+
+    # ------------------------------------------------------------ invocation
+
+    def mark_orphans(self) -> list[str]:
+        """Runs left RUNNING by an invocation that was killed outright (kill -9): marked KILLED now."""
+        names = []
+        for run in self.tracker.orphaned_runs(driver_alive):
+            self.tracker.log(run.info.run_id, tags={STATUS_TAG: Status.KILLED.value,
+                                                     "reason": "its invocation was killed (found RUNNING by a later one)"})
+            self.tracker.end_run(run.info.run_id, "KILLED")
+            names.append(run.info.run_name)
+        return names
+
+    def start_invocation(self, name: str, params: dict[str, object]) -> None:
+        self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
+                                                                DRIVER_TAG: self._driver})
+        self.tracker.log(self.invocation_id, params=params)
+
+    def finish_invocation(self, outcomes: list[Outcome], status: str) -> None:
+        """Counts, the skipped cells with their reasons, comparison figures; then the invocation ends."""
+        from lenet_bench.results import compare
+
+        rows = [o.row for o in outcomes]
+        counts = {f"runs_{s.value}": sum(o.status is s and not o.reused for o in outcomes) for s in Status}
+        counts["runs_reused"] = sum(o.reused for o in outcomes)
+        self.tracker.log(self.invocation_id, metrics=counts)
+        skipped = [{"run": r.run, "reason": r.reason} for r in rows if r.status is Status.SKIPPED]
+        if skipped:
+            self.tracker.log_dict(self.invocation_id, skipped, "skipped_runs.json")
+            self.tracker.log(self.invocation_id, tags={"skipped": f"{len(skipped)} run(s): see skipped_runs.json"})
+        frame = convert.rows_to_frame(rows)
+        if any(r.status is Status.COMPLETED for r in rows):
+            for file, figure in compare.invocation_figures(frame).items():
+                self.tracker.log_figure(self.invocation_id, figure, file)
+            self.tracker.log(self.invocation_id, metrics=compare.aggregate_metrics(frame))
+            self.tracker.log_text(self.invocation_id, compare.compare_markdown(compare.compare_table(frame)),
+                                  "compare.md")
+        self.tracker.end_run(self.invocation_id, status)
+
+    # ------------------------------------------------------------ runs
+
+    def start_run(self, job: Job) -> str:
+        """The run in MLflow, RUNNING while it executes."""
+        tags = {KIND_TAG: Kind.RUN.value, DRIVER_TAG: self._driver, "backend": job.backend, "device": job.device,
+                "seed": str(job.seed), "variant": job.variant.name, "overrides": job.overrides_label,
+                **job.spec.axes(), "spec_file": str(job.variant.file), "executor": self.executor}
+        return self.tracker.start_run(job.name, parent_id=self.invocation_id, tags=tags)
+
+    def provenance(self, row: ResultRow, result: JobResult) -> ResultRow:
+        p = result.provenance
+        return row.update(executor=self.executor, concurrent_workers=self.concurrent_workers, cores=p.cores,
+                          host=p.host, hardware=p.hardware, cpu_model=p.cpu_model, gpu_name=p.gpu_name,
+                          gpu_driver=p.gpu_driver, cuda_version=p.cuda_version,
+                          framework_version=p.framework_version or row.framework_version)
+
+    def record(self, job: Job, run_id: str, result: JobResult, *, fingerprint: str, code_version: str) -> Outcome:
+        """A job's result, whatever it was: logged, written to results/, and returned as an outcome."""
+        row = job_row(job).update(fingerprint=fingerprint, code_version=code_version, mlflow_run_id=run_id,
+                                  finished_at=_now())
+        if result.status is Status.SKIPPED:
+            self.tracker.client.delete_run(run_id)  # no empty run: the invocation lists it instead
+            return self._write(Outcome(job, row.update(status=Status.SKIPPED, reason=result.reason,
+                                                        mlflow_run_id="")))
+        row = self.provenance(row, result)
+        if result.status is Status.FAILED or result.result is None:
+            return self.failed(job, run_id, row, result.reason or "no result", result.traceback)
+        run = result.result
+        other = result.other_load_cores
+        row = judged(row.update(status=Status.COMPLETED, **result_fields(job, run, result.baseline),
+                                data_prepare_seconds=result.data_prepare_seconds, peak_rss_mb=result.peak_rss_mb,
+                                rss_at_start_mb=result.rss_at_start_mb, other_load_cores=other,
+                                timing=timing_condition(other)))
+        self._log_completed(job, run_id, row, result)
+        return self._write(Outcome(job, row))
+
+    def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> Outcome:
+        row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
+        self.tracker.log(run_id, tags={STATUS_TAG: Status.FAILED.value, "reason": reason})
+        if traceback:
+            self.tracker.log_text(run_id, traceback, "traceback.txt")
+        self.tracker.end_run(run_id, "FAILED")
+        return self._write(Outcome(job, row))
+
+    def killed(self, job: Job, run_id: str, reason: str = "interrupted (Ctrl-C or SIGTERM)") -> Outcome:
+        row = job_row(job).update(status=Status.KILLED, reason=reason, mlflow_run_id=run_id, finished_at=_now(),
+                                  executor=self.executor)
+        self.tracker.log(run_id, tags={STATUS_TAG: Status.KILLED.value, "reason": reason})
+        self.tracker.end_run(run_id, "KILLED")
+        return self._write(Outcome(job, row))
+
+    def skipped(self, job: Job, reason: str) -> Outcome:
+        return self._write(Outcome(job, job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now())))
+
+    def reused(self, job: Job, row: ResultRow) -> Outcome:
+        """A run completed before (read back from MLflow or runs.csv), judged against the spec as it is now."""
+        current = job_row(job)
+        row = judged(row.update(run=current.run, min_test_accuracy=current.min_test_accuracy,
+                                reference_accuracy=current.reference_accuracy))
+        return self._write(Outcome(job, row, reused=True))
+
+    def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> Outcome:
+        return self.reused(job, convert.from_mlflow(run))
+
+    # ------------------------------------------------------------ writing
+
+    def _log_completed(self, job: Job, run_id: str, row: ResultRow, result: JobResult) -> None:
+        from sklearn.metrics import classification_report, confusion_matrix
+
+        from lenet_bench.results import compare
+
+        run = result.result
+        assert run is not None
+        params, metrics, tags = convert.to_mlflow(row)
+        status = tags.pop(STATUS_TAG)
+        spec_params = flatten(job.spec.model_dump(mode="json"))
+        self.tracker.log(run_id, params={**spec_params, **params}, metrics=metrics, tags=tags,
+                         series=history_series(run.history), timestamped=result.system_metrics)
+        data = result.data
+        if data is not None:
+            self.tracker.log_dataset(run_id, data.dataset, data.key, data.source, data.splits)
+            self.tracker.log_dict(run_id, data.preprocessing, "preprocessing.json")
+        self.tracker.log_text(run_id, yaml.safe_dump(job.spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
+        self.tracker.log_text(run_id, job.spec.summary().table(), "model_summary.txt")
+        if result.baseline is not None and data is not None:
+            self._log_baseline(job, result.baseline)
+        y_true = result.test_labels
+        if y_true is not None:
+            y_pred = run.test_predictions
+            self.tracker.log_text(run_id, classification_report(y_true, y_pred, digits=4, zero_division=0),
+                                  "classification_report.txt")
+            self.tracker.log_dict(run_id, classification_report(y_true, y_pred, output_dict=True, zero_division=0),
+                                  "classification_report.json")
+            matrix = confusion_matrix(y_true, y_pred).tolist()
+            self.tracker.log_dict(run_id, {"confusion_matrix": matrix}, "confusion_matrix.json")
+        else:
+            matrix = None
+        for file, figure in compare.run_figures(run.history, matrix, job.name).items():
+            self.tracker.log_figure(run_id, figure, file)
+        if result.model_archive:
+            self.tracker.log_model_archive(run_id, result.model_archive)
+        # Only now, with everything logged, is the run complete.
+        self.tracker.log(run_id, tags={STATUS_TAG: status})
+        self.tracker.end_run(run_id, "FINISHED")
+
+    def _log_baseline(self, job: Job, baseline: BaselineResult) -> None:
+        if baseline.key in self._logged_baselines:
+            return
+        self._logged_baselines.add(baseline.key)
+        d = job.spec.data
+        name = f"baseline/logreg/{d.dataset}-{d.input_size}-{d.normalization}"
+        run_id = self.tracker.start_run(name, parent_id=self.invocation_id, tags={
+            KIND_TAG: Kind.BASELINE.value, "backend": "sklearn", "architecture": "logistic_regression",
+            "dataset": d.dataset, "data_digest": baseline.key})
+        self.tracker.log(run_id, params={"description": baseline.description, "n_train": baseline.n_train,
+                                         **{f"data.{k}": v for k, v in d.model_dump().items()}},
+                         metrics={"test_accuracy": baseline.test_accuracy, "train_seconds": baseline.train_seconds})
+        self.tracker.end_run(run_id, "FINISHED")
+
+    def _write(self, outcome: Outcome) -> Outcome:
+        """Into runs.csv at once: an invocation killed outright keeps what it finished."""
+        try:
+            self.results.merge([outcome.row])
+        except (OSError, ResultsError) as err:
+            where = f"MLflow run {outcome.row.mlflow_run_id}" if outcome.row.mlflow_run_id else "nowhere else"
+            self._unwritten.append(outcome.row.run)
+            self.warn(f"could not write {outcome.row.run} to {self.results.runs_csv} ({err}); it is in {where}: "
+                      "`python -m lenet_bench report` rebuilds results/ from MLflow once the folder is writable")
+        return outcome
+
+    @property
+    def unwritten(self) -> list[str]:
+        return list(self._unwritten)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

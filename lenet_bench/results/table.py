@@ -1,0 +1,171 @@
+"""A results folder: `runs.csv` (one row per run) and `summary.md`, written safely.
+
+- Writes are a locked read-merge-write through a unique temporary file, renamed into place:
+  two processes writing the same folder never lose each other's rows, and an interrupted
+  write never leaves half a table.
+- A row is replaced only by a row of the same run with the same or a better status: a
+  failed, interrupted or skipped run never erases a completed one.
+- A folder marked as the project's reference results (a `REFERENCE` file) is written only
+  when asked for explicitly.
+- Problems (a file where the folder should be, no permission, a broken `runs.csv`) are
+  `ResultsError`s that name the path and say how to fix it; `check_writable` finds them
+  before anything trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from lenet_bench.results.convert import rows_from_frame, rows_to_frame
+from lenet_bench.results.row import ResultRow, Status
+
+RUNS_CSV = "runs.csv"
+SUMMARY_MD = "summary.md"
+REFERENCE_MARKER = "REFERENCE"  # a file in the project's committed reference results
+LOCK_TIMEOUT_S = 60
+_CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
+SUMMARY_COLUMNS = {
+    "spec": "spec", "overrides": "overrides", "backend": "backend", "device": "device", "seed": "seed",
+    "status": "status", "params": "params", "test_accuracy": "test acc", "baseline_accuracy": "baseline acc",
+    "delta_to_baseline": "delta", "train_seconds": "train s", "train_images_per_sec": "img/s", "timing": "timing",
+    "reason": "note",
+}
+
+
+class ResultsError(Exception):
+    """A results folder that cannot be read or written; the message names it and says what to do."""
+
+
+class ResultsFolder:
+    def __init__(self, path: Path, *, update_reference: bool = False):
+        self.path = Path(path)
+        self.update_reference = update_reference
+
+    @property
+    def runs_csv(self) -> Path:
+        return self.path / RUNS_CSV
+
+    @property
+    def is_reference(self) -> bool:
+        return (self.path / REFERENCE_MARKER).is_file()
+
+    # ------------------------------------------------------------ checks
+
+    def check_writable(self) -> None:
+        """Before any training: the folder can be created and written, and its runs.csv (if any) read."""
+        if self.is_reference and not self.update_reference:
+            raise ResultsError(
+                f"{self.path} holds the project's reference results ({REFERENCE_MARKER} file); runs write "
+                "to your own folder (the default, results/) and never change the reference. To record new "
+                "reference results on purpose, pass --update-reference")
+        if self.path.exists() and not self.path.is_dir():
+            raise ResultsError(f"{self.path} is a file, not a folder; move it away or pass --results DIR")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-"):
+                pass
+        except OSError as err:
+            raise ResultsError(f"cannot write results to {self.path} ({err.strerror or err}); "
+                               "fix its permissions or pass --results DIR") from err
+        self.read()
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> list[ResultRow]:
+        """Every row of runs.csv ([] when there is none); a broken file is a ResultsError."""
+        path = self.runs_csv
+        if not path.exists():
+            return []
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ResultsError(f"cannot read {path} ({err}); fix its permissions or move it away") from err
+        conflict = next((n for n, line in enumerate(text.splitlines(), 1) if line.startswith(_CONFLICT_MARKERS)), None)
+        if conflict:
+            raise ResultsError(f"{path} has an unresolved merge conflict (line {conflict}); resolve it, or move the "
+                               "file away and rebuild it from MLflow with `python -m lenet_bench report`")
+        if not text.strip():
+            raise ResultsError(f"{path} is empty; delete it (runs still in MLflow come back with "
+                               "`python -m lenet_bench report`)")
+        try:
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+        except (pd.errors.ParserError, ValueError) as err:
+            raise ResultsError(f"{path} is not a readable CSV table ({err}); move it away and rebuild it from "
+                               "MLflow with `python -m lenet_bench report`") from err
+        if "run" not in frame or "status" not in frame:
+            raise ResultsError(f"{path} has no 'run' and 'status' columns: not a lenet_bench runs table; "
+                               "move it away or pass --results DIR")
+        try:
+            return rows_from_frame(frame)
+        except ValueError as err:  # a status or number that is not one
+            raise ResultsError(f"{path}: {err}; fix the row or move the file away") from err
+
+    def completed_by_fingerprint(self) -> dict[str, ResultRow]:
+        """Completed rows that carry a fingerprint, to resume from when the MLflow store lacks them."""
+        return {row.fingerprint: row for row in self.read() if row.status is Status.COMPLETED and row.fingerprint}
+
+    # ------------------------------------------------------------ writing
+
+    def merge(self, rows: Iterable[ResultRow]) -> list[ResultRow]:
+        """Merge `rows` into runs.csv (each replaces its run's row unless that one has a better status),
+        rewrite summary.md, and return every row of the table."""
+        rows = list(rows)
+        with self._locked():
+            merged = {row.run: row for row in self.read()}
+            for row in rows:
+                old = merged.get(row.run)
+                if old is None or row.status.rank >= old.status.rank:
+                    merged[row.run] = row
+            table = sorted(merged.values(), key=lambda r: (r.spec, r.overrides, r.backend, r.device, r.seed))
+            frame = rows_to_frame(table)
+            _write_atomically(self.runs_csv, frame.to_csv(index=False))
+            _write_atomically(self.path / SUMMARY_MD, summary_markdown(frame))
+        return table
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.is_reference and not self.update_reference:
+            raise ResultsError(f"{self.path} holds the project's reference results; pass --update-reference to "
+                               "write them")
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / f".{RUNS_CSV}.lock"))
+        try:
+            with lock.acquire(timeout=LOCK_TIMEOUT_S):
+                yield
+        except Timeout as err:
+            raise ResultsError(f"{self.path}: another process has held the lock on {RUNS_CSV} for "
+                               f"{LOCK_TIMEOUT_S} s ({lock.lock_file}); is another run writing there?") from err
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summary_markdown(runs: pd.DataFrame) -> str:
+    table = runs[[c for c in SUMMARY_COLUMNS if c in runs.columns]].rename(columns=SUMMARY_COLUMNS).copy()
+    for column in ("test acc", "baseline acc", "delta"):
+        if column in table:
+            table[column] = table[column].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
+    for column in ("train s", "img/s"):
+        if column in table:
+            table[column] = table[column].map(lambda v: f"{v:,.1f}" if pd.notna(v) else "")
+    if "params" in table:
+        table["params"] = table["params"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "")
+    table = table.astype(object).fillna("")
+    return ("# lenet_bench results\n\nOne row per run (variant/backend/device/seed). `overrides`: the run changed "
+            "the spec from the command line (not judged against its expectation); `timing`: loaded when other "
+            "work ran on the run's cores.\n\n" + table.to_markdown(index=False, disable_numparse=True) + "\n")

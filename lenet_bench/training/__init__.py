@@ -1,0 +1,1 @@
+"""Framework-free training code every backend shares: batch order, schedule, loop, clocks, results, weights."""

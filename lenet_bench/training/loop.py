@@ -1,0 +1,135 @@
+"""What every backend shares about training: data order, learning-rate schedule, results.
+
+Batch order and schedule live here, framework-free, so that two backends given the same
+seed see the same mini-batches in the same order at the same learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from lenet_bench.spec.schema import TrainSpec
+from lenet_bench.training.result import EpochRecord, Progress
+
+
+class Diverged(ArithmeticError):
+    """The training loss became NaN or infinite: the run is a failure, never a result."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"diverged: the training loss was {loss} in epoch {epoch} "
+                         "(too high a learning rate, or an unstable setup)")
+        self.epoch, self.loss = epoch, loss
+
+
+class Clock(Protocol):
+    def start(self) -> None: ...
+
+    def read(self) -> float: ...
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, max_steps: int | None = None) -> list[np.ndarray]:
+    """Index arrays of one shuffled epoch; the last batch may be short, as in Keras and PyTorch."""
+    order = np.random.default_rng([seed, epoch, 0xBA7C4]).permutation(n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return batches[:max_steps] if max_steps else batches
+
+
+def steps_per_epoch(n: int, batch_size: int, max_steps: int | None = None) -> int:
+    steps = math.ceil(n / batch_size)
+    return min(steps, max_steps) if max_steps else steps
+
+
+def learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, warmup_steps: int = 0) -> float:
+    """Learning rate for a 0-based optimizer step."""
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if schedule == "onecycle":
+        # Linear warm-up is handled above; then linear decay to zero, the cheapest
+        # schedule that still anneals (Smith & Topin's one-cycle, simplified).
+        return base_lr * max(0.0, 1.0 - progress)
+    raise ValueError(f"unknown schedule; expected constant, cosine or onecycle, received {schedule!r}")
+
+
+def time_to_target(history: list[EpochRecord], target: float) -> tuple[float, int] | None:
+    """(training seconds, epoch) when validation accuracy first reached `target`, else None.
+
+    Measured at epoch ends on the validation split, never the test set.
+    """
+    for record in history:
+        if record.val_accuracy is not None and record.val_accuracy >= target:
+            return record.elapsed, record.epoch
+    return None
+
+
+@dataclass
+class LoopOutcome:
+    """The per-epoch history and the warm-up kept apart, as every backend reports them."""
+
+    history: list[EpochRecord]
+    warmup_seconds: float
+    warmup_images: int
+
+    def timing_fields(self) -> dict:
+        """RunResult's timing fields: warm-up apart, the rest steady state."""
+        elapsed = self.history[-1].elapsed if self.history else 0.0
+        images = sum(r.images for r in self.history)
+        return {"history": self.history, "warmup_seconds": self.warmup_seconds, "warmup_images": self.warmup_images,
+                "steady_seconds": elapsed - self.warmup_seconds, "steady_images": images - self.warmup_images}
+
+
+def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock: Clock, progress: Progress, *,
+                 run_steps: Callable[[list[np.ndarray], list[float]], None],
+                 take_sums: Callable[[], tuple[float, int]],
+                 validate: Callable[[], tuple[float | None, float | None]],
+                 warmup_steps: int, progress_every: int = 10) -> LoopOutcome:
+    """The epoch loop both backends share: same batches, same learning rates, same clocks.
+
+    `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
+    loss and hits on the device; `take_sums()` reads them once per epoch and resets them;
+    `validate()` gives (loss, accuracy) on the validation split. The clock is a Stopwatch
+    that synchronizes the device before each reading. The first `warmup_steps` steps pay
+    for allocation, kernel selection or tracing, and are timed apart.
+    """
+    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
+    total_steps = per_epoch * cfg.epochs
+    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
+    progress.start(total_steps)
+    history: list[EpochRecord] = []
+    step, elapsed = 0, 0.0
+    warmup_seconds, warmup_images = 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
+        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
+               for i in range(len(batches))]
+        first = warmup_steps if epoch == 1 else 0
+        chunks = ([slice(0, first)] if first else []) + [
+            slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
+        clock.start()
+        for chunk in chunks:
+            run_steps(batches[chunk], lrs[chunk])
+            if first and chunk.start == 0:
+                warmup_seconds = clock.read()
+                warmup_images = sum(len(b) for b in batches[chunk])
+            progress.advance(len(batches[chunk]))
+        seconds = clock.read()
+        elapsed += seconds
+        step += len(batches)
+        images = sum(len(b) for b in batches)
+        loss_sum, hits = take_sums()
+        if not math.isfinite(loss_sum):
+            raise Diverged(epoch, loss_sum / images)
+        val_loss, val_accuracy = validate()
+        record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed)
+        history.append(record)
+        progress.epoch_done(record)
+    return LoopOutcome(history, warmup_seconds, warmup_images)
