@@ -158,7 +158,8 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
             _measure_round(backend, job, spec, data, steps, row, settings.reference)
     except Exception as err:  # one broken backend must not hide the other rows
         row.status, row.reason = "failed", f"{type(err).__name__}: {err}"
-    row.other_load_cores = load.other_cores()
+    other = load.other_cores()
+    row.other_load_cores = other if other is not None else math.nan
     return row
 
 
@@ -177,10 +178,10 @@ def _measure_round(backend: backends.Backend, job: Job, spec: Spec, data: Prepar
         row.round_ratios.append(_median(rates) / _median(measured.rates))
 
 
-def measure_ceiling(device: str, size: int = CEILING_SIZE) -> tuple[float, str] | None:
+def measure_ceiling(device: str) -> tuple[float, str] | None:
     """(FLOP/s, backend) of a large float32 product on `device`, with the first registered backend that can."""
     for name in backends.names():
         if backends.host_conflict(name) or backends.unavailable_reason(name, device):
             continue
-        return backends.activate(name).matmul_flops(device, size, CEILING_REPEATS), name
+        return backends.activate(name).matmul_flops(device, CEILING_SIZE, CEILING_REPEATS), name
     return None

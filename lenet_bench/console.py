@@ -85,12 +85,13 @@ class InvocationProgress:
     """
 
     def __init__(self, total: int, done: int, work: float):
-        self.total, self.done = total, done
+        self.total, self.done, self.launched = total, done, done
         self.work_left, self.work_done = work, 0.0
         self.start = time.monotonic()
 
     def started(self, name: str) -> None:
-        console.print(f"[{self.done + 1}/{self.total}] {name}", markup=False)
+        self.launched += 1
+        console.print(f"[{self.launched}/{self.total}] {name}", markup=False)
 
     def finished(self, outcome: Outcome, work: float) -> None:
         self.done += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet_bench.baseline import logistic_regression_baseline
+from lenet_bench.engine.baseline import logistic_regression_baseline
 from lenet_bench.data import load_dataset, prepare
 
 
@@ -28,7 +28,7 @@ def test_trains_once_then_reads_the_cache(mnist, tmp_path):
     assert not first.cached and first.n_train == 5000 and first.key == data.key
     assert first.description.startswith("LogisticRegression(lbfgs") and "784 pixels" in first.description
 
-    (path,) = (tmp_path / "baselines").iterdir()
+    (path,) = (tmp_path / "baselines").glob("*.json")
     record = json.loads(path.read_text())
     assert path.name.startswith(data.key) and record["test_accuracy"] == first.test_accuracy
     assert len(record["per_class_accuracy"]) == 10 and record["settings"]["max_iter"] == 100
@@ -46,14 +46,14 @@ def test_other_data_or_settings_get_their_own_entry(mnist, tmp_path):
                logistic_regression_baseline(padded, tmp_path, max_iter=20)]
     assert not any(r.cached for r in results)
     assert "1024 pixels" in results[2].description
-    assert len(list((tmp_path / "baselines").iterdir())) == 3
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 3
     assert logistic_regression_baseline(small, tmp_path, max_iter=30).cached
 
 
 def test_unreadable_cache_entry_is_recomputed(mnist, tmp_path):
     data = prepare(mnist, input_size=28, subset=500, test_subset=500)
     logistic_regression_baseline(data, tmp_path, max_iter=10)
-    (path,) = (tmp_path / "baselines").iterdir()
+    (path,) = (tmp_path / "baselines").glob("*.json")
     path.write_text("{truncated")
     assert not logistic_regression_baseline(data, tmp_path, max_iter=10).cached
     assert json.loads(path.read_text())["n_train"] == 500

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import math
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lenet_bench import backends, bench
+from lenet_bench.cli import main
 from lenet_bench.spec import load_variants
 
 LENET5 = Path(__file__).resolve().parents[1] / "specs" / "lenet5.yaml"
@@ -20,15 +20,12 @@ POSITIVE_FIGURES = ("harness_images_per_sec", "harness_min", "harness_max", "ref
                     "harness_to_reference", "ceiling_gflops", "ceiling_images_per_sec", "fraction_of_ceiling",
                     "warmup_epoch_seconds", "inference_images_per_sec", "latency_p50_ms", "latency_p95_ms")
 COLUMNS = ("variant", "backend", "device", "batch", "harness img/s", "min–max", "reference img/s", "ratio",
-           "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms")
+           "% of ceiling", "warm-up s", "infer img/s", "p50 ms", "p95 ms", "other load")
 
 
 def run_bench(*argv: str) -> int:
     """The command as the CLI runs it: parse, load the specs, measure."""
-    parser = argparse.ArgumentParser()
-    bench.add_bench_arguments(parser)
-    args = parser.parse_args(argv)
-    return bench.cmd_bench(args, load_variants(args.paths))
+    return main(["bench", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +88,14 @@ def test_steps_must_be_positive(capsys):
 
 def test_bench_spec_trains_a_warmup_epoch_plus_the_repeats():
     spec = load_variants([LENET5])[0].spec
-    quick = bench.bench_spec(spec, repeats=4, batch_size=32)
+    quick = bench.bench_spec(spec, bench.BenchSettings(steps=10, repeats=4, batch_size=32))
     assert (quick.train.epochs, quick.train.batch_size) == (5, 32)
     assert quick.train.optimizer == spec.train.optimizer and quick.model == spec.model
-    assert bench.bench_spec(spec, repeats=4, batch_size=None).train.batch_size == spec.train.batch_size
+    assert (quick.data.subset, quick.data.validation_split) == (10 * 32, 0.0), "exactly the timed steps' images"
+    default = bench.bench_spec(spec, bench.BenchSettings(repeats=4))
+    assert default.train.batch_size == spec.train.batch_size
+    full = bench.bench_spec(spec, bench.BenchSettings(full=True))
+    assert full.train.epochs == spec.train.epochs and full.data == spec.data
 
 
 def test_record_arithmetic():

@@ -73,7 +73,7 @@ def write_store(root: Path, mnist_dir: Path, cache_dir: Path) -> None:
     """Two completed no-op runs (and their invocation and baseline) in root/mlflow.db."""
     (root / "specs").mkdir(exist_ok=True)
     (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
-    backends.register("noop", "noop_backend")
+    backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("LENET_BENCH_CACHE_DIR", str(cache_dir))

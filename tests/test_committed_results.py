@@ -1,4 +1,4 @@
-"""The committed results/ against the committed specs: what `check` says of the numbers in the README."""
+"""The committed reference results against the committed specs: what `check` says of the numbers in the README."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import shutil
 from pathlib import Path
 
 from lenet_bench.cli import main
+from lenet_bench.results.table import ResultsFolder
 
 REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference"
 
 
 def test_committed_results_meet_every_spec_expectation(capsys):
-    assert main(["check", str(REPO / "results"), "--specs", str(REPO / "specs")]) == 0, capsys.readouterr().out
+    assert main(["check", str(REFERENCE), "--specs", str(REPO / "specs")]) == 0, capsys.readouterr().out
 
 
 def test_raising_an_expectation_above_the_committed_numbers_fails_the_check(tmp_path, capsys):
@@ -20,6 +22,13 @@ def test_raising_an_expectation_above_the_committed_numbers_fails_the_check(tmp_
     text = lenet5.read_text()
     assert "min_test_accuracy: 0.985" in text
     lenet5.write_text(text.replace("min_test_accuracy: 0.985", "min_test_accuracy: 0.999"))
-    assert main(["check", str(REPO / "results"), "--specs", str(specs)]) == 1
+    assert main(["check", str(REFERENCE), "--specs", str(specs)]) == 1
     out = capsys.readouterr().out
     assert "miss" in out and "lenet5/torch/cpu/seed0" in " ".join(out.split())
+
+
+def test_the_reference_table_reads_as_typed_rows():
+    rows = ResultsFolder(REFERENCE).read()
+    assert rows and all(r.status.value in ("completed", "skipped", "failed", "killed") for r in rows)
+    completed = [r for r in rows if r.status.value == "completed"]
+    assert all(r.test_accuracy is not None and r.fingerprint and r.hardware for r in completed)

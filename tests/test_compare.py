@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import textwrap
 
 import pandas as pd
 import pytest
 
-from lenet_bench import backends, compare
+from lenet_bench import backends
 from lenet_bench.cli import main
-from lenet_bench.training import EpochRecord
+from lenet_bench.results import compare
+from lenet_bench.results.convert import rows_to_frame
+from lenet_bench.results.readback import load_histories, load_runs
+from lenet_bench.results.tracking import Tracker
+from lenet_bench.training.result import EpochRecord
 
 EXPERIMENT = "lenet_bench/specs"
 # Two variants (4 and 6 filters in the first conv) x two seeds; the gpu runs are skipped by the no-op backend.
@@ -38,7 +41,7 @@ def store(tmp_path_factory, mnist_dir):
     (root / "specs").mkdir()
     (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
     uri = f"sqlite:///{root}/mlflow.db"
-    backends.register("noop", "noop_backend")
+    backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LENET_BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -50,25 +53,19 @@ def store(tmp_path_factory, mnist_dir):
 
 
 def command(*argv: str) -> int:
-    """The two commands parsed as the CLI parses them."""
-    parser = argparse.ArgumentParser()
-    commands = parser.add_subparsers(dest="command", required=True)
-    compare.add_compare_arguments(commands.add_parser("compare"))
-    compare.add_report_arguments(commands.add_parser("report"))
-    args = parser.parse_args(argv)
-    return {"compare": compare.cmd_compare, "report": compare.cmd_report}[args.command](args)
+    """The two commands as the CLI runs them."""
+    return main(list(argv))
 
 
-def test_load_runs_keeps_the_newest_completed_run_per_name_with_runs_csv_columns(store):
-    runs, baselines, _ = compare.load_runs(store, EXPERIMENT)
-    assert sorted(runs["run"]) == ["tiny-4/noop/cpu/seed0", "tiny-4/noop/cpu/seed1",
-                                   "tiny-6/noop/cpu/seed0", "tiny-6/noop/cpu/seed1"]  # no skipped gpu runs, no repeats
-    assert set(runs["status"]) == {"completed"} and set(runs["mlflow_status"]) == {"FINISHED"}
-    assert {"spec", "backend", "device", "seed", "test_accuracy", "train_seconds", "train_images_per_sec",
-            "params", "mlflow_run_id", "activation", "framework_version"} <= set(runs.columns)
-    assert runs["seed"].tolist() == [0, 1, 0, 1] and runs["params"].dtype == "Int64"
-    assert runs["met_expectation"].tolist() == [True] * 4
-    assert not any(c.startswith("metrics.") for c in runs.columns)
+def test_load_runs_keeps_the_newest_completed_run_per_name_as_typed_rows(store):
+    rows, baselines = load_runs(Tracker(store, EXPERIMENT, create=False))
+    assert [r.run for r in rows] == ["tiny-4/noop/cpu/seed0", "tiny-4/noop/cpu/seed1",
+                                     "tiny-6/noop/cpu/seed0", "tiny-6/noop/cpu/seed1"]  # no skipped gpu runs, no repeats
+    assert {r.status.value for r in rows} == {"completed"}
+    assert [r.seed for r in rows] == [0, 1, 0, 1] and all(isinstance(r.params, int) for r in rows)
+    assert [r.met_expectation for r in rows] == [True] * 4
+    assert all(r.framework_version == "0" and r.activation == "relu" and r.mlflow_run_id for r in rows)
+    assert all(0.05 < r.test_accuracy < 0.2 and r.train_seconds > 0 for r in rows)
     assert len(baselines) == 1 and baselines["test_accuracy"].item() > 0.8  # logged by both invocations, kept once
 
 
@@ -88,7 +85,7 @@ def test_compare_by_another_column(store, capsys):
 
 
 def test_compare_by_an_unknown_column_is_exit_2(store, capsys):
-    assert command("compare", "--tracking-uri", store, "--by", "spec,colour") == 2
+    assert command("compare", "--tracking-uri", store, "--by", "setup,colour") == 2
     assert "cannot group by colour" in capsys.readouterr().err
 
 
@@ -117,7 +114,7 @@ def test_report_rebuilds_results_from_mlflow(store, tmp_path, capsys):
     assert command("report", "--tracking-uri", store, "--results", str(results)) == 0
     table = pd.read_csv(results / "runs.csv")
     assert len(table) == 4 and set(table["status"]) == {"completed"}
-    assert list(table.columns[:5]) == ["run", "spec", "backend", "device", "seed"]
+    assert list(table.columns[:7]) == ["run", "spec", "base_spec", "overrides", "backend", "device", "seed"]
     assert table["test_accuracy"].between(0.05, 0.2).all() and table["params"].dtype == "int64"
     assert "val_accuracy" not in table, "per-epoch series stay in MLflow"
     assert not [c for c in table.columns if "/" in c or "." in c], "system metrics, params.*, tags.* stay in MLflow"
@@ -130,9 +127,10 @@ def test_report_rebuilds_results_from_mlflow(store, tmp_path, capsys):
 
 
 def test_histories_come_back_per_epoch(store):
-    runs = compare.load_runs(store, EXPERIMENT).runs
-    histories = compare.load_histories(store, runs["mlflow_run_id"])
-    first = histories[runs["mlflow_run_id"].iloc[0]]
+    tracker = Tracker(store, EXPERIMENT, create=False)
+    rows = load_runs(tracker).rows
+    histories = load_histories(tracker, [r.mlflow_run_id for r in rows])
+    first = histories[rows[0].mlflow_run_id]
     assert [r.epoch for r in first] == [1, 2]
     assert first[0].train_loss == pytest.approx(2.3) and first[0].val_accuracy == pytest.approx(0.1128, abs=1e-3)
 
@@ -149,12 +147,12 @@ def synthetic_runs() -> pd.DataFrame:
 
 def test_compare_table_statistics_and_order():
     table = compare.compare_table(synthetic_runs())
-    assert table[["spec", "backend"]].values.tolist() == [["b", "torch"], ["a", "torch"], ["a", "keras"]]
+    assert table[["setup", "backend"]].values.tolist() == [["b", "torch"], ["a", "torch"], ["a", "keras"]]
     b, a_torch, _ = (row for _, row in table.iterrows())
     assert b["n"] == 1 and math.isnan(b["test_accuracy_ci_low"])
     assert a_torch["n"] == 3 and a_torch["params"] == 100
     assert a_torch["test_accuracy_ci_high"] - a_torch["test_accuracy_mean"] == pytest.approx(0.024841, abs=1e-6)
-    assert "| a | torch | cpu | 3 | 100 | 0.9900 ± 0.0248 |" in " ".join(compare.compare_markdown(table).split())
+    assert "| a | torch | cpu | unrecorded | 3 | 100 | 0.9900 ± 0.0248 |" in " ".join(compare.compare_markdown(table).split())
 
 
 def test_params_are_blank_when_a_group_mixes_variants():
@@ -181,17 +179,49 @@ def test_compare_table_leaves_out_rows_without_numbers():
     rows = pd.concat([synthetic_runs(), pd.DataFrame([{"spec": "c", "backend": "torch", "device": "gpu", "seed": 0,
                                                        "status": "skipped", "reason": "no GPU"}])])
     table = compare.compare_table(rows)
-    assert "c" not in set(table["spec"]) and len(table) == 3
+    assert "c" not in set(table["setup"]) and len(table) == 3
 
 
 def test_figures_log_to_an_mlflow_run(store):
     """What the runner does with them: Tracker.log_figure on the child and parent runs."""
-    from lenet_bench.tracking import Tracker
-
     tracker = Tracker(store, "lenet_bench/figures")
-    with tracker.run("figures") as run_id:
-        history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100)]
-        figures = {**compare.run_figures(history, [[5, 1], [0, 4]], "r"), **compare.invocation_figures(synthetic_runs())}
-        for name, figure in figures.items():
-            tracker.log_figure(run_id, figure, name)
+    run_id = tracker.start_run("figures")
+    history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100)]
+    figures = {**compare.run_figures(history, [[5, 1], [0, 4]], "r"), **compare.invocation_figures(synthetic_runs())}
+    for name, figure in figures.items():
+        tracker.log_figure(run_id, figure, name)
+    tracker.end_run(run_id, "FINISHED")
     assert {a.path for a in tracker.client.list_artifacts(run_id)} == set(figures)
+
+
+def test_timings_of_other_hardware_or_under_load_are_never_averaged_together():
+    """A loaded run, or one on other hardware, is its own group: '398.6 ± 1,566.9 s' cannot happen."""
+    runs = synthetic_runs()
+    runs = runs[(runs["spec"] == "a") & (runs["backend"] == "torch")].copy()
+    runs["hardware"] = ["AMD EPYC, 2 cores", "AMD EPYC, 2 cores", "NVIDIA H100"]
+    runs["timing"] = ["quiet", "loaded", "quiet"]
+    runs["train_seconds"] = [10.0, 400.0, 1.0]
+    table = compare.compare_table(runs).set_index("conditions")
+    assert sorted(table.index) == ["AMD EPYC, 2 cores", "AMD EPYC, 2 cores, loaded", "NVIDIA H100"]
+    assert table["n"].tolist() == [1, 1, 1]
+    assert table.loc["AMD EPYC, 2 cores", "train_seconds_mean"] == 10.0
+
+
+def test_runs_with_overrides_are_their_own_setup():
+    runs = synthetic_runs()
+    runs["overrides"] = ""
+    runs.loc[runs.index[0], "overrides"] = "epochs=1,max_steps=50"
+    table = compare.compare_table(runs)
+    assert "a@epochs=1,max_steps=50" in set(table["setup"])
+    assert table.set_index(["setup", "backend"]).loc[("a", "torch"), "n"] == 2
+
+
+def test_rows_frame_round_trip():
+    from lenet_bench.results.convert import rows_from_frame
+    from lenet_bench.results.row import ResultRow, Status
+
+    rows = [ResultRow(run="x/torch/cpu/seed0", spec="x", backend="torch", device="cpu", seed=0,
+                      status=Status.COMPLETED, test_accuracy=0.99, params=61706, met_expectation=True),
+            ResultRow(run="x/torch/gpu/seed0", spec="x", backend="torch", device="gpu", status=Status.SKIPPED,
+                      reason="no CUDA device")]
+    assert rows_from_frame(rows_to_frame(rows)) == rows

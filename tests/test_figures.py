@@ -7,8 +7,8 @@ import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
-from lenet_bench import figures
-from lenet_bench.training import EpochRecord
+from lenet_bench.results import figures
+from lenet_bench.training.result import EpochRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

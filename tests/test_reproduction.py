@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lenet_bench.reproduction import reproduction_markdown, reproduction_table
+from lenet_bench.results.reproduction import reproduction_markdown, reproduction_table
 
 
 def _run(spec, backend, seed, accuracy, reference=0.9906, status="completed"):

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lenet_bench.stats import aggregate, format_mean_ci, summarize
+from lenet_bench.results.stats import aggregate, format_mean_ci, summarize
 
 T_975_DF2 = 4.302653  # Student t quantile, 97.5%, 2 degrees of freedom (printed tables: 4.303)
 

@@ -7,18 +7,24 @@ running, without timing anything and without a GPU.
 
 from __future__ import annotations
 
+import importlib
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from lenet_bench import timing
-from lenet_bench.backends import torch_backend
+from conftest import require_backend
+from lenet_bench.backends.torch import model as torch_model
 from lenet_bench.data import PreparedData
+from lenet_bench.engine import hardware
 from lenet_bench.spec import Spec
-from lenet_bench.training import EpochRecord, SilentProgress, time_to_target
+from lenet_bench.training import timing
+from lenet_bench.training.loop import time_to_target
+from lenet_bench.training.result import EpochRecord, SilentProgress
 
+# The module, not the package's `train` function of the same name.
+torch_train = importlib.import_module("lenet_bench.backends.torch.train")
 TICK = 0.001  # seconds the fake clock advances per reading
 
 
@@ -84,14 +90,14 @@ def test_time_calls_leaves_warmup_untimed_and_syncs_after_each_timed_call(trace)
     assert samples.tolist() == pytest.approx([TICK] * 4)
 
 
-def test_inference_figures_time_both_batch_sizes_after_their_warmup(trace):
+def test_inference_timings_time_both_batch_sizes_after_their_warmup(trace):
     batch_sizes: list[int] = []
 
     def predict(batch: np.ndarray) -> None:
         batch_sizes.append(len(batch))
         trace.work()
 
-    figures = timing.inference_figures(predict, trace.sync, np.zeros((2048, 1), np.float32), batch=1024, repeats=5,
+    figures = timing.inference_timings(predict, trace.sync, np.zeros((2048, 1), np.float32), batch=1024, repeats=5,
                                        latency_calls=100)
     assert batch_sizes.count(1024) == 2 + 5 and batch_sizes.count(1) == 10 + 100
     assert trace.readings_with_work_pending() == 0
@@ -100,25 +106,44 @@ def test_inference_figures_time_both_batch_sizes_after_their_warmup(trace):
     assert figures["inference_batch"] == 1024
 
 
-def test_peak_host_rss_is_a_plausible_size_in_mb():
-    assert 10 < timing.peak_host_rss_mb() < 1e6
+def test_a_runs_peak_memory_is_its_own_not_the_process_high_water_mark():
+    hoard = np.ones(50_000_000 // 8)  # 50 MB the process held before the run
+    del hoard
+    start = hardware.reset_peak_rss()
+    assert 10 < start < 1e6
+    assert hardware.peak_rss_mb() < start + 20, "the earlier 50 MB are not this run's peak"
+    used = np.ones(80_000_000 // 8)  # 80 MB the run itself uses
+    assert hardware.peak_rss_mb() > start + 60
+    del used
+
+
+def test_other_load_counts_only_other_processes_work():
+    load = hardware.CoreLoad(hardware.allowed_cores()).start()
+    assert load.other_cores() is None, "too short a span to tell"
+    end = __import__("time").monotonic() + 1.2
+    while __import__("time").monotonic() < end:
+        pass  # this process's own work is not load
+    other = load.other_cores()
+    assert other is not None and 0 <= other <= len(hardware.allowed_cores())
 
 
 # ------------------------------------------------------------------ the backends' GPU paths
 
 
 def test_torch_syncs_with_cuda_on_gpu_and_not_on_cpu():
-    assert torch_backend._sync("gpu") is torch.cuda.synchronize
-    assert torch_backend._sync("cpu") is not torch.cuda.synchronize
-    torch_backend._sync("cpu")()  # callable without CUDA
+    assert torch_train.sync("gpu") is torch.cuda.synchronize
+    assert torch_train.sync("cpu") is not torch.cuda.synchronize
+    torch_train.sync("cpu")()  # callable without CUDA
 
 
 def test_keras_syncs_the_devices_on_gpu():
-    # Through the backend, so TensorFlow is imported with the backend's log and oneDNN settings.
-    keras_backend = pytest.importorskip("lenet_bench.backends.keras_backend")
-    tf = keras_backend.tf
+    # Through the registry, so TensorFlow is imported with the backend's log and oneDNN settings.
+    require_backend("keras")
+    import tensorflow as tf
 
-    assert keras_backend._sync("gpu") is tf.test.experimental.sync_devices
+    from lenet_bench.backends.keras import model as keras_model
+
+    assert keras_model.sync("gpu") is tf.test.experimental.sync_devices
 
 
 TINY = Spec.model_validate({
@@ -140,11 +165,12 @@ def test_torch_training_on_the_gpu_path_reads_no_clock_with_work_pending(trace, 
     # The "gpu" code path with CPU tensors: torch.cuda.synchronize is the recorder's sync.
     monkeypatch.setattr(torch.cuda, "synchronize", trace.sync)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 0)
-    monkeypatch.setattr(torch_backend, "torch_device", lambda device: torch.device("cpu"))
-    model = torch_backend.build(TINY, seed=0, device="cpu")
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(torch_train, "torch_device", lambda device: torch.device("cpu"))
+    model = torch_model.build(TINY, seed=0, device="cpu")
     model.register_forward_pre_hook(trace.work)  # every forward pass marks device work
 
-    result = torch_backend.train(model, TINY, _random_data(64, 32), 0, "gpu", SilentProgress(), max_steps_per_epoch=4)
+    result = torch_train.train(model, TINY, _random_data(64, 32), 0, "gpu", SilentProgress(), max_steps_per_epoch=4)
     assert len(result.history) == 2 and result.timings["peak_gpu_mb"] == 0
     assert trace.events.count("work") > 2 * 4, "training and inference both ran"
     assert trace.readings_with_work_pending() == 0
@@ -170,3 +196,14 @@ def test_time_to_target_never_reached_is_none():
 
 def test_time_to_target_without_validation_split_is_none():
     assert time_to_target(_history([None, None]), 0.5) is None
+
+
+@pytest.mark.gpu
+def test_torch_trains_and_evaluates_on_a_real_cuda_device():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device: torch.cuda.is_available() is False")
+    torch_backend = require_backend("torch", "gpu")
+    model = torch_backend.build(TINY, seed=0, device="gpu")
+    result = torch_backend.train(model, TINY, _random_data(64, 32), 0, "gpu", SilentProgress(), max_steps_per_epoch=4)
+    assert len(result.history) == 2 and result.timings["peak_gpu_mb"] > 0
+    assert torch_backend.device_info("gpu")["gpu_name"]

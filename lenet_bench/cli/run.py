@@ -50,8 +50,6 @@ def experiment_name(paths: list[str]) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from lenet_bench.engine.driver import Driver, Interrupted
     from lenet_bench.engine.plan import RunOptions, SelectionError
-    from lenet_bench.results.recorder import Outcome
-    from lenet_bench.results.row import Status
     from lenet_bench.results.table import ResultsError
     from lenet_bench.results.tracking import TrackingError
     from lenet_bench.spec import load_variants
@@ -63,9 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, subset=args.subset,
         seeds=tuple(args.seeds), force=args.force, log_models=args.log_models, workers=args.workers,
         cluster=args.cluster)
+    driver = Driver(options)
     try:
         with stops_as_interrupts():
-            outcomes: list[Outcome] = Driver(options).run(variants, args.experiment or experiment_name(args.paths))
+            outcomes = driver.run(variants, args.experiment or experiment_name(args.paths))
     except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
         error(str(err))
         return EXIT_INVALID
@@ -73,7 +72,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print("\ninterrupted: finished runs are logged and in the results folder; the runs in flight are "
                       "marked KILLED. Run the same command again to resume.")
         return EXIT_INTERRUPTED
-    return summarize(outcomes, options.results_dir)
+    code = summarize(outcomes, options.results_dir)
+    if driver.unwritten:
+        error(f"{len(driver.unwritten)} run(s) are in MLflow but not in {options.results_dir}/runs.csv (see the "
+              "warnings above); `python -m lenet_bench report` writes them there once the folder is writable")
+        return max(code, EXIT_FAILED)
+    return code
 
 
 def summarize(outcomes: list, results: Path) -> int:

@@ -55,6 +55,7 @@ class Interrupted(KeyboardInterrupt):
 class Driver:
     def __init__(self, options: RunOptions):
         self.options = options
+        self.unwritten: list[str] = []  # runs recorded in MLflow that the results folder could not take
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
         options = self.options
@@ -83,6 +84,7 @@ class Driver:
             executor.shutdown(kill=status != "FINISHED")
             recorder.finish_invocation(outcomes, status)
             self._write_reports(results, outcomes)
+            self.unwritten = recorder.unwritten
         return outcomes
 
     # ------------------------------------------------------------ decide

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lenet_bench import backends
+from lenet_bench.console import RunProgress
 from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
 from lenet_bench.engine import hardware
@@ -31,7 +32,7 @@ from lenet_bench.engine.process import in_fresh_process
 from lenet_bench.engine.sampler import Sample, SystemSampler
 from lenet_bench.results.row import Status
 from lenet_bench.training.loop import Diverged
-from lenet_bench.training.result import Progress, RunResult, SilentProgress
+from lenet_bench.training.result import Progress, RunResult
 
 DATA_UNAVAILABLE = "data unavailable"
 
@@ -90,9 +91,11 @@ def data_cache(data_dir: str | None) -> DataCache:
 
 def execute_job(job: Job, progress: Progress | None = None) -> JobResult:
     """Train and evaluate `job` here (or in a process of its own when this one cannot host its backend)."""
+    if job.backend_entry is not None and job.backend not in backends.names():
+        backends.register(job.backend_entry)  # a worker knows only the built-in backends
     if backends.host_conflict(job.backend):
         return _in_own_process(job)
-    return _execute(job, progress or SilentProgress())
+    return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False))
 
 
 def _in_own_process(job: Job) -> JobResult:

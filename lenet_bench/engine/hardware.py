@@ -61,6 +61,9 @@ def host() -> str:
 
 # ------------------------------------------------------------------ load and memory of one run
 
+MIN_SPAN_S = 1.0
+
+
 @dataclass
 class CoreLoad:
     """Other processes' work on the given cores while this process ran: busy core-seconds of those
@@ -75,10 +78,11 @@ class CoreLoad:
         self._busy, self._own, self._wall = self._busy_seconds(), _own_cpu_seconds(), time.monotonic()
         return self
 
-    def other_cores(self) -> float:
+    def other_cores(self) -> float | None:
+        """None for a span under MIN_SPAN_S: the CPU counters tick too coarsely to tell."""
         wall = time.monotonic() - self._wall
-        if wall <= 0:
-            return 0.0
+        if wall < MIN_SPAN_S:
+            return None
         other = (self._busy_seconds() - self._busy) - (_own_cpu_seconds() - self._own)
         return max(0.0, other / wall)
 

@@ -61,6 +61,8 @@ class Job:
     overrides: tuple[tuple[str, int], ...] = ()
     data_dir: str | None = None
     log_model: bool = True
+    # The registry entry travels with the job: a worker process starts with only the built-in backends.
+    backend_entry: backends.BackendEntry | None = None
 
     @property
     def spec(self) -> Spec:
@@ -118,8 +120,8 @@ def plan_jobs(variants: list[Variant], options: RunOptions) -> list[Job]:
             for device in variant.spec.devices:
                 if options.devices and device not in options.devices:
                     continue
-                jobs += [Job(variant, backend, device, seed, overrides, options.data_dir, options.log_models)
-                         for seed in variant.spec.train.seeds]
+                jobs += [Job(variant, backend, device, seed, overrides, options.data_dir, options.log_models,
+                             backends.entry(backend)) for seed in variant.spec.train.seeds]
     if not jobs:
         raise SelectionError("no run matches the selection (--only / --backend / --device); "
                              "`python -m lenet_bench list PATHS` shows what the specs hold")

@@ -34,7 +34,7 @@ def with_groups(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     if df.empty:
         return df.assign(setup=pd.Series(dtype=str), conditions=pd.Series(dtype=str))
-    overrides = df["overrides"].fillna("").astype(str) if "overrides" in df else ""
+    overrides = df["overrides"].fillna("").astype(str) if "overrides" in df else pd.Series("", index=df.index)
     df["setup"] = df["spec"].astype(str) + overrides.map(lambda o: f"@{o}" if o else "")
     hardware = df["hardware"].fillna("").astype(str) if "hardware" in df else pd.Series("", index=df.index)
     loaded = (df["timing"] == "loaded") if "timing" in df else pd.Series(False, index=df.index)

@@ -220,9 +220,8 @@ class Recorder:
         row = job_row(job).update(fingerprint=fingerprint, code_version=code_version, mlflow_run_id=run_id,
                                   finished_at=_now())
         if result.status is Status.SKIPPED:
-            self.tracker.client.delete_run(run_id)  # no empty run: the invocation lists it instead
-            return self._write(Outcome(job, row.update(status=Status.SKIPPED, reason=result.reason,
-                                                        mlflow_run_id="")))
+            self.tracker.delete_run(run_id)  # no empty run: the invocation lists it instead
+            return self.skipped(job, result.reason)
         row = self.provenance(row, result)
         if result.status is Status.FAILED or result.result is None:
             return self.failed(job, run_id, row, result.reason or "no result", result.traceback)
@@ -232,15 +231,22 @@ class Recorder:
                                 data_prepare_seconds=result.data_prepare_seconds, peak_rss_mb=result.peak_rss_mb,
                                 rss_at_start_mb=result.rss_at_start_mb, other_load_cores=other,
                                 timing=timing_condition(other)))
-        self._log_completed(job, run_id, row, result)
+        try:
+            self._log_completed(job, run_id, row, result)
+        except Exception as err:  # the store refused (disk full, server gone): the run is not complete there
+            return self.failed(job, run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: "
+                                                 f"{err}")
         return self._write(Outcome(job, row))
 
     def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> Outcome:
         row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
-        self.tracker.log(run_id, tags={STATUS_TAG: Status.FAILED.value, "reason": reason})
-        if traceback:
-            self.tracker.log_text(run_id, traceback, "traceback.txt")
-        self.tracker.end_run(run_id, "FAILED")
+        try:
+            self.tracker.log(run_id, tags={STATUS_TAG: Status.FAILED.value, "reason": reason})
+            if traceback:
+                self.tracker.log_text(run_id, traceback, "traceback.txt")
+            self.tracker.end_run(run_id, "FAILED")
+        except Exception as err:  # the store itself is failing: results/ still gets the row
+            self.warn(f"could not mark {row.run} FAILED in MLflow ({type(err).__name__}: {err})")
         return self._write(Outcome(job, row))
 
     def killed(self, job: Job, run_id: str, reason: str = "interrupted (Ctrl-C or SIGTERM)") -> Outcome:

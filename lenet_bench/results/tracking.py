@@ -92,9 +92,11 @@ class Tracker:
         if database is not None and not create and not database.exists():
             raise TrackingError(f"no MLflow store at {tracking_uri} ({database} does not exist); pass "
                                 "--tracking-uri or set MLFLOW_TRACKING_URI")
-        lock = FileLock(f"{database}.lock") if database is not None else contextlib.nullcontext()
+        # Two invocations on one SQLite store: one creates its schema while the other waits, and rows that
+        # MLflow inserts only once per store (dataset records) are written one process at a time.
+        self._lock: Any = FileLock(f"{database}.lock") if database is not None else contextlib.nullcontext()
         try:
-            with lock:  # one process creates a new store's schema; the others wait, then open it
+            with self._lock:  # one process creates a new store's schema; the others wait, then open it
                 if database is not None:
                     database.parent.mkdir(parents=True, exist_ok=True)
                 mlflow.set_tracking_uri(tracking_uri)
@@ -187,6 +189,11 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
 
+    def delete_run(self, run_id: str) -> None:
+        """A run that turned out not to happen (its device is not there): ended, and out of the UI's view."""
+        self.client.set_terminated(run_id, "FINISHED")
+        self.client.delete_run(run_id)
+
     def end_run(self, run_id: str, status: str) -> None:
         """FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)
@@ -228,7 +235,8 @@ class Tracker:
             entity = MetaDataset(LocalArtifactDatasetSource(source), name=f"{name}/{split}",
                                  digest=split_digest)._to_mlflow_entity()
             inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", split)]))
-        self.client.log_inputs(run_id, datasets=inputs)
+        with self._lock:
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)

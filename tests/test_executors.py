@@ -1,0 +1,176 @@
+"""Executors: inline, pinned local workers (--workers) and a real Dask cluster on loopback (--cluster) give the
+same rows; a worker killed mid-run fails that run only; an interrupted driver marks the runs in flight KILLED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lenet_bench.cli import main
+from lenet_bench.engine.executors import split_cores
+
+TESTS = Path(__file__).parent
+SPEC = """
+name: tiny
+data: {subset: 2000, test_subset: 500, validation_split: 0.1}
+model: {conv: [{filters: 4}, {filters: 8}], dense: [16]}
+train: {optimizer: {name: sgd}, epochs: 2, seeds: [0, 1, 2]}
+backends: [noop]
+devices: [cpu, gpu]
+expect: {min_test_accuracy: 0.05}
+"""
+# Columns that differ between executors by design (where and how it ran) or by time.
+PROVENANCE = ["executor", "concurrent_workers", "cores", "hardware", "mlflow_run_id", "finished_at", "timing",
+              "other_load_cores", "peak_rss_mb", "rss_at_start_mb", "data_prepare_seconds", "host", "reason"]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
+    return tmp_path
+
+
+def run(workspace, mnist_dir, name: str, *extra: str) -> int:
+    return main(["run", str(workspace / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri",
+                 f"sqlite:///{workspace}/{name}.db", "--results", str(workspace / name), *extra])
+
+
+def rows(workspace, name: str) -> pd.DataFrame:
+    table = pd.read_csv(workspace / name / "runs.csv", keep_default_na=False, na_values=[""]).set_index("run")
+    return table.drop(columns=PROVENANCE).sort_index()
+
+
+def test_cores_are_split_between_workers():
+    assert split_cores([0, 1], 2) == [[0], [1]]
+    assert split_cores([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+    assert split_cores([0, 1], 3) == [[0], [1], [0]]  # more workers than cores: they share
+
+
+def test_workers_give_the_same_rows_as_inline(workspace, mnist_dir, noop):
+    assert run(workspace, mnist_dir, "inline") == 0
+    assert run(workspace, mnist_dir, "workers", "--workers", "2") == 0
+    pd.testing.assert_frame_equal(rows(workspace, "workers"), rows(workspace, "inline"))
+    workers = pd.read_csv(workspace / "workers" / "runs.csv")
+    completed = workers[workers["status"] == "completed"]
+    assert set(completed["executor"]) == {"workers"} and set(completed["concurrent_workers"]) == {2}
+    assert set(completed["cores"]) == {max(1, len(os.sched_getaffinity(0)) // 2)}, "each worker has its own cores"
+
+
+def test_a_worker_killed_mid_run_fails_that_run_and_the_others_go_on(workspace, mnist_dir, noop, monkeypatch):
+    monkeypatch.setenv("LENET_BENCH_NOOP_KILL", "1")  # read by noop_backend in the worker process
+    assert run(workspace, mnist_dir, "workers", "--workers", "2", "--device", "cpu") == 1
+    table = pd.read_csv(workspace / "workers" / "runs.csv").set_index("run")
+    assert table.loc["tiny/noop/cpu/seed1", "status"] == "failed"
+    assert "died" in table.loc["tiny/noop/cpu/seed1", "reason"]
+    assert table.loc[["tiny/noop/cpu/seed0", "tiny/noop/cpu/seed2"], "status"].tolist() == ["completed", "completed"]
+
+
+def test_interrupting_the_driver_marks_every_run_in_flight_killed(workspace, mnist_dir):
+    env = {**os.environ, "LENET_BENCH_NOOP_SLOW": "0,1,2", "LENET_BENCH_NOOP_SLOW_SECONDS": "60"}
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from lenet_bench import backends
+        from lenet_bench.cli import main
+        backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
+        sys.exit(main(["run", "specs", "--data-dir", {str(mnist_dir)!r}, "--tracking-uri", "sqlite:///mlflow.db",
+                       "--results", "results", "--workers", "2", "--device", "cpu"]))
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    slow = 0
+    for line in driver.stdout:
+        slow += "noop: training slowly" in line
+        if slow == 2:  # both workers are in the middle of a run
+            break
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=60) == 130
+    table = pd.read_csv(workspace / "results" / "runs.csv").set_index("run")
+    assert sorted(table["status"]) == ["killed", "killed"]
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["lenet_bench/specs"])
+    assert set(runs["status"]) == {"KILLED"}, "the runs in flight and the invocation"
+
+
+# ------------------------------------------------------------------ Dask
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A Dask scheduler and two workers on loopback, one offering a GPU resource; all stopped afterwards."""
+    dask = str(Path(sys.executable).parent / "dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    common = ["--no-dashboard"]
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), *common],
+                                  env=env, stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT)]
+    try:
+        worker = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", *common]
+        processes.append(subprocess.Popen([*worker, "--name", "cpu-worker"], env=env,
+                                          stdout=open(logs / "cpu.log", "w"), stderr=subprocess.STDOUT))
+        processes.append(subprocess.Popen([*worker, "--name", "gpu-worker", "--resources", "GPU=1"],
+                                          env={**env, "LENET_BENCH_NOOP_GPU": "1"},
+                                          stdout=open(logs / "gpu.log", "w"), stderr=subprocess.STDOUT))
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise AssertionError("Dask cluster did not start:\n" + "\n".join(
+                        p.read_text()[-2000:] for p in logs.iterdir())) from None
+                time.sleep(1)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_same_rows_and_sends_gpu_runs_to_gpu_workers(workspace, mnist_dir, noop, cluster):
+    assert run(workspace, mnist_dir, "inline", "--device", "cpu") == 0
+    assert run(workspace, mnist_dir, "dask", "--cluster", cluster) == 0
+    dask_rows = rows(workspace, "dask")
+    cpu = dask_rows[dask_rows["device"] == "cpu"]
+    pd.testing.assert_frame_equal(cpu, rows(workspace, "inline"))
+    gpu = pd.read_csv(workspace / "dask" / "runs.csv").set_index("run").loc[lambda t: t["device"] == "gpu"]
+    # Only the worker started with --resources GPU=1 plays a GPU: a GPU run sent anywhere else would be skipped.
+    assert set(gpu["status"]) == {"completed"} and len(gpu) == 3
+    assert set(gpu["executor"]) == {"dask"}
+
+
+def test_an_unreachable_cluster_is_exit_2_naming_it(workspace, mnist_dir, noop, capsys):
+    start = time.monotonic()
+    assert run(workspace, mnist_dir, "dask", "--cluster", f"tcp://127.0.0.1:{free_port()}") == 2
+    assert time.monotonic() - start < 60
+    assert "Dask scheduler" in capsys.readouterr().err
