@@ -55,9 +55,7 @@ def test_cpu_figures_are_positive_and_finite(measured):
     assert cpu.status == "measured"
     for name in POSITIVE_FIGURES:
         assert math.isfinite(cpu[name]) and cpu[name] > 0, name
-    assert cpu.harness_min <= cpu.harness_images_per_sec <= cpu.harness_max
     assert (cpu.train_images, cpu.rounds) == (3 * 16, 2)  # 2 rounds of 2 timed epochs each
-    assert cpu.ratio_min <= cpu.harness_to_reference <= cpu.ratio_max
     assert cpu.fraction_of_ceiling == pytest.approx(cpu.harness_images_per_sec / cpu.ceiling_images_per_sec)
     table_row = next(line for line in out.splitlines() if "lenet5" in line and "cpu" in line)
     assert "x" in table_row and "%" in table_row, "ratio and share of the ceiling are printed"

@@ -25,8 +25,12 @@ class ReferenceResult(NamedTuple):
 
 
 class Backend(Protocol):
-    NAME: str
-    MLFLOW_FLAVOR: str | None  # the mlflow module that saves its models ("pytorch", "keras"); None: not saved
+    @property
+    def NAME(self) -> str: ...  # noqa: N802 - a module constant in every backend
+
+    @property
+    def MLFLOW_FLAVOR(self) -> str | None:  # noqa: N802
+        """The mlflow module that saves its models ("pytorch", "keras"); None: not saved."""
 
     def configure(self, cores: int) -> None:
         """Size the framework's thread pools to `cores` (before its first op where it matters)."""
@@ -66,3 +70,11 @@ class Backend(Protocol):
 
     def matmul_flops(self, device: str, size: int, repeats: int) -> float:
         """FLOP/s of a float32 size x size matrix product: about the most the device delivers."""
+
+
+if TYPE_CHECKING:
+    # The type checker holds every built-in backend module to the protocol (a module can implement one).
+    from lenet_bench.backends import keras as _keras
+    from lenet_bench.backends import torch as _torch
+
+    _BUILT_IN: list[Backend] = [_torch, _keras]

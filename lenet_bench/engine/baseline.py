@@ -58,6 +58,7 @@ def logistic_regression_baseline(data: PreparedData, cache_dir: Path | None = No
             if not cached:
                 record = _train(data, settings)
                 _write_atomically(path, record)
+    assert record is not None
     return BaselineResult(test_accuracy=record["test_accuracy"], train_seconds=record["train_seconds"],
                           n_train=record["n_train"], key=data.key, cached=cached, description=description)
 

@@ -134,8 +134,8 @@ def variant_learning_curves(runs: pd.DataFrame, histories: dict[str, list[EpochR
 
     found = {}
     for setup, group in with_groups(runs).groupby("setup", sort=True):
-        overlay = {f"{r.backend}/{r.device} seed{r.seed}": histories[r.mlflow_run_id]
-                   for r in group.itertuples() if histories.get(r.mlflow_run_id)}
+        overlay = {f"{r.backend}/{r.device} seed{r.seed}": histories[str(r.mlflow_run_id)]
+                   for r in group.itertuples() if histories.get(str(r.mlflow_run_id))}
         if overlay:
             found[str(setup)] = figures.learning_curves(overlay, f"{setup}: learning curves")
     return found

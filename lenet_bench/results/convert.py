@@ -63,7 +63,7 @@ def rows_to_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 
 
 def rows_from_frame(frame: pd.DataFrame) -> list[ResultRow]:
-    return [row_from_mapping(record) for record in frame.to_dict("records")]
+    return [row_from_mapping({str(k): v for k, v in record.items()}) for record in frame.to_dict("records")]
 
 
 def _plain(value: Any) -> Any:

@@ -49,12 +49,12 @@ def job_row(job: Job) -> ResultRow:
     summary = spec.summary()
     return ResultRow(
         run=job.name, spec=job.variant.name, base_spec=job.variant.base_name, overrides=job.overrides_label,
-        backend=job.backend, device=job.device, seed=job.seed, **spec.axes(),
+        backend=job.backend, device=job.device, seed=job.seed,
         params=summary.params, flops=summary.flops, train_flops=summary.train_flops, epochs=spec.train.epochs,
         # A run that the command line changed is not the spec's run: its expectation does not apply.
         min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
         reference_accuracy=spec.reference.test_accuracy if spec.reference else None,
-    )
+    ).update(**spec.axes())
 
 
 def judged(row: ResultRow) -> ResultRow:
@@ -183,8 +183,8 @@ class Recorder:
         from lenet_bench.results import compare
 
         rows = [o.row for o in outcomes]
-        counts = {f"runs_{s.value}": sum(o.status is s and not o.reused for o in outcomes) for s in Status}
-        counts["runs_reused"] = sum(o.reused for o in outcomes)
+        counts = {f"runs_{s.value}": float(sum(o.status is s and not o.reused for o in outcomes)) for s in Status}
+        counts["runs_reused"] = float(sum(o.reused for o in outcomes))
         self.tracker.log(self.invocation_id, metrics=counts)
         skipped = [{"run": r.run, "reason": r.reason} for r in rows if r.status is Status.SKIPPED]
         if skipped:

@@ -64,7 +64,7 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
     for keys, group in df.groupby(by, sort=True, dropna=False):
         row = dict(zip(by, keys if isinstance(keys, tuple) else (keys,), strict=True))
         for metric in metrics:
-            values = pd.to_numeric(group[metric], errors="coerce") if metric in group else []
+            values: Iterable[float] = pd.to_numeric(group[metric], errors="coerce") if metric in group else []
             summary = summarize(values, confidence)
             row.update({f"{metric}_mean": summary.mean, f"{metric}_std": summary.std,
                         f"{metric}_ci_low": summary.ci_low, f"{metric}_ci_high": summary.ci_high,

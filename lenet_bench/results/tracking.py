@@ -232,6 +232,7 @@ class Tracker:
         inputs = []
         for split in splits:
             split_digest = hashlib.sha256(f"{digest}/{split}".encode()).hexdigest()[:16]
+            # A dataset known by its source and digest only: MLflow's MetaDataset.
             entity = MetaDataset(LocalArtifactDatasetSource(source), name=f"{name}/{split}",
                                  digest=split_digest)._to_mlflow_entity()
             inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", split)]))
