@@ -209,26 +209,25 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_runs_view_lists_runs_with_their_test_accuracy(server, page, tmp_path):
+def test_the_shared_view_shows_runs_best_first_with_the_numbers_a_person_compares(server, page, tmp_path):
+    """The recorder stores a named view on the experiment; the README's link opens it: only the runs (no
+    invocations or baselines), sorted by test accuracy, with the metric columns shown without any clicking."""
+    from lenet_bench.results.view import view_url
+
     experiment_id, runs = logged_runs(server)
     assert sorted(runs) == RUN_NAMES
-    query = urllib.parse.urlencode({"workflowType": "machine_learning",
-                                    "searchFilter": "tags.`lenet_bench.kind` = 'run'",
-                                    "orderByKey": "metrics.`test_accuracy`", "orderByAsc": "false"})
-    page.goto(f"{server}/#/experiments/{experiment_id}/runs?{query}")
+    page.goto(view_url(server, experiment_id) + "&workflowType=machine_learning")
     for name in RUN_NAMES:
         wait_for_text(page, name)
     close_assistant(page)
-
-    # Choosing the metric in the sort menu adds it as a column of the table.
-    page.get_by_text("Sort:").first.click()
-    page.locator('[data-testid="sort-select-test_accuracy"]').click()
-    cells = page.locator('[role="gridcell"][col-id="metrics.`test_accuracy`"]')
+    cells = page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]')
     cells.first.wait_for(timeout=UI_TIMEOUT_MS)
     headers = [h.inner_text().strip() for h in page.locator('[role="columnheader"]').all()]
-    assert "test_accuracy" in headers and "Metrics" in headers
-    shown = sorted(float(c.inner_text()) for c in cells.all())
-    assert shown == pytest.approx(sorted(r["test_accuracy"] for r in runs.values()), abs=1e-3)
+    assert {"test_accuracy_pct", "test_error_pct", "gap_to_baseline_pp", "train_seconds", "params"} <= set(headers)
+    shown = [float(c.inner_text()) for c in cells.all()]
+    assert sorted(shown) == pytest.approx(sorted(100 * r["test_accuracy"] for r in runs.values()), abs=1e-2)
+    body = page.inner_text("body")
+    assert "invocation-" not in body and "baseline/logreg" not in body, "only the runs are listed"
     assert save_screenshot(page, tmp_path, "mlflow_runs.png").stat().st_size > 10_000
 
 

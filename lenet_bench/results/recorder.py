@@ -30,6 +30,7 @@ from lenet_bench.results.row import (
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, flatten
+from lenet_bench.results.view import VIEW_TAG, shared_view_state
 from lenet_bench.training.loop import time_to_target
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ class Recorder:
         return names
 
     def start_invocation(self, name: str, params: dict[str, object]) -> None:
+        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state())
         self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)

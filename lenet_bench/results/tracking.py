@@ -189,6 +189,9 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
 
+    def set_experiment_tag(self, key: str, value: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, key, value)
+
     def delete_run(self, run_id: str) -> None:
         """A run that turned out not to happen (its device is not there): ended, and out of the UI's view."""
         self.client.set_terminated(run_id, "FINISHED")
