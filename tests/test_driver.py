@@ -389,3 +389,13 @@ def test_torch_end_to_end_two_steps(workspace, mnist_dir):
     client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
     assert {"model", "learning_curves.png", "confusion_matrix.png"} <= \
         {a.path for a in client.list_artifacts(row.mlflow_run_id)}
+
+
+def test_an_override_the_spec_cannot_take_is_exit_2_naming_the_flag(workspace, mnist_dir, noop, capsys):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--subset", "100000") == 2
+    assert cli_run(workspace, mnist_dir, "--epochs", "5000") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "command line (--subset 100000)" in err and "data.subset" in err and "60,000" in err
+    assert "command line (--epochs 5000)" in err and "expected at most 1000" in err
+    assert noop.TRAINED == [] and not (workspace / "results").exists()

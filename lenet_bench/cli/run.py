@@ -48,19 +48,26 @@ def experiment_name(paths: list[str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lenet_bench.engine.driver import Driver, Interrupted
-    from lenet_bench.engine.plan import RunOptions, SelectionError
-    from lenet_bench.results.table import ResultsError
-    from lenet_bench.results.tracking import TrackingError
+    from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
     from lenet_bench.spec import load_variants
 
-    variants = load_variants(args.paths)
+    variants = load_variants(args.paths)  # a bad spec is refused at once, before MLflow and the frameworks load
     options = RunOptions(
         data_dir=args.data_dir, tracking_uri=args.tracking_uri, results_dir=args.results,
         update_reference=args.update_reference, only=tuple(args.only), backends=tuple(args.backend),
         devices=tuple(args.device), epochs=args.epochs, max_steps=args.max_steps, subset=args.subset,
         seeds=tuple(args.seeds), force=args.force, log_models=args.log_models, workers=args.workers,
         cluster=args.cluster)
+    try:
+        plan_jobs(variants, options)  # the selection and the command line's overrides, checked as early
+    except SelectionError as err:
+        error(str(err))
+        return EXIT_INVALID
+
+    from lenet_bench.engine.driver import Driver, Interrupted
+    from lenet_bench.results.table import ResultsError
+    from lenet_bench.results.tracking import TrackingError
+
     driver = Driver(options)
     try:
         with stops_as_interrupts():

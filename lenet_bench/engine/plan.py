@@ -10,14 +10,13 @@ replaces the row of the spec as written, and is not judged against the spec's ex
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lenet_bench import backends
-from lenet_bench.spec import Spec, Variant
+from lenet_bench.spec import Spec, Variant, revalidated
 
 EXECUTORS = ("inline", "workers", "dask")
 
@@ -87,20 +86,25 @@ class SelectionError(ValueError):
 
 
 def apply_overrides(variant: Variant, options: RunOptions) -> Variant:
-    """--epochs, --max-steps, --subset and --seed change a run; they become part of its resolved spec."""
-    train: dict[str, Any] = {}
+    """--epochs, --max-steps, --subset and --seed change a run; they become part of its resolved spec,
+    which is checked as a spec file is (an override the spec cannot take is a SpecError naming it)."""
+    changes: dict[str, Any] = {}
+    flags = []
     if options.epochs is not None:
-        train["epochs"] = options.epochs
+        changes["train.epochs"] = options.epochs
+        flags.append(f"--epochs {options.epochs}")
     if options.max_steps is not None:
-        train["max_steps_per_epoch"] = options.max_steps
-    if options.seeds:
-        train["seeds"] = list(options.seeds)
-    spec = variant.spec
-    if train:
-        spec = spec.model_copy(update={"train": spec.train.model_copy(update=train)})
+        changes["train.max_steps_per_epoch"] = options.max_steps
+        flags.append(f"--max-steps {options.max_steps}")
     if options.subset is not None:
-        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"subset": options.subset})})
-    return dataclasses.replace(variant, spec=spec) if spec is not variant.spec else variant
+        changes["data.subset"] = options.subset
+        flags.append(f"--subset {options.subset}")
+    if options.seeds:
+        changes["train.seeds"] = list(options.seeds)
+        flags.append(" ".join(f"--seed {seed}" for seed in options.seeds))
+    if not changes:
+        return variant
+    return revalidated(variant, changes, f"command line ({' '.join(flags)})")
 
 
 def plan_jobs(variants: list[Variant], options: RunOptions) -> list[Job]:
