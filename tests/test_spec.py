@@ -87,11 +87,11 @@ def test_file_may_hold_several_specs(tmp_path):
 @pytest.mark.parametrize("change, field, words", [
     ("model:\n  conv: [{filters: 6, kernal: 5}]", "model.conv.0.kernal", "did you mean 'kernel'"),
     ("model:\n  conv: [{filters: six}]", "model.conv.0.filters", "received 'six'"),
-    ("model:\n  conv: [{filters: 6}]\n  activation: swish", "model.activation", "'relu', 'sigmoid' or 'tanh'"),
+    ("model:\n  conv: [{filters: 6}]\n  activation: swish", "model.activation", "expected 'relu', 'sigmoid', 'tanh'"),
     ("model:\n  conv: [{filters: 6, kernel: 40}]", "model.conv.0.kernel", "larger than its 32x32 input"),
     ("model:\n  conv: [{filters: 6}, {filters: 16}, {filters: 120, kernel: 7}]", "model.conv.2.kernel", "larger than its 5x5"),
     ("model:\n  conv: [{filters: 6}]\nbackends: [torch, jax]", "backends", "unknown backend 'jax'"),
-    ("model:\n  conv: [{filters: 6}]\ntrain: {optimizer: {name: rmsprop}}", "train.optimizer.name", "'sgd' or 'adam'"),
+    ("model:\n  conv: [{filters: 6}]\ntrain: {optimizer: {name: rmsprop}}", "train.optimizer.name", "expected 'sgd', 'adam'"),
     ("model:\n  conv: [{filters: 6}]\ndevices: [tpu]", "devices.0", "'cpu' or 'gpu'"),
     ("model:\n  conv: [{filters: 6}]\ntrain: {batch_size: 0}", "train.batch_size", "greater than 0"),
     ("model:\n  conv: [{filters: 6}]\ndata: {input_size: 30}", "data.input_size", "28 or 32"),
@@ -157,3 +157,138 @@ def test_cli_exit_code_2_without_traceback(tmp_path):
 
 def test_validate_ok_exit_0(capsys):
     assert main(["validate", str(REPO / "specs")]) == 0
+
+
+# ---------------------------------------------------------------- what YAML gives, read as the user meant it
+
+
+def test_yaml_numbers_and_merge_keys(tmp_path):
+    # 1e-3 is a float (YAML 1.2; PyYAML alone reads a string), an int is fine where a float belongs, and a
+    # merge key's values may be overridden: that is not a repeated key.
+    write(tmp_path, "a.yaml", """
+    name: a
+    model: {conv: [{filters: 6}]}
+    train: {optimizer: {name: sgd, lr: 1e-3, weight_decay: 0}, epochs: 2}
+    """)
+    write(tmp_path, "b.yaml", """
+    - &base {name: b, model: {conv: [{filters: 6}]}, train: {optimizer: {name: sgd, lr: 1}}}
+    - {<<: *base, name: c}
+    """)
+    specs = {v.name: v.spec for v in load_variants([tmp_path])}
+    assert specs["a"].train.optimizer.lr == 0.001 and specs["a"].train.epochs == 2
+    assert specs["b"].train.optimizer.lr == 1.0 and specs["c"].train.optimizer.lr == 1.0
+
+
+@pytest.mark.parametrize("text, field", [
+    ("train: {epochs: true}", "train.epochs"),
+    ("train: {seeds: [0, false]}", "train.seeds"),
+    ("train: {optimizer: {name: adam, lr: true}}", "train.optimizer.lr"),
+    ("data: {subset: on}", "data.subset"),
+    ("expect: {min_test_accuracy: yes}", "expect.min_test_accuracy"),
+])
+def test_a_boolean_is_never_a_number(tmp_path, text, field):
+    write(tmp_path, "b.yaml", "name: b\nmodel: {conv: [{filters: 6}]}\n" + text + "\n")
+    [issue] = issues_of([tmp_path])
+    assert issue.field == field and "expected a number, not a boolean" in issue.message
+
+
+def test_every_bound_names_its_limit(tmp_path):
+    from lenet_bench.spec import schema
+
+    write(tmp_path, "e.yaml", f"name: e\nmodel: {{conv: [{{filters: 6}}]}}\ntrain: {{epochs: {schema.MAX_EPOCHS + 1}}}\n")
+    [issue] = issues_of([tmp_path])
+    assert issue.message == f"expected at most {schema.MAX_EPOCHS}, received {schema.MAX_EPOCHS + 1}"
+    write(tmp_path, "e.yaml", f"name: e\nmodel: {{conv: [{{filters: 6}}]}}\ntrain: {{epochs: {schema.MAX_EPOCHS}}}\n")
+    assert load_variants([tmp_path])[0].spec.train.epochs == schema.MAX_EPOCHS
+
+
+def test_datasets_come_from_the_registry(tmp_path, monkeypatch):
+    import dataclasses
+
+    from lenet_bench.data import registry
+
+    tiny = dataclasses.replace(registry.info("mnist"), name="tiny", n_train=100, n_test=50)
+    monkeypatch.setitem(registry.DATASETS, "tiny", tiny)
+    write(tmp_path, "t.yaml", "name: t\nmodel: {conv: [{filters: 6}]}\ndata: {dataset: tiny, subset: 100, test_subset: 50}\n")
+    assert load_variants([tmp_path])[0].spec.data.dataset == "tiny"
+    write(tmp_path, "t.yaml", "name: t\nmodel: {conv: [{filters: 6}]}\ndata: {dataset: tiny, subset: 101}\n")
+    [issue] = issues_of([tmp_path])
+    assert issue.field == "data.subset" and "tiny has 100 training images; expected at most 100, received 101" in issue.message
+    write(tmp_path, "t.yaml", "name: t\nmodel: {conv: [{filters: 6}]}\ndata: {dataset: emnist}\n")
+    [issue] = issues_of([tmp_path])
+    assert issue.field == "data.dataset" and "expected one of: " + ", ".join(registry.dataset_names()) in issue.message
+
+
+def test_a_matrix_is_counted_before_it_is_expanded(tmp_path, monkeypatch):
+    # A million cells would take minutes and gigabytes to build: they are refused before any is.
+    from lenet_bench.spec import loading
+
+    built = []
+    real_cells = loading._cells
+    monkeypatch.setattr(loading, "_cells", lambda axes: built.append(axes) or real_cells(axes))
+    axes = "".join(f"  axis{i}: {{{', '.join(f'v{j}: {{}}' for j in range(10))}}}\n" for i in range(6))
+    write(tmp_path, "m.yaml", "name: m\nmodel: {conv: [{filters: 6}]}\nmatrix:\n" + axes)
+    [issue] = issues_of([tmp_path])
+    assert issue.field == "matrix" and "1,000,000 cells (10 x 10 x 10 x 10 x 10 x 10); expected at most 10,000" in issue.message
+    assert built == []
+
+
+# ---------------------------------------------------------------- names MLflow is given
+
+
+def test_longest_allowed_names_fit_mlflow(tmp_path):
+    """Everything the recorder gives MLflow that a spec decides, at the longest a spec may make it, passes
+    MLflow's own validators; one character more is refused at load, naming both limits."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from mlflow.utils import validation as mlflow_checks
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+    from lenet_bench import backends
+    from lenet_bench.data import registry
+    from lenet_bench.engine.plan import Job
+    from lenet_bench.results import compare, convert, recorder
+    from lenet_bench.results.row import Status
+    from lenet_bench.results.tracking import _param_text, flatten
+    from lenet_bench.spec import DEVICES, loading, schema
+
+    longest = loading.MAX_NAME_LENGTH
+    name, arch_label = "n" * (longest - 2), "a" * longest  # the matrix label '-x' makes the name the longest
+    seeds = [schema.MAX_SEED - i for i in range(3)]
+    write(tmp_path, "long.yaml", f"""
+    name: {name}
+    description: {"d" * 10_000}
+    model: {{arch: {arch_label}, conv: [{{filters: 6}}]}}
+    train: {{seeds: {seeds}}}
+    matrix: {{size: {{x: {{data.input_size: 32}}}}}}
+    """)
+    [variant] = load_variants([tmp_path])
+    assert len(variant.name) == longest
+    overrides = (("epochs", schema.MAX_EPOCHS), ("max_steps", schema.MAX_STEPS_PER_EPOCH),
+                 ("subset", max(d.n_train for d in registry.DATASETS.values())))
+    rows = []
+    for backend in backends.names():
+        for device in DEVICES:
+            for seed in seeds:
+                job = Job(variant, backend, device, seed, overrides)
+                assert len(job.name) <= SqlRun.name.type.length  # a SQL store's run name column
+                row = recorder.job_row(job).update(status=Status.COMPLETED, test_accuracy=0.9, delta_to_baseline=0.1)
+                rows.append(row)
+                params, metrics, tags = convert.to_mlflow(row)
+                params |= flatten(job.spec.model_dump(mode="json"))
+                tags |= {MLFLOW_RUN_NAME: job.name, "variant": job.variant.name, "overrides": job.overrides_label,
+                         **job.spec.axes()}
+                for key, value in params.items():
+                    mlflow_checks._validate_param(key, _param_text(value))
+                for key, value in tags.items():
+                    mlflow_checks._validate_tag(key, str(value)[:5000])
+                for key, value in metrics.items():
+                    mlflow_checks._validate_metric(key, value, 0, 0)
+    invocation_metrics = compare.aggregate_metrics(convert.rows_to_frame(rows))
+    assert any(key.endswith("/delta_to_baseline_ci_high") for key in invocation_metrics)
+    for key, value in invocation_metrics.items():
+        mlflow_checks._validate_metric(key, value, 0, 0)
+
+    write(tmp_path, "long.yaml", f"name: {'n' * (longest + 1)}\nmodel: {{conv: [{{filters: 6}}]}}\n")
+    [issue] = issues_of([tmp_path])
+    assert issue.field == "name" and f"at most {longest} characters" in issue.message
+    assert f"received {longest + 1}" in issue.message and str(mlflow_checks.MAX_ENTITY_KEY_LENGTH) in issue.message
