@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from lenet_bench.data import DatasetLoader, PreparedData, RawDataset, prepare, preparation_key
+from lenet_bench.data.preparation import PreparedData, preparation_key, prepare
+from lenet_bench.data.sources import DatasetLoader, RawDataset
 from lenet_bench.spec.schema import DataSpec
 
 
@@ -20,7 +21,8 @@ class DataCache:
     def key(self, d: DataSpec) -> str:
         """The key `prepared(d)` will have (loads the raw dataset, prepares nothing)."""
         return preparation_key(self.raw(d.dataset), input_size=d.input_size, normalization=d.normalization,
-                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset)
+                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset,
+                               resize=d.resize)
 
     def prepared(self, d: DataSpec) -> tuple[PreparedData, float]:
         """The prepared splits, and the seconds loading and preparing took (0 once cached)."""
@@ -28,7 +30,8 @@ class DataCache:
         key = self.key(d)
         if key not in self._prepared:
             prepared = prepare(self.raw(d.dataset), input_size=d.input_size, normalization=d.normalization,
-                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset)
+                               validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset,
+                               resize=d.resize)
             self._prepared[key] = (prepared, time.perf_counter() - start)
             return self._prepared[key]
         return self._prepared[key][0], 0.0
