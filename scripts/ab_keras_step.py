@@ -6,7 +6,7 @@ each variant is reported as the median of its per-round ratio to the first one.
     python scripts/ab_keras_step.py lenet5 harness pool_first multi_step fused_adam no_apply
 
 Variants:
-- harness: the backend's own compiled step (keras_backend._Trainer);
+- harness: the backend's own compiled step (keras_train.Trainer);
 - pool_first: max pool before the activation, as the PyTorch backend does;
 - multi_step: all of an epoch's steps inside one tf.function call (a while loop over
   the batch indices), Keras' steps_per_execution idea;
@@ -17,14 +17,22 @@ Variants:
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
 
 from ab_rounds import compare_in_rounds, parse_arguments, spec_named
-from lenet_bench.backends import keras_backend
+from lenet_bench import backends
 
-keras, tf = keras_backend.keras, keras_backend.tf
+backends.activate("keras")  # TensorFlow's environment, thread pools and determinism as the harness sets them
+import keras  # noqa: E402 - after the backend's set-up
+import tensorflow as tf  # noqa: E402
+
+keras_model = importlib.import_module("lenet_bench.backends.keras.model")
+keras_train = importlib.import_module("lenet_bench.backends.keras.train")
+from lenet_bench.backends.keras_common.model import _POOLS  # noqa: E402
+from lenet_bench.backends.keras_common.optimizers import make_optimizer  # noqa: E402
 POOL_SIZE = 8192
 
 
@@ -41,14 +49,14 @@ def pool_first_model(spec) -> keras.Sequential:
         layers.append(keras.layers.Conv2D(conv.filters, conv.kernel, conv.stride, padding=conv.padding,
                                           activation=model.activation))
         if pool != "none":
-            layers.append(keras_backend._POOLS[pool](conv.pool_size))
+            layers.append(_POOLS[pool](conv.pool_size))
     layers.append(keras.layers.Flatten())
     layers += [keras.layers.Dense(units, activation=model.activation) for units in model.dense]
     layers.append(keras.layers.Dense(model.num_classes))
     return keras.Sequential(layers)
 
 
-class MultiStepTrainer(keras_backend._Trainer):
+class MultiStepTrainer(keras_train.Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.steps = tf.function(self._steps, input_signature=[tf.TensorSpec((None, None), tf.int64),
@@ -62,7 +70,7 @@ class MultiStepTrainer(keras_backend._Trainer):
         self.steps(tf.constant(np.stack(batches)), tf.constant(lrs, tf.float32))
 
 
-class FusedAdamTrainer(keras_backend._Trainer):
+class FusedAdamTrainer(keras_train.Trainer):
     BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 
     def __init__(self, model, optimizer, x, y, weight_decay):
@@ -89,7 +97,7 @@ class FusedAdamTrainer(keras_backend._Trainer):
         self.loss_sum.assign_add(loss)
 
 
-class NoApplyTrainer(keras_backend._Trainer):
+class NoApplyTrainer(keras_train.Trainer):
     def _step(self, index, lr):
         xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
         with tf.GradientTape() as tape:
@@ -98,15 +106,15 @@ class NoApplyTrainer(keras_backend._Trainer):
         self.loss_sum.assign_add(loss + tf.add_n([tf.reduce_sum(g) for g in grads]))  # keeps the gradients alive
 
 
-TRAINERS = {"harness": keras_backend._Trainer, "pool_first": keras_backend._Trainer, "multi_step": MultiStepTrainer,
+TRAINERS = {"harness": keras_train.Trainer, "pool_first": keras_train.Trainer, "multi_step": MultiStepTrainer,
             "fused_adam": FusedAdamTrainer, "no_apply": NoApplyTrainer}
 
 
 def make_variant(spec, name: str, x, y, batch: int):
     if name not in TRAINERS:
         raise SystemExit(f"unknown variant {name!r}; choose from {sorted(TRAINERS)}")
-    model = pool_first_model(spec) if name == "pool_first" else keras_backend.build(spec, 0, "cpu")
-    trainer = TRAINERS[name](model, keras_backend.make_optimizer(spec), x, y, 0.0)
+    model = pool_first_model(spec) if name == "pool_first" else keras_model.build(spec, 0, "cpu")
+    trainer = TRAINERS[name](model, make_optimizer(spec), x, y, 0.0)
 
     def images_per_second(steps: int) -> float:
         batches = [np.random.randint(0, POOL_SIZE, batch).astype(np.int64) for _ in range(steps)]

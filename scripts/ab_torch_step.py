@@ -15,6 +15,7 @@ compile (torch.compile of the module). Random images of the spec's shape, Adam l
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -22,7 +23,11 @@ import torch
 from torch import nn
 
 from ab_rounds import compare_in_rounds, parse_arguments, spec_named
-from lenet_bench.backends import torch_backend
+from lenet_bench import backends
+
+backends.activate("torch")  # thread pools sized as the harness sizes them
+torch_model = importlib.import_module("lenet_bench.backends.torch.model")
+torch_train = importlib.import_module("lenet_bench.backends.torch.train")
 
 OPTIONS = {"textbook", "pool_first", "nchw", "inplace", "foreach", "compile"}
 POOL_SIZE = 8192  # images the batches are drawn from
@@ -33,8 +38,8 @@ def make_variant(spec, name: str, x: torch.Tensor, y: torch.Tensor, batch: int):
     if options - OPTIONS:
         raise SystemExit(f"unknown option(s) {sorted(options - OPTIONS)} in {name!r}; choose from {sorted(OPTIONS)}")
     memory_format = torch.contiguous_format if "nchw" in options else torch.channels_last
-    module = torch_backend.build_module(spec, max_pool_first="textbook" not in options).to(memory_format=memory_format)
-    for layer in module:
+    module = torch_model.build_module(spec, max_pool_first="textbook" not in options).to(memory_format=memory_format)
+    for layer in module.modules():
         if isinstance(layer, nn.ReLU) and "inplace" in options:
             layer.inplace = True
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, **({"foreach": True} if "foreach" in options else {}))
@@ -44,7 +49,7 @@ def make_variant(spec, name: str, x: torch.Tensor, y: torch.Tensor, batch: int):
     def images_per_second(steps: int) -> float:
         batches = [np.random.randint(0, len(x), batch) for _ in range(steps)]
         start = time.perf_counter()
-        torch_backend.train_steps(step_module, optimizer, x, y, batches, [1e-3] * steps)
+        torch_train.train_steps(step_module, optimizer, x, y, batches, [1e-3] * steps)
         return steps * batch / (time.perf_counter() - start)
 
     start = time.perf_counter()

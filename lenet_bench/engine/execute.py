@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from concurrent.futures.process import BrokenProcessPool
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from lenet_bench.data.cache import DataCache
 from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import in_fresh_process
+from lenet_bench.engine.process import in_engine_process
 from lenet_bench.engine.sampler import Sample, SystemSampler
 from lenet_bench.results.row import Status
 from lenet_bench.training.loop import Diverged
@@ -99,7 +100,11 @@ def execute_job(job: Job, progress: Progress | None = None) -> JobResult:
 
 
 def _in_own_process(job: Job) -> JobResult:
-    return in_fresh_process(execute_job, job, None)
+    engine = job.backend_entry.engine if job.backend_entry else None
+    try:
+        return in_engine_process(engine.name if engine else job.backend, execute_job, job, None)
+    except BrokenProcessPool:
+        return JobResult(job.name, Status.FAILED, f"the process running {job.backend} died during the run")
 
 
 def _execute(job: Job, progress: Progress) -> JobResult:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import kill_pool
+from lenet_bench.engine.process import end_engine_processes, kill_pool
 from lenet_bench.results.row import Status
 from lenet_bench.training.result import Progress
 
@@ -57,7 +57,7 @@ class InlineExecutor:
         return future
 
     def shutdown(self, *, kill: bool) -> None:
-        pass
+        end_engine_processes()  # a Keras engine this process could not host ran in a process of its own
 
 
 def split_cores(cores: list[int], workers: int) -> list[list[int]]:

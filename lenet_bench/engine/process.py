@@ -1,4 +1,5 @@
-"""Running a function in a fresh spawned process, and ending a process pool mid-job."""
+"""Processes of our own: a function run in a fresh spawned process, a process per Keras engine kept for
+the invocation, and ending a process pool mid-job."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_ENGINE_POOLS: dict[str, ProcessPoolExecutor] = {}
+
+
+def _spawned_pool() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))  # TensorFlow is not fork-safe
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -18,9 +24,30 @@ def kill_pool(pool: ProcessPoolExecutor) -> None:
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args) in a new spawned process (TensorFlow is not fork-safe), ended with the call, even on Ctrl-C."""
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    """fn(*args) in a new spawned process, ended with the call, even on Ctrl-C."""
+    pool = _spawned_pool()
     try:
         return pool.submit(fn, *args).result()
     finally:
+        kill_pool(pool)
+
+
+def in_engine_process(engine: str, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in this process's helper process for `engine`, spawned on first use and kept, so that a
+    run of another Keras engine pays for its imports once per invocation, not once per run. If the call
+    is interrupted or its process dies, the process is ended and the next call starts a new one."""
+    pool = _ENGINE_POOLS.get(engine)
+    if pool is None:
+        pool = _ENGINE_POOLS[engine] = _spawned_pool()
+    try:
+        return pool.submit(fn, *args).result()
+    except BaseException:
+        _ENGINE_POOLS.pop(engine, None)
+        kill_pool(pool)
+        raise
+
+
+def end_engine_processes() -> None:
+    while _ENGINE_POOLS:
+        _, pool = _ENGINE_POOLS.popitem()
         kill_pool(pool)
