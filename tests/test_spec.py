@@ -292,3 +292,12 @@ def test_longest_allowed_names_fit_mlflow(tmp_path):
     [issue] = issues_of([tmp_path])
     assert issue.field == "name" and f"at most {longest} characters" in issue.message
     assert f"received {longest + 1}" in issue.message and str(mlflow_checks.MAX_ENTITY_KEY_LENGTH) in issue.message
+
+
+def test_every_committed_spec_reads_back_from_its_saved_form():
+    """The recorder saves each run's resolved spec (model_dump, every field written); predict and serve read it
+    back: it must be the same spec, for every optimizer, layer kind and default."""
+    from lenet_bench.spec import Spec
+
+    for variant in load_variants([Path(__file__).resolve().parents[1] / "specs"]):
+        assert Spec.model_validate(variant.spec.model_dump(mode="json")) == variant.spec, variant.name

@@ -1,0 +1,67 @@
+"""`serve`: a local page to draw a digit on and watch a trained run's network read it."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error, stops_as_interrupts
+from lenet_bench.console import output
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, received {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, received {value}")
+    return value
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="a local page to draw a digit on and watch a trained run's network "
+                                              "read it, layer by layer")
+    serve.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
+    serve.add_argument("--tracking-uri",
+                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    serve.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lenet_bench.backends import BackendUnavailable
+    from lenet_bench.predict import RunUnusable, TrainedModel
+    from lenet_bench.results.tracking import TrackingError
+    from lenet_bench.serve import create_app, listen, run_server
+
+    try:  # the address first: a taken port is reported at once, not after loading the model
+        sock = listen(args.host, args.port)
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno and err.errno > 0 else (err.strerror or str(err))
+        hint = " (another program uses it: pass --port)" if err.errno == errno.EADDRINUSE else ""
+        error(f"cannot listen on {args.host}:{args.port}: {reason}{hint}")
+        return EXIT_INVALID
+    with sock:
+        try:
+            trained = TrainedModel.load(args.run, args.tracking_uri)
+        except (LookupError, RunUnusable, TrackingError, BackendUnavailable) as err:
+            error(str(err))
+            return EXIT_INVALID
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        output.print(f"{trained.run_name} ({trained.backend_name}) at http://{shown}:{port}/  (Ctrl-C stops it)",
+                     markup=False)
+        try:
+            # uvicorn shuts down gracefully on Ctrl-C and SIGTERM, then raises the signal again: both end here.
+            with stops_as_interrupts():
+                run_server(create_app(trained), sock)
+        except KeyboardInterrupt:
+            pass
+    output.print("stopped", markup=False)
+    return EXIT_OK  # stopping is how a server ends

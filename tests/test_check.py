@@ -1,0 +1,36 @@
+"""The check command against recorded results (predict's tests are in test_predict.py)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from lenet_bench.cli import main
+
+
+def write_spec(folder, backend, expect, extra=""):
+    folder.mkdir(exist_ok=True)
+    (folder / "s.yaml").write_text(textwrap.dedent(f"""
+        name: small
+        data: {{subset: 20000, test_subset: 1000}}
+        model: {{conv: [{{filters: 6}}, {{filters: 16}}], dense: [84]}}
+        train: {{optimizer: {{name: adam}}, epochs: 1}}
+        backends: [{backend}]
+        expect: {{min_test_accuracy: {expect}}}
+    """) + extra)
+
+
+def run(tmp_path, mnist_dir, *extra):
+    return main(["run", str(tmp_path / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri",
+                 f"sqlite:///{tmp_path}/mlflow.db", "--results", str(tmp_path / "results"), *extra])
+
+
+def test_check_passes_then_fails_when_the_expectation_is_raised(tmp_path, mnist_dir, noop, capsys):
+    write_spec(tmp_path / "specs", "noop", 0.05)
+    assert run(tmp_path, mnist_dir) == 0
+    check = ["check", str(tmp_path / "results"), "--specs", str(tmp_path / "specs")]
+    assert main(check) == 0
+    write_spec(tmp_path / "specs", "noop", 0.5)  # above the ~11% the majority class gets
+    assert main(check) == 1
+    assert "miss" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "nowhere"), "--specs", str(tmp_path / "specs")]) == 2
+
