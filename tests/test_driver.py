@@ -100,7 +100,10 @@ def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist
     client = mlflow.MlflowClient()
     history = client.get_metric_history(row["run_id"], "val_accuracy")
     assert [m.step for m in history] == [1, 2]
-    assert {"spec.yaml", "model_summary.txt", "confusion_matrix.json"} <= {a.path for a in client.list_artifacts(row["run_id"])}
+    assert {"spec.yaml", "model_summary.txt", "confusion_matrix.json", "architecture.png"} <= \
+        {a.path for a in client.list_artifacts(row["run_id"])}
+    diagrams = (workspace / "results" / "architectures" / "README.md").read_text()
+    assert "- tiny: 4-8-16-" in diagrams and (workspace / "results" / "architectures" / diagrams.split(": ")[-1].strip()).exists()
 
     inputs = client.get_run(row["run_id"]).inputs.dataset_inputs
     assert {i.dataset.source_type for i in inputs} == {"local"} and str(mnist_dir.resolve()) in inputs[0].dataset.source

@@ -10,7 +10,9 @@ not as empty runs of their own.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,12 +31,15 @@ from lenet_bench.results.row import (
     timing_condition,
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
+
+ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
 from lenet_bench.results.tracking import Tracker, flatten
 from lenet_bench.results.view import VIEW_TAG, shared_view_state
 from lenet_bench.training.loop import time_to_target
 
 if TYPE_CHECKING:
     import mlflow.entities
+    from matplotlib.figure import Figure
 
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
@@ -161,6 +166,7 @@ class Recorder:
         self._driver = driver_id()
         self._logged_baselines: set[str] = set()
         self._unwritten: list[str] = []
+        self._diagrams: dict[Path, tuple[Figure, set[str]]] = {}  # file -> the diagram, variants drawn with it
 
     # ------------------------------------------------------------ invocation
 
@@ -306,11 +312,37 @@ class Recorder:
             matrix = None
         for file, figure in compare.run_figures(run.history, matrix, job.name).items():
             self.tracker.log_figure(run_id, figure, file)
+        self.tracker.log_figure(run_id, self._architecture(job), "architecture.png")
         if result.model_archive:
             self.tracker.log_model_archive(run_id, result.model_archive)
         # Only now, with everything logged, is the run complete.
         self.tracker.log(run_id, tags={STATUS_TAG: status})
         self.tracker.end_run(run_id, "FINISHED")
+
+    def _architecture(self, job: Job) -> Figure:
+        """The run's architecture diagram: drawn once per layer description and written into the results
+        folder's architectures/ (with an index of which variants share it), logged with every run."""
+        from lenet_bench.results import compare
+        from lenet_bench.results.diagrams import architecture_diagram
+
+        summary = job.spec.summary()
+        key = hashlib.sha256(repr(summary.layers).encode()).hexdigest()[:8]
+        folder = self.results.path / ARCHITECTURES
+        path = folder / f"{compare.safe_file_name(job.spec.model.arch_label)}-{key}.png"
+        if path not in self._diagrams:
+            folder.mkdir(exist_ok=True)
+            title = f"{job.spec.model.arch_label} on {'x'.join(map(str, job.spec.input_shape))} input"
+            figure = architecture_diagram(summary, title)
+            figure.savefig(path)
+            self._diagrams[path] = (figure, set())
+        self._diagrams[path][1].add(job.variant.name)
+        index_file = folder / "README.md"
+        listed = dict(line[2:].split(": ", 1) for line in (index_file.read_text().splitlines()
+                                                          if index_file.exists() else []) if line.startswith("- "))
+        listed.update({name: p.name for p, (_, names) in self._diagrams.items() for name in names})
+        index_file.write_text("# Architecture diagrams\n\nOne per layer description; each variant and its "
+                              "diagram:\n\n" + "".join(f"- {name}: {file}\n" for name, file in sorted(listed.items())))
+        return self._diagrams[path][0]
 
     def _log_baseline(self, job: Job, baseline: BaselineResult) -> None:
         if baseline.key in self._logged_baselines:
