@@ -80,11 +80,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                       "marked KILLED. Run the same command again to resume.")
         return EXIT_INTERRUPTED
     code = summarize(outcomes, options.results_dir)
+    if driver.tracker is not None:
+        print_mlflow_hint(driver.tracker)
     if driver.unwritten:
         error(f"{len(driver.unwritten)} run(s) are in MLflow but not in {options.results_dir}/runs.csv (see the "
               "warnings above); `python -m lenet_bench report` writes them there once the folder is writable")
         return max(code, EXIT_FAILED)
     return code
+
+
+def print_mlflow_hint(tracker) -> None:
+    """How to look at the runs in MLflow's UI, with the view the recorder stored."""
+    from lenet_bench.results.tracking import sqlite_path
+    from lenet_bench.results.view import view_url
+
+    uri = tracker.tracking_uri
+    if sqlite_path(uri) is not None:
+        console.print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000, then open "
+                      f"{view_url('http://127.0.0.1:5000', tracker.experiment_id)}", markup=False)
+    elif uri.startswith(("http://", "https://")):
+        console.print(f"MLflow: {view_url(uri, tracker.experiment_id)}", markup=False)
 
 
 def summarize(outcomes: list, results: Path) -> int:

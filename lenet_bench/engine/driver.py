@@ -56,13 +56,14 @@ class Driver:
     def __init__(self, options: RunOptions):
         self.options = options
         self.unwritten: list[str] = []  # runs recorded in MLflow that the results folder could not take
+        self.tracker: Tracker | None = None
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
         options = self.options
         jobs = plan_jobs(variants, options)
         results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
         results.check_writable()  # before any training: a folder that cannot take the results is found now
-        tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
+        tracker = self.tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
         executor = make_executor(options)
         recorder = Recorder(tracker, results, executor=executor.name, concurrent_workers=executor.capacity,
                             warn=lambda text: console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False))
