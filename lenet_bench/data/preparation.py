@@ -119,8 +119,8 @@ def _resized(images: np.ndarray, size: int | None) -> np.ndarray:
     """uint8 (N,H,W) or (N,H,W,C) images resized to size x size by area averaging (Pillow's box filter)."""
     if size is None or size == images.shape[1]:
         return images
-    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BOX))
-                     for image in images])
+    resized = [np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BOX)) for image in images]
+    return np.stack(resized) if resized else np.empty((0, size, size, *images.shape[3:]), images.dtype)
 
 
 def _nchw(images: np.ndarray, pad: int) -> np.ndarray:

@@ -60,6 +60,7 @@ def job_row(job: Job) -> ResultRow:
         # A run that the command line changed is not the spec's run: its expectation does not apply.
         min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
         reference_accuracy=spec.reference.test_accuracy if spec.reference else None,
+        reference_notes=(spec.reference.notes or "") if spec.reference else "",
     ).update(**spec.axes())
 
 
@@ -271,7 +272,8 @@ class Recorder:
         """A run completed before (read back from MLflow or runs.csv), judged against the spec as it is now."""
         current = job_row(job)
         row = judged(row.update(run=current.run, min_test_accuracy=current.min_test_accuracy,
-                                reference_accuracy=current.reference_accuracy))
+                                reference_accuracy=current.reference_accuracy,
+                                reference_notes=current.reference_notes))
         return self._write(Outcome(job, row, reused=True))
 
     def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> Outcome:

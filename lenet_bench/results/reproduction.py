@@ -15,6 +15,9 @@ from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
 
 NOTABLE_GAP_PP = 0.3  # percentage points; the issue's threshold for "explain the difference"
 REPRODUCTION_MD = "reproduction.md"
+# The setups of specs/lecun1998*.yaml: LeNet-5 as published in 1998 and the paper's comparison rows,
+# shown again in a section of their own, as test errors (the paper's unit) with their deviations.
+LECUN_1998_PREFIX = "lecun1998"
 _METRICS = ("test_accuracy", "baseline_accuracy")
 
 
@@ -30,7 +33,8 @@ def reproduction_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     by = ["spec", "backend", "device"]
     table = aggregate(usable, by=by, metrics=[m for m in _METRICS if m in usable])
-    constants = usable.groupby(by)[["reference_accuracy", "params", "epochs"]].first().reset_index()
+    kept = [c for c in ("reference_accuracy", "params", "epochs", "reference_notes") if c in usable]
+    constants = usable.groupby(by)[kept].first().reset_index()
     table = table.merge(constants, on=by)
     table["gap_pp"] = 100 * (table["test_accuracy_mean"] - table["reference_accuracy"])
     table["notable"] = table["gap_pp"].abs() > NOTABLE_GAP_PP
@@ -56,4 +60,36 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
             "(the mean alone when n = 1). `gap pp`: measured mean minus published, in percentage points; "
             f"(!) marks a gap larger than {NOTABLE_GAP_PP} pp, explained in results/README.md. "
             "`baseline`: the logistic-regression baseline on the same split.\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")
+            + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
+            + lecun_1998_markdown(table))
+
+
+def lecun_1998_markdown(table: pd.DataFrame) -> str:
+    """The LeCun et al. (1998) section: test error published vs measured, and each setup's deviations."""
+    rows = table[table["spec"].astype(str).str.startswith(LECUN_1998_PREFIX)] if not table.empty else table
+    if rows.empty:
+        return ""
+    lines: list[dict[str, object]] = []
+    notes: dict[str, str] = {}
+    for _, r in rows.iterrows():
+        published = 100 * (1 - r["reference_accuracy"])
+        measured = 100 * (1 - r["test_accuracy_mean"])
+        low, high = r["test_accuracy_ci_low"], r["test_accuracy_ci_high"]
+        lines.append({
+            "setup": r["spec"], "backend": f"{r['backend']}/{r['device']}", "n": int(r["test_accuracy_n"]),
+            "params": f"{int(r['params']):,}" if pd.notna(r["params"]) else "",
+            "published error %": f"{published:.2f}",
+            # The accuracy's interval, mirrored: error = 100 (1 - accuracy).
+            "measured error %": format_mean_ci(measured, 100 * (1 - high), 100 * (1 - low), digits=2),
+            "gap pp": f"{measured - published:+.2f}",
+        })
+        note = r.get("reference_notes")
+        if isinstance(note, str) and note:
+            notes.setdefault(r["spec"], note)
+    text = ("\n## LeCun et al. 1998\n\nLeNet-5 as published in 1998 (LeCun, Bottou, Bengio and Haffner, "
+            "Gradient-based learning applied to document recognition) and the paper's comparison rows, as test "
+            "errors. `gap pp`: measured error minus published error, in percentage points (positive: worse "
+            "than published).\n\n" + pd.DataFrame(lines).to_markdown(index=False, disable_numparse=True) + "\n")
+    if notes:
+        text += "\nHow each setup differs from the paper:\n\n" + "".join(f"- `{spec}`: {note}\n" for spec, note in notes.items())
+    return text

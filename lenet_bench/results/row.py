@@ -74,6 +74,7 @@ class ResultRow:
     epochs: int | None = _field(METRIC)
     min_test_accuracy: float | None = _field(PARAM, key="expect.min_test_accuracy")  # None: not judged (overrides)
     reference_accuracy: float | None = _field(PARAM, key="reference.test_accuracy")
+    reference_notes: str = _field(PARAM, "", key="reference.notes")  # how the setup deviates from the published one
     # ---- what became of it
     status: Status = _field(TAG, Status.SKIPPED, key=STATUS_TAG)
     reason: str = _field(TAG, "")

@@ -7,7 +7,7 @@ diagrams read this description; none of them walks the spec again. A new kind of
 one dataclass here plus one builder per backend.
 
 FLOPs are 2 x multiply-accumulates of the layers that multiply (convolutions, dense,
-subsampling); activations, pooling and bias adds are left out. A training step costs about
+trainable subsampling, RBF distances); activations, pooling and bias adds are left out. A training step costs about
 3x the forward FLOPs (forward, and backward for inputs and weights).
 """
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lenet_bench.spec.schema import ModelSpec
 
 TRAINING_FLOPS_FACTOR = 3
+RBF_INPUTS = 84  # 7x12 bitmaps (spec/bitmaps.py)
 Shape = tuple[int, ...]
 
 
@@ -83,6 +84,52 @@ class Pool(Layer):
 
 
 @dataclass(frozen=True)
+class PartialConv(Layer):
+    """A convolution whose output maps each read only some input maps: LeNet-5's C3 (LeCun et al.
+    1998, Table I). Its kernel is one (kernel x kernel) array per (output, input) pair it connects,
+    in `pairs` order (output map, then input map, ascending)."""
+
+    kind: ClassVar[str] = "partial_conv"
+    filters: int
+    kernel: int
+    stride: int
+    padding: str  # valid | same
+    connections: tuple[tuple[int, ...], ...]  # per output map, the input maps it reads
+    activation: str | None
+
+    @property
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        return tuple((out, inp) for out, maps in enumerate(self.connections) for inp in sorted(maps))
+
+    @property
+    def weight_shapes(self) -> tuple[Shape, ...]:
+        return (len(self.pairs), self.kernel, self.kernel), (self.filters,)
+
+    @property
+    def macs(self) -> int:
+        _, height, width = self.output_shape
+        return len(self.pairs) * self.kernel * self.kernel * height * width
+
+
+@dataclass(frozen=True)
+class Subsample(Layer):
+    """LeCun et al. (1998)'s trainable subsampling (S2, S4): each size x size block summed, times a
+    trainable coefficient, plus a trainable bias, one of each per map, then the activation."""
+
+    kind: ClassVar[str] = "subsample"
+    size: int
+    activation: str | None
+
+    @property
+    def weight_shapes(self) -> tuple[Shape, ...]:
+        return (self.input_shape[0],), (self.input_shape[0],)  # coefficients, biases
+
+    @property
+    def macs(self) -> int:
+        return math.prod(self.output_shape)  # one multiply per unit; the sums are additions
+
+
+@dataclass(frozen=True)
 class Flatten(Layer):
     kind: ClassVar[str] = "flatten"
 
@@ -96,6 +143,20 @@ class Dense(Layer):
     @property
     def weight_shapes(self) -> tuple[Shape, ...]:
         return (self.units, self.input_shape[0]), (self.units,)
+
+    @property
+    def macs(self) -> int:
+        return self.units * self.input_shape[0]
+
+
+@dataclass(frozen=True)
+class RBF(Layer):
+    """LeCun et al. (1998)'s output: one Euclidean RBF unit per class, its penalty the squared
+    distance of the input to a fixed +-1 parameter vector (spec/bitmaps.py). No trainable
+    array; the layer outputs minus the penalties, so that the largest output is the class."""
+
+    kind: ClassVar[str] = "rbf"
+    units: int
 
     @property
     def macs(self) -> int:
@@ -187,8 +248,16 @@ def describe(model: ModelSpec, input_shape: tuple[int, int, int]) -> ArchSummary
             )
         out = (conv.filters, conv_output_size(height, conv.kernel, conv.stride, conv.padding),
                conv_output_size(width, conv.kernel, conv.stride, conv.padding))
-        layers.append(Conv(f"conv{i + 1}", shape, out, conv.filters, conv.kernel, conv.stride, conv.padding,
-                           model.activation))
+        if conv.connections is None:
+            layers.append(Conv(f"conv{i + 1}", shape, out, conv.filters, conv.kernel, conv.stride, conv.padding,
+                               model.activation))
+        else:
+            if max(max(maps) for maps in conv.connections) >= channels:
+                raise ShapeError(f"{field}.connections", f"connections name an input map beyond the {channels} "
+                                 f"maps this layer reads; expected map numbers 0 to {channels - 1}")
+            layers.append(PartialConv(f"conv{i + 1}", shape, out, conv.filters, conv.kernel, conv.stride,
+                                      conv.padding, tuple(tuple(sorted(m)) for m in conv.connections),
+                                      model.activation))
         shape = out
         pool = model.pool_of(conv)
         if pool != "none":
@@ -200,7 +269,10 @@ def describe(model: ModelSpec, input_shape: tuple[int, int, int]) -> ArchSummary
                     f"expected a pool of at most {min(height, width)}, or pool: none",
                 )
             out = (shape[0], pool_output_size(height, conv.pool_size), pool_output_size(width, conv.pool_size))
-            layers.append(Pool(f"{pool}pool{i + 1}", shape, out, pool, conv.pool_size))
+            if pool == "subsample":
+                layers.append(Subsample(f"subsample{i + 1}", shape, out, conv.pool_size, model.activation))
+            else:
+                layers.append(Pool(f"{pool}pool{i + 1}", shape, out, pool, conv.pool_size))
             shape = out
     features = (math.prod(shape),)
     layers.append(Flatten("flatten", shape, features))
@@ -208,5 +280,12 @@ def describe(model: ModelSpec, input_shape: tuple[int, int, int]) -> ArchSummary
     for i, units in enumerate(model.dense):
         layers.append(Dense(f"dense{i + 1}", shape, (units,), units, model.activation))
         shape = (units,)
-    layers.append(Dense("output", shape, (model.num_classes,), model.num_classes, None))
+    if model.output == "rbf":
+        if shape != (RBF_INPUTS,) or model.num_classes != 10:
+            raise ShapeError("model.output", f"the RBF output compares {RBF_INPUTS} inputs with the ten 7x12 "
+                             f"digit bitmaps; expected a last dense layer of {RBF_INPUTS} units and 10 classes, "
+                             f"received {shape[0]} inputs and {model.num_classes} classes")
+        layers.append(RBF("output", shape, (model.num_classes,), model.num_classes))
+    else:
+        layers.append(Dense("output", shape, (model.num_classes,), model.num_classes, None))
     return ArchSummary(input_shape=tuple(input_shape), layers=tuple(layers))

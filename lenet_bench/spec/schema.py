@@ -6,30 +6,65 @@ deep-learning framework.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from lenet_bench.data import registry
 from lenet_bench.spec import arch
 
-DEVICES = ("cpu", "gpu")
-NATIVE_SHAPES = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
+Device = Literal["cpu", "gpu"]
+DEVICES: tuple[Device, ...] = get_args(Device)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
+# Upper bounds on what one run may ask for: far above any LeNet, far below what would hang a
+# machine. The model as a whole (parameters, FLOPs, layers) is bounded in loading.py.
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 65_536
+MAX_STEPS_PER_EPOCH = 100_000
+MAX_FILTERS = 4096
+MAX_KERNEL = 64  # also stride and pool size: twice the largest image (32x32); the shape checks say more below it
+MAX_UNITS = 16_384
+MAX_SEEDS = 100
+MAX_SEED = 2**31 - 1  # every framework's seed setter takes it
+
+
+def _wants_number(annotation: Any) -> bool:
+    """int or float, alone or in a union or list (bool is neither here)."""
+    return annotation in (int, float) or any(_wants_number(a) for a in get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list) and any(_holds_bool(v) for v in value))
+
 
 class _Strict(BaseModel):
-    # Unknown keys are errors (a typo must never be silently ignored); specs are immutable.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are errors (a typo must never be silently ignored); specs are immutable;
+    # NaN and infinity are never a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads `true` as a bool and pydantic would take it as 1: a number must be written as one.
+        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation):
+            if _holds_bool(value):
+                raise ValueError(f"expected a number, not a boolean (true/false); received {value!r:.80}")
+        return value
 
 
 class ConvLayer(_Strict):
-    filters: int = Field(gt=0)
-    kernel: int = Field(5, gt=0)
-    stride: int = Field(1, gt=0)
+    filters: int = Field(gt=0, le=MAX_FILTERS)
+    kernel: int = Field(5, gt=0, le=MAX_KERNEL)
+    stride: int = Field(1, gt=0, le=MAX_KERNEL)
     padding: Literal["valid", "same"] = "valid"
-    pool: Literal["max", "avg", "none"] | None = None  # None: the model's `pool`
-    pool_size: int = Field(2, gt=0)
+    # subsample: LeCun et al. (1998)'s trainable subsampling (each pool_size x pool_size sum times
+    # a trainable coefficient, plus a trainable bias, per map, then the activation).
+    pool: Literal["max", "avg", "subsample", "none"] | None = None  # None: the model's `pool`
+    pool_size: int = Field(2, gt=0, le=MAX_KERNEL)
+    # Per output map, the input maps it reads (None: all of them), as LeNet-5's C3 (1998, Table I).
+    connections: list[list[int]] | None = None
 
     @model_validator(mode="after")
     def _same_needs_unit_stride(self) -> ConvLayer:
@@ -38,22 +73,39 @@ class ConvLayer(_Strict):
             raise ValueError(f"padding 'same' needs stride 1; received stride {self.stride}")
         return self
 
+    @model_validator(mode="after")
+    def _one_input_list_per_map(self) -> ConvLayer:
+        if self.connections is None:
+            return self
+        if len(self.connections) != self.filters:
+            raise ValueError(f"connections needs one list of input maps per filter ({self.filters}); "
+                             f"received {len(self.connections)}")
+        for maps in self.connections:
+            if not maps or len(set(maps)) != len(maps) or min(maps) < 0:
+                raise ValueError(f"each entry of connections must list distinct input maps (0-based); received {maps}")
+        return self
+
 
 class ModelSpec(_Strict):
     arch: str | None = Field(None, pattern=NAME_PATTERN, description="label for the architecture axis")
     conv: list[ConvLayer] = Field(default_factory=list)
     dense: list[int] = Field(default_factory=list)
-    activation: Literal["relu", "sigmoid", "tanh"] = "relu"
-    pool: Literal["max", "avg", "none"] = "max"
+    # scaled_tanh: LeCun et al. (1998), Appendix A: f(a) = 1.7159 tanh(2a/3).
+    activation: Literal["relu", "sigmoid", "tanh", "scaled_tanh"] = "relu"
+    pool: Literal["max", "avg", "subsample", "none"] = "max"
     in_channels: int = Field(1, gt=0)
     num_classes: int = Field(10, ge=2)
-    init: Literal["glorot_uniform", "torch_default", "framework"] = "glorot_uniform"
+    # lecun_uniform: U(-2.4/F, 2.4/F), F the fan-in of the unit (1998, Appendix A).
+    init: Literal["glorot_uniform", "torch_default", "lecun_uniform", "framework"] = "glorot_uniform"
+    # rbf: 1998's output, one Euclidean RBF unit per class with fixed +-1 parameter vectors (the
+    # 7x12 digit bitmaps of lenet_bench/spec/bitmaps.py); its output is minus the squared distance.
+    output: Literal["dense", "rbf"] = "dense"
 
     @field_validator("dense")
     @classmethod
     def _positive_units(cls, units: list[int]) -> list[int]:
-        if any(u <= 0 for u in units):
-            raise ValueError(f"dense units must be positive; received {units}")
+        if any(u <= 0 or u > MAX_UNITS for u in units):
+            raise ValueError(f"dense units must be between 1 and {MAX_UNITS}; received {units}")
         return units
 
     def pool_of(self, conv: ConvLayer) -> str:
@@ -65,12 +117,29 @@ class ModelSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    dataset: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    dataset: str = "mnist"  # a name in lenet_bench.data.registry
     input_size: Literal[28, 32] = 32
-    normalization: Literal["unit", "standardize", "centered"] = "unit"
+    # lecun: background -0.1, foreground 1.175 (LeCun et al. 1998, section II.B).
+    normalization: Literal["unit", "standardize", "centered", "lecun"] = "unit"
+    # Down-sample each image to resize x resize (area averaging) before padding it to input_size.
+    resize: int | None = Field(None, gt=0, le=64)
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
     subset: int | None = Field(None, gt=0, description="use only the first N training images")
     test_subset: int | None = Field(None, gt=0, description="evaluate on the first N test images")
+
+    @field_validator("dataset")
+    @classmethod
+    def _registered_dataset(cls, name: str) -> str:
+        if name not in registry.dataset_names():
+            raise ValueError(f"unknown dataset {name!r:.60}; expected one of: {', '.join(registry.dataset_names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _resized_fits_input(self) -> DataSpec:
+        if self.resize is not None and (self.resize > self.input_size or (self.input_size - self.resize) % 2):
+            raise ValueError(f"resize ({self.resize}) must be at most input_size ({self.input_size}), and leave an "
+                             "even margin: the resized image is centred in input_size, never cropped")
+        return self
 
 
 class OptimizerSpec(_Strict):
@@ -78,8 +147,11 @@ class OptimizerSpec(_Strict):
     buffer without the learning rate, weight decay added to the gradient), so a spec means
     the same optimizer on either."""
 
-    name: Literal["sgd", "adam"]
-    lr: float | None = Field(None, gt=0)  # None: 0.01 for sgd, 0.001 for adam
+    # sdlm: LeCun et al. (1998)'s stochastic diagonal Levenberg-Marquardt (Appendix C): each
+    # parameter's step is lr / (mu + h), h the Gauss-Newton diagonal of the Hessian, estimated on
+    # `hessian_samples` training images before each epoch.
+    name: Literal["sgd", "adam", "sdlm"]
+    lr: float | None = Field(None, gt=0)  # None: 0.01 for sgd, 0.001 for adam, 0.0005 for sdlm
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)  # L2 term added to the gradient (PyTorch's meaning)
@@ -87,10 +159,12 @@ class OptimizerSpec(_Strict):
     beta2: float = Field(0.999, ge=0, lt=1)
     # Keras' default; PyTorch's is 1e-8. One value for both keeps the backends comparable.
     eps: float = Field(1e-7, gt=0)
+    mu: float = Field(0.02, gt=0, le=1e6)  # sdlm: 0.02 in the paper (section III.C)
+    hessian_samples: int = Field(500, gt=0, le=100_000)  # sdlm: 500 in the paper (section III.C)
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else {"sgd": 0.01, "adam": 0.001}[self.name]
+        return self.lr if self.lr is not None else {"sgd": 0.01, "adam": 0.001, "sdlm": 0.0005}[self.name]
 
     @model_validator(mode="after")
     def _sgd_only_options(self) -> OptimizerSpec:
@@ -98,17 +172,50 @@ class OptimizerSpec(_Strict):
             raise ValueError(f"momentum and nesterov apply to sgd only; received optimizer {self.name!r}")
         if self.nesterov and not self.momentum:
             raise ValueError("nesterov needs momentum > 0")
+        # Compared with their defaults, not with what was written: a saved spec (model_dump) writes every
+        # field, and must read back as the same spec.
+        sdlm_only = sorted(name for name in ("mu", "hessian_samples")
+                           if getattr(self, name) != type(self).model_fields[name].default)
+        if self.name != "sdlm" and sdlm_only:
+            raise ValueError(f"{' and '.join(sdlm_only)} apply to sdlm only; received optimizer {self.name!r}")
+        if self.name == "sdlm" and self.weight_decay:
+            raise ValueError("sdlm takes no weight_decay (the 1998 method has none)")
         return self
+
+
+class LossSpec(_Strict):
+    """cross_entropy: softmax cross-entropy of the outputs. map: LeCun et al. (1998)'s eq. (9) for
+    RBF outputs, penalty of the correct class plus log(e^-j + sum_i e^-penalty_i); with our outputs
+    (minus the penalties) it is cross-entropy over the outputs and one more of -j. mse: half the
+    squared distance of the outputs to the one-hot target."""
+
+    name: Literal["cross_entropy", "map", "mse"] = "cross_entropy"
+    j: float | None = Field(None, gt=0, le=1e3)  # map only: eq. (9)'s positive constant
+
+    @model_validator(mode="after")
+    def _j_for_map_only(self) -> LossSpec:
+        if (self.name == "map") != (self.j is not None):
+            raise ValueError("loss map needs its constant j, and only map takes one; "
+                             f"received name {self.name!r}, j {self.j}")
+        return self
+
+
+class LRPiece(_Strict):
+    epochs: int = Field(gt=0, le=MAX_EPOCHS)
+    lr: float = Field(gt=0)
 
 
 class TrainSpec(_Strict):
     optimizer: OptimizerSpec = OptimizerSpec(name="adam")
-    batch_size: int = Field(128, gt=0)
-    epochs: int = Field(1, gt=0)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    warmup_epochs: float = Field(0.0, ge=0)
-    max_steps_per_epoch: int | None = Field(None, gt=0, description="cap for quick runs")
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
+    epochs: int = Field(1, gt=0, le=MAX_EPOCHS)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
+    loss: LossSpec = LossSpec(name="cross_entropy", j=None)
+    # piecewise: a constant learning rate per epoch from `lr_pieces`, in order; the last holds thereafter.
+    schedule: Literal["constant", "cosine", "onecycle", "piecewise"] = "constant"
+    lr_pieces: list[LRPiece] | None = Field(None, min_length=1, max_length=MAX_EPOCHS)
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
+    max_steps_per_epoch: int | None = Field(None, gt=0, le=MAX_STEPS_PER_EPOCH, description="cap for quick runs")
     target_accuracy: float | None = Field(None, gt=0, le=1, description="validation accuracy whose time-to-reach is reported")
 
     @field_validator("seeds")
@@ -116,9 +223,29 @@ class TrainSpec(_Strict):
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct; received {seeds}")
-        if any(s < 0 for s in seeds):
-            raise ValueError(f"seeds must be non-negative; received {seeds}")
+        if any(s < 0 or s > MAX_SEED for s in seeds):
+            raise ValueError(f"seeds must be between 0 and {MAX_SEED}; received {seeds}")
         return seeds
+
+    @model_validator(mode="after")
+    def _pieces_for_piecewise(self) -> TrainSpec:
+        if (self.schedule == "piecewise") != (self.lr_pieces is not None):
+            raise ValueError("schedule piecewise needs lr_pieces, and only piecewise takes them; "
+                             f"received schedule {self.schedule!r}")
+        if self.schedule == "piecewise" and (self.optimizer.lr is not None or self.warmup_epochs):
+            raise ValueError("with schedule piecewise, lr_pieces give every learning rate: "
+                             "expected no optimizer.lr and no warmup_epochs")
+        return self
+
+    def epoch_learning_rate(self, epoch: int) -> float:
+        """The piecewise schedule's learning rate of a 1-based epoch."""
+        assert self.lr_pieces is not None
+        end = 0
+        for piece in self.lr_pieces:
+            end += piece.epochs
+            if epoch <= end:
+                return piece.lr
+        return self.lr_pieces[-1].lr
 
 
 class Expect(_Strict):
@@ -130,7 +257,7 @@ class Reference(_Strict):
     source: str = Field(min_length=1)
     url: str | None = None
     params: int | None = Field(None, gt=0, description="published parameter count, checked against ours")
-    epochs: int | None = Field(None, gt=0)
+    epochs: int | None = Field(None, gt=0, le=MAX_EPOCHS)
     notes: str | None = None
 
 
@@ -141,7 +268,7 @@ class Spec(_Strict):
     model: ModelSpec
     train: TrainSpec = TrainSpec()
     backends: list[str] = Field(default_factory=lambda: ["torch"], min_length=1)
-    devices: list[Literal["cpu", "gpu"]] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    devices: list[Device] = Field(default_factory=lambda: list[Device](["cpu"]), min_length=1)
     expect: Expect = Expect()
     reference: Reference | None = None
 
@@ -162,6 +289,20 @@ class Spec(_Strict):
             raise ValueError(f"unknown backend {unknown[0]!r}; expected one of: {', '.join(backends.names())}")
         return names
 
+    @field_validator("train")
+    @classmethod
+    def _training_fits_model(cls, train: TrainSpec, info: ValidationInfo) -> TrainSpec:
+        model = info.data.get("model")
+        if model is None:
+            return train  # the model is invalid, and reported on its own
+        if train.loss.name == "map" and model.output != "rbf":
+            raise ValueError("loss map scores RBF penalties: it needs model.output rbf")
+        pools = {model.pool_of(c) for c in model.conv} - {"subsample", "none"}
+        if train.optimizer.name == "sdlm" and pools:
+            raise ValueError(f"sdlm's Hessian runs through convolutions, subsampling, dense and RBF layers; "
+                             f"received {' and '.join(sorted(pools))} pooling (use pool subsample or none)")
+        return train
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.model.in_channels, self.data.input_size, self.data.input_size)
@@ -171,7 +312,7 @@ class Spec(_Strict):
 
     def axes(self) -> dict[str, str]:
         """The design choices a user compares; the same keys for every variant."""
-        paddings = sorted({c.padding for c in self.model.conv}) or ["none"]
+        paddings: list[str] = sorted({c.padding for c in self.model.conv}) or ["none"]
         pools = sorted({self.model.pool_of(c) for c in self.model.conv} - {"none"}) or ["none"]
         return {
             "architecture": self.model.arch_label,

@@ -39,6 +39,11 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, max_steps: int
     return batches[:max_steps] if max_steps else batches
 
 
+def hessian_sample(n: int, size: int, seed: int, epoch: int) -> np.ndarray:
+    """Indices of the training images sdlm estimates its Hessian on before `epoch` (the same on every backend)."""
+    return np.sort(np.random.default_rng([seed, epoch, 0x4E55]).permutation(n)[:size])
+
+
 def steps_per_epoch(n: int, batch_size: int, max_steps: int | None = None) -> int:
     steps = math.ceil(n / batch_size)
     return min(steps, max_steps) if max_steps else steps
@@ -91,12 +96,14 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
                  run_steps: Callable[[list[np.ndarray], list[float]], None],
                  take_sums: Callable[[], tuple[float, int]],
                  validate: Callable[[], tuple[float | None, float | None]],
-                 warmup_steps: int, progress_every: int = 10) -> LoopOutcome:
+                 warmup_steps: int, progress_every: int = 10,
+                 before_epoch: Callable[[int], None] | None = None) -> LoopOutcome:
     """The epoch loop both backends share: same batches, same learning rates, same clocks.
 
     `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
     loss and hits on the device; `take_sums()` reads them once per epoch and resets them;
-    `validate()` gives (loss, accuracy) on the validation split. The clock is a Stopwatch
+    `validate()` gives (loss, accuracy) on the validation split; `before_epoch(epoch)`, if
+    given, runs at the start of each epoch, on its clock. The clock is a Stopwatch
     that synchronizes the device before each reading. The first `warmup_steps` steps pay
     for allocation, kernel selection or tracing, and are timed apart.
     """
@@ -109,12 +116,17 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
     warmup_seconds, warmup_images = 0.0, 0
     for epoch in range(1, cfg.epochs + 1):
         batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
-        lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
-               for i in range(len(batches))]
+        if cfg.schedule == "piecewise":
+            lrs = [cfg.epoch_learning_rate(epoch)] * len(batches)
+        else:
+            lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
+                   for i in range(len(batches))]
         first = warmup_steps if epoch == 1 else 0
         chunks = ([slice(0, first)] if first else []) + [
             slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
         clock.start()
+        if before_epoch:
+            before_epoch(epoch)  # e.g. sdlm's Hessian estimate: part of training, so inside the epoch's time
         for chunk in chunks:
             run_steps(batches[chunk], lrs[chunk])
             if first and chunk.start == 0:

@@ -4,6 +4,10 @@ Every backend loads these, so runs on different frameworks with the same seed st
 the same point. Layout is canonical (PyTorch's): conv weights (out, in, kh, kw), dense
 weights (out, in), and the first dense layer reads a flattened (C, H, W) feature map. The
 arrays and their order come from the layer description (`spec.arch`).
+
+lecun_uniform is LeCun et al. (1998), Appendix A: every weight and bias of a unit uniform in
+(-2.4/F, 2.4/F), F the unit's fan-in (its incoming connections, the bias left out): 25 for C1,
+75, 100 or 150 for C3's maps (3, 4 or 6 input maps, Table I), 4 for a 2x2 subsampling unit.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import math
 
 import numpy as np
 
+from lenet_bench.spec import arch
 from lenet_bench.spec.arch import ArchSummary
 
-SCHEMES = ("glorot_uniform", "torch_default")
+SCHEMES = ("glorot_uniform", "torch_default", "lecun_uniform")
+LECUN_SCALE = 2.4  # LeCun et al. (1998), Appendix A
 
 
 def initial_weights(summary: ArchSummary, scheme: str, seed: int) -> list[np.ndarray]:
@@ -28,8 +34,12 @@ def initial_weights(summary: ArchSummary, scheme: str, seed: int) -> list[np.nda
         if not shapes:
             continue
         w_shape, b_shape = shapes
-        receptive = math.prod(w_shape[2:])
-        fan_in, fan_out = w_shape[1] * receptive, w_shape[0] * receptive
+        if scheme == "lecun_uniform":
+            w_fan_in, b_fan_in = _unit_fan_ins(layer)
+            weights.append((rng.uniform(-1, 1, w_shape) * LECUN_SCALE / w_fan_in).astype(np.float32))
+            weights.append((rng.uniform(-1, 1, b_shape) * LECUN_SCALE / b_fan_in).astype(np.float32))
+            continue
+        fan_in, fan_out = _fans(layer)
         if scheme == "glorot_uniform":
             # Keras' default: U(-a, a), a = sqrt(6 / (fan_in + fan_out)); zero biases.
             limit = np.sqrt(6.0 / (fan_in + fan_out))
@@ -42,3 +52,24 @@ def initial_weights(summary: ArchSummary, scheme: str, seed: int) -> list[np.nda
             weights.append(rng.uniform(-bound, bound, w_shape).astype(np.float32))
             weights.append(rng.uniform(-bound, bound, b_shape).astype(np.float32))
     return weights
+
+
+def _fans(layer: arch.Layer) -> tuple[int, int]:
+    """(fan_in, fan_out) of a layer's weight; a partial convolution counts as the full one it masks."""
+    if isinstance(layer, arch.Subsample):
+        return layer.size * layer.size, 1
+    if isinstance(layer, arch.PartialConv):
+        receptive = layer.kernel * layer.kernel
+        return layer.input_shape[0] * receptive, layer.filters * receptive
+    w_shape = layer.weight_shapes[0]
+    receptive = math.prod(w_shape[2:])
+    return w_shape[1] * receptive, w_shape[0] * receptive
+
+
+def _unit_fan_ins(layer: arch.Layer) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Each weight's and each bias's unit fan-in, broadcastable to the arrays' shapes."""
+    if isinstance(layer, arch.PartialConv):
+        per_map = np.array([len(maps) * layer.kernel * layer.kernel for maps in layer.connections], np.float64)
+        return per_map[[out for out, _ in layer.pairs]].reshape(-1, 1, 1), per_map
+    fan_in = float(_fans(layer)[0])
+    return fan_in, fan_in

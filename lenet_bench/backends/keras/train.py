@@ -16,12 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from lenet_bench.backends.keras.model import NAME, count_params, logits, sync, tf_device
+from lenet_bench.backends.keras.sdlm import StepLoop, diagonal_hessian
+from lenet_bench.backends.keras_common.losses import Loss, loss_function
 from lenet_bench.backends.keras_common.model import to_channels_last
 from lenet_bench.backends.keras_common.optimizers import make_optimizer
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.loop import train_epochs
+from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
 if TYPE_CHECKING:
@@ -36,9 +38,9 @@ def framework_version() -> str:
     return f"{keras.__version__} (tensorflow {tf.__version__})"
 
 
-def evaluate(model: keras.Model, x: tf.Tensor, y: tf.Tensor) -> tuple[float, float, np.ndarray]:
+def evaluate(model: keras.Model, x: tf.Tensor, y: tf.Tensor, loss_fn: Loss | None = None) -> tuple[float, float, np.ndarray]:
     out = logits(model, x)
-    loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)))
+    loss = float(loss_fn(out, y)) if loss_fn else float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)))
     predictions = tf.argmax(out, axis=1)
     return loss, float(tf.reduce_mean(tf.cast(predictions == y, tf.float32))), predictions.numpy()
 
@@ -47,8 +49,9 @@ class Trainer:
     """A compiled train step over data held as tensors, with in-graph loss and hit sums."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, x: tf.Tensor, y: tf.Tensor,
-                 weight_decay: float):
+                 weight_decay: float, loss_fn: Loss | None = None):
         self.model, self.optimizer = model, optimizer
+        self.loss_fn = loss_fn
         self.x, self.y = x, y
         self.weight_decay = weight_decay
         self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
@@ -62,7 +65,8 @@ class Trainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             out = self.model(xb, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, out))
+            loss = (self.loss_fn(out, yb) if self.loss_fn
+                    else tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, out)))
         grads = tape.gradient(loss, variables)
         if self.weight_decay:
             # PyTorch's (coupled) weight decay: an L2 term in the gradient, biases included.
@@ -103,10 +107,18 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     x_test, y_test = tf.constant(to_channels_last(data.x_test)), tf.constant(data.y_test)
     data_seconds = clock.read()
 
-    trainer = Trainer(model, make_optimizer(spec), x_train, y_train, spec.train.optimizer.weight_decay)
+    optimizer, loss_fn = make_optimizer(spec), loss_function(spec.train.loss)
+    sdlm = spec.train.optimizer.name == "sdlm"
+    trainer = (StepLoop(model, optimizer, x_train, y_train, loss_fn) if sdlm
+               else Trainer(model, optimizer, x_train, y_train, spec.train.optimizer.weight_decay, loss_fn))
 
     def validate() -> tuple[float | None, float | None]:
-        return evaluate(model, x_val, y_val)[:2] if len(data.x_val) else (None, None)
+        return evaluate(model, x_val, y_val, loss_fn)[:2] if len(data.x_val) else (None, None)
+
+    def estimate_hessian(epoch: int) -> None:
+        # sdlm (LeCun et al. 1998, section III.C): the Hessian diagonal re-estimated before each pass.
+        index = hessian_sample(len(data.x_train), spec.train.optimizer.hessian_samples, seed, epoch)
+        optimizer.set_curvature(diagonal_hessian(model, tf.gather(x_train, index), spec.train.loss))
 
     def device_memory() -> dict[str, float]:
         if device != "gpu":
@@ -115,8 +127,10 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
 
     loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
                         run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
-                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
+                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY,
+                        before_epoch=estimate_hessian if sdlm else None)
     return finish_run(backend=NAME, device=device, framework_version=framework_version(),
-                      params=count_params(model), loop=loop, evaluate_test=lambda: evaluate(model, x_test, y_test),
+                      params=count_params(model), loop=loop,
+                      evaluate_test=lambda: evaluate(model, x_test, y_test, loss_fn),
                       predict_batch=lambda xb: logits(model, xb), x_test=x_test, sync=clock_sync,
                       data_seconds=data_seconds, model=model, device_memory=device_memory)

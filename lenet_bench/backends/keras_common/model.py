@@ -13,6 +13,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from lenet_bench.backends.keras_common import lecun
 from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.weights import initial_weights
@@ -22,7 +23,7 @@ _POOLS: dict[str, type[keras.layers.Layer]] = {"max": keras.layers.MaxPooling2D,
 
 def _conv(layer: arch.Conv) -> keras.layers.Layer:
     return keras.layers.Conv2D(layer.filters, layer.kernel, layer.stride, padding=layer.padding,
-                               activation=layer.activation, name=layer.name)
+                               activation=lecun.activation(layer.activation), name=layer.name)
 
 
 def _pool(layer: arch.Pool) -> keras.layers.Layer:
@@ -34,11 +35,28 @@ def _flatten(layer: arch.Flatten) -> keras.layers.Layer:
 
 
 def _dense(layer: arch.Dense) -> keras.layers.Layer:
-    return keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)
+    return keras.layers.Dense(layer.units, activation=lecun.activation(layer.activation), name=layer.name)
+
+
+def _partial_conv(layer: arch.PartialConv) -> keras.layers.Layer:
+    return lecun.PartialConv(layer.filters, layer.kernel, layer.stride, layer.padding,
+                             [list(maps) for maps in layer.connections], lecun.activation(layer.activation),
+                             name=layer.name)
+
+
+def _subsample(layer: arch.Subsample) -> keras.layers.Layer:
+    return lecun.Subsample(layer.size, lecun.activation(layer.activation), name=layer.name)
+
+
+def _rbf(layer: arch.RBF) -> keras.layers.Layer:
+    return lecun.RBF(name=layer.name)
 
 
 _BUILDERS: dict[type[arch.Layer], Callable] = {arch.Conv: _conv, arch.Pool: _pool, arch.Flatten: _flatten,
-                                               arch.Dense: _dense}
+                                               arch.Dense: _dense, arch.PartialConv: _partial_conv,
+                                               arch.Subsample: _subsample, arch.RBF: _rbf}
+# Layers whose kernel is stored in the canonical layout already (no transposition).
+_CANONICAL_LAYOUT = (lecun.Subsample, lecun.PartialConv)
 
 
 def build_model(spec: Spec) -> keras.Sequential:
@@ -53,8 +71,9 @@ def build_model(spec: Spec) -> keras.Sequential:
     return keras.Sequential(layers, name=spec.model.arch_label)
 
 
-def build(spec: Spec, seed: int, backend_name: str) -> keras.Sequential:
-    keras.utils.set_random_seed(seed)  # only matters for init: framework
+def build(spec: Spec, seed: int, backend_name: str,
+          set_random_seed: Callable[[int], None] = keras.utils.set_random_seed) -> keras.Sequential:
+    set_random_seed(seed)  # only matters for init: framework
     model = build_model(spec)
     if spec.model.init != "framework":
         set_weights(model, initial_weights(spec.summary(), spec.model.init, seed))
@@ -67,7 +86,8 @@ def count_params(model: keras.Model) -> int:
 
 
 def _parametrized(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    return [layer for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, *_CANONICAL_LAYOUT))]
 
 
 def _flattened_map(model: keras.Model) -> tuple[int, int, int]:
@@ -107,8 +127,9 @@ def get_weights(model: keras.Model) -> list[np.ndarray]:
     weights = []
     for i, layer in enumerate(layers):
         kernel = np.asarray(layer.kernel.numpy())
-        weights += [_to_canonical(kernel, flattened if i == first_dense else None),
-                    np.array(layer.bias.numpy())]
+        if not isinstance(layer, _CANONICAL_LAYOUT):
+            kernel = _to_canonical(kernel, flattened if i == first_dense else None)
+        weights += [kernel.copy(), np.array(layer.bias.numpy())]
     return weights
 
 
@@ -118,7 +139,9 @@ def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
         raise ValueError(f"expected {2 * len(layers)} weight arrays, received {len(weights)}")
     first_dense, flattened = _first_dense_index(layers), _flattened_map(model)
     for i, layer in enumerate(layers):
-        kernel = _to_keras(np.asarray(weights[2 * i], np.float32), flattened if i == first_dense else None)
+        kernel = np.asarray(weights[2 * i], np.float32)
+        if not isinstance(layer, _CANONICAL_LAYOUT):
+            kernel = _to_keras(kernel, flattened if i == first_dense else None)
         bias = np.asarray(weights[2 * i + 1], np.float32)
         for variable, value in ((layer.kernel, kernel), (layer.bias, bias)):
             if tuple(variable.shape) != value.shape:
@@ -136,7 +159,14 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
 
 def layer_outputs(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     """Every layer's output, NCHW for feature maps (the canonical layout), (N, units) for dense layers."""
-    probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    # The one input tensor, not the list: called on a bare array, a list-input model warns on every call.
+    probe = keras.Model(model.inputs[0], [layer.output for layer in model.layers])
     outputs = probe(to_channels_last(np.asarray(x, np.float32)), training=False)
     arrays = [np.asarray(keras.ops.convert_to_numpy(out)) for out in outputs]
-    return [a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 else a for a in arrays]
+    canonical = [a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 else a for a in arrays]
+    # Keras flattens in (H, W, C) order; the description's order is (C, H, W): flatten the NCHW map instead.
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.Flatten):
+            flattened = canonical[index - 1] if index else np.asarray(x, np.float32)
+            canonical[index] = flattened.reshape(len(flattened), -1)
+    return canonical

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lenet_bench.backends.torch import lecun
 from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.weights import initial_weights
@@ -27,7 +28,10 @@ EVAL_BATCH = 2048
 # on 2 cores (NCHW vs channels-last, same process, quiet machine). Gathered batches keep it.
 MEMORY_FORMAT = torch.channels_last
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+                                                   "scaled_tanh": lecun.ScaledTanh}
+# Modules holding trainable arrays, each a `weight` then a `bias`: the canonical weight list's order.
+_WEIGHTED = (nn.Conv2d, nn.Linear, lecun.Subsample, lecun.PartialConv)
 _POOLS: dict[str, Callable[[int], nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
@@ -61,7 +65,11 @@ def _dense(layer: arch.Dense) -> nn.Module:
 
 def build_module(spec: Spec, max_pool_first: bool = True) -> nn.Sequential:
     """The spec's network, one child per described layer, with PyTorch's default initialization."""
-    layers = spec.summary().layers
+    return module_of(spec.summary().layers, max_pool_first)
+
+
+def module_of(layers: tuple[arch.Layer, ...], max_pool_first: bool = True) -> nn.Sequential:
+    """One child per described layer."""
     children: list[nn.Module] = []
     for index, layer in enumerate(layers):
         if isinstance(layer, arch.Conv):
@@ -74,6 +82,12 @@ def build_module(spec: Spec, max_pool_first: bool = True) -> nn.Sequential:
             children.append(nn.Flatten())
         elif isinstance(layer, arch.Dense):
             children.append(_dense(layer))
+        elif isinstance(layer, arch.PartialConv):
+            children.append(nn.Sequential(lecun.PartialConv(layer), *_activation(layer.activation)))
+        elif isinstance(layer, arch.Subsample):
+            children.append(nn.Sequential(lecun.Subsample(layer), *_activation(layer.activation)))
+        elif isinstance(layer, arch.RBF):
+            children.append(lecun.RBF())
         else:
             raise NotImplementedError(f"the torch backend cannot build a {layer.kind!r} layer ({layer.name})")
     return nn.Sequential(*children)
@@ -92,17 +106,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _parameters(model: nn.Module) -> list[torch.Tensor]:
+def canonical_parameters(model: nn.Module) -> list[torch.Tensor]:
     """Trainable arrays in the canonical order: each layer's weight, then its bias."""
-    return [t for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) for t in (m.weight, m.bias)]
+    return [t for m in model.modules() if isinstance(m, _WEIGHTED) for t in (m.weight, m.bias)]
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
-    return [t.detach().cpu().numpy().copy() for t in _parameters(model)]
+    return [t.detach().cpu().numpy().copy() for t in canonical_parameters(model)]
 
 
 def set_weights(model: nn.Module, weights: list[np.ndarray]) -> None:
-    params = _parameters(model)
+    params = canonical_parameters(model)
     if len(params) != len(weights):
         raise ValueError(f"expected {len(params)} weight arrays, received {len(weights)}")
     with torch.no_grad():
@@ -136,9 +150,9 @@ def layer_outputs(model: nn.Sequential, x: np.ndarray) -> list[np.ndarray]:
             h = child(h)
             shown = h
             following = model[index + 1] if index + 1 < len(model) else None
-            deferred = (isinstance(child, nn.Sequential) and len(child) == 1 and isinstance(child[0], nn.Conv2d)
-                        and isinstance(following, nn.Sequential) and len(following) == 2)
-            if deferred:
+            if (isinstance(child, nn.Sequential) and len(child) == 1 and isinstance(child[0], nn.Conv2d)
+                    and isinstance(following, nn.Sequential) and len(following) == 2
+                    and isinstance(following[0], nn.MaxPool2d)):  # inline: mypy narrows `following` here
                 shown = following[1](h)  # the activation the pool carries
             outputs.append(shown.numpy().copy())
     return outputs

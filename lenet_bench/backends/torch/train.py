@@ -5,7 +5,9 @@ and read once per epoch; channels-last memory (model.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,17 +15,32 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lenet_bench.backends.torch.model import MEMORY_FORMAT, NAME, count_params, images, logits, torch_device
+from lenet_bench.backends.torch.losses import Loss, loss_function
+from lenet_bench.backends.torch.model import (
+    MEMORY_FORMAT,
+    NAME,
+    canonical_parameters,
+    count_params,
+    images,
+    logits,
+    torch_device,
+)
+from lenet_bench.backends.torch.sdlm import SDLM, diagonal_hessian
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.loop import train_epochs
+from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
 WARMUP_STEPS = 5  # first steps allocate buffers and pick kernels; timed apart
+# Up to this batch size, training steps run on one thread, with PyTorch's native CPU convolutions
+# instead of oneDNN's: a one-image step is too small to share between threads, and oneDNN's per-call
+# set-up dominates a one-image convolution (C1 and C5 forward and backward at batch 1 ran about 2x
+# faster without it in interleaved rounds on the development machine; to re-check on a quiet one).
+SMALL_BATCH = 4
 PROGRESS_EVERY = 10  # steps between progress updates
 
 
@@ -33,6 +50,8 @@ def sync(device: str) -> Callable[[], None]:
 
 def make_optimizer(spec: Spec, params) -> torch.optim.Optimizer:
     opt = spec.train.optimizer
+    if opt.name == "sdlm":
+        return SDLM(params, lr=opt.learning_rate, mu=opt.mu)
     if opt.name == "sgd":
         return torch.optim.SGD(params, lr=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov,
                                weight_decay=opt.weight_decay)
@@ -40,15 +59,17 @@ def make_optimizer(spec: Spec, params) -> torch.optim.Optimizer:
                             weight_decay=opt.weight_decay)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             loss_fn: Loss = F.cross_entropy) -> tuple[float, float, torch.Tensor]:
     out = logits(model, x)
-    loss = F.cross_entropy(out, y).item()
+    loss = loss_fn(out, y).item()
     predictions = out.argmax(1)
     return loss, (predictions == y).float().mean().item(), predictions
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batches: list[np.ndarray], lrs: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+                batches: list[np.ndarray], lrs: list[float],
+                loss_fn: Loss = F.cross_entropy) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one optimizer step per batch; return (summed loss, hits) as device tensors."""
     model.train()
     loss_sum = torch.zeros((), device=x.device)
@@ -59,13 +80,30 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         index = torch.from_numpy(idx).to(x.device, non_blocking=True)
         xb, yb = x.index_select(0, index), y.index_select(0, index)
         out = model(xb)
-        loss = F.cross_entropy(out, yb)
+        loss = loss_fn(out, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(idx)
         hits += (out.detach().argmax(1) == yb).sum()
     return loss_sum, hits
+
+
+@contextmanager
+def _cpu_kernels_for(batch_size: int, device: str) -> Iterator[None]:
+    """One thread and no oneDNN for the training of very small batches on the CPU (see SMALL_BATCH)."""
+    if device == "gpu" or batch_size > SMALL_BATCH:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # an Intel-GPU note
+            with torch.backends.mkldnn.flags(enabled=False):
+                yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: str,
@@ -83,11 +121,13 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
     model.to(memory_format=MEMORY_FORMAT)
     data_seconds = clock.read()
 
-    optimizer = make_optimizer(spec, model.parameters())
+    # Canonical order: sdlm's curvature arrays come in it (the same set as model.parameters()).
+    optimizer = make_optimizer(spec, canonical_parameters(model))
+    loss_fn = loss_function(spec.train.loss)
     sums = [torch.zeros((), device=dev), torch.zeros((), device=dev, dtype=torch.long)]
 
     def run_steps(batches: list[np.ndarray], lrs: list[float]) -> None:
-        loss_sum, hits = train_steps(model, optimizer, x_train, y_train, batches, lrs)
+        loss_sum, hits = train_steps(model, optimizer, x_train, y_train, batches, lrs, loss_fn)
         sums[0] += loss_sum
         sums[1] += hits
 
@@ -98,17 +138,27 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
         return values
 
     def validate() -> tuple[float | None, float | None]:
-        return evaluate(model, x_val, y_val)[:2] if len(x_val) else (None, None)
+        return evaluate(model, x_val, y_val, loss_fn)[:2] if len(x_val) else (None, None)
 
     def evaluate_test() -> tuple[float, float, np.ndarray]:
-        loss, accuracy, predictions = evaluate(model, x_test, y_test)
+        loss, accuracy, predictions = evaluate(model, x_test, y_test, loss_fn)
         return loss, accuracy, predictions.cpu().numpy()
 
     def device_memory() -> dict[str, float]:
         return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device == "gpu" else {}
 
-    loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress, run_steps=run_steps,
-                        take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
+    def estimate_hessian(epoch: int) -> None:
+        # sdlm (LeCun et al. 1998, section III.C): the Hessian diagonal re-estimated before each pass.
+        index = hessian_sample(len(x_train), spec.train.optimizer.hessian_samples, seed, epoch)
+        model.train()
+        assert isinstance(optimizer, SDLM)
+        optimizer.set_curvature(diagonal_hessian(model, x_train[torch.from_numpy(index).to(dev)], spec.train.loss))
+
+    with _cpu_kernels_for(spec.train.batch_size, device):
+        loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress,
+                            run_steps=run_steps, take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS,
+                            progress_every=PROGRESS_EVERY,
+                            before_epoch=estimate_hessian if spec.train.optimizer.name == "sdlm" else None)
     return finish_run(backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
                       loop=loop, evaluate_test=evaluate_test, predict_batch=lambda xb: logits(model, xb),
                       x_test=x_test, sync=clock_sync, data_seconds=data_seconds, model=model,
