@@ -186,3 +186,7 @@ register(BackendEntry(
     # TensorFlow enables them by default only on CPUs with AVX-512.
     environment={"TF_ENABLE_ONEDNN_OPTS": "1", **_TF_QUIET},
     engine=Engine("keras", "tensorflow", "KERAS_BACKEND"), shared_code=("lenet_bench.backends.keras_common",)))
+register(BackendEntry(
+    # Keras on JAX; XLA's CPU thread pools are sized by configure(), before JAX's first operation.
+    "keras-jax", "lenet_bench.backends.keras_jax", ("keras", "jax", "jaxlib"), extra="jax",
+    engine=Engine("keras", "jax", "KERAS_BACKEND"), shared_code=("lenet_bench.backends.keras_common",)))

@@ -75,6 +75,7 @@ class Backend(Protocol):
 if TYPE_CHECKING:
     # The type checker holds every built-in backend module to the protocol (a module can implement one).
     from lenet_bench.backends import keras as _keras
+    from lenet_bench.backends import keras_jax as _keras_jax
     from lenet_bench.backends import torch as _torch
 
-    _BUILT_IN: list[Backend] = [_torch, _keras]
+    _BUILT_IN: list[Backend] = [_torch, _keras, _keras_jax]

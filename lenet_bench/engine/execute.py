@@ -147,7 +147,10 @@ def _execute(job: Job, progress: Progress) -> JobResult:
         if job.log_model and backend.MLFLOW_FLAVOR:
             from lenet_bench.results.tracking import model_archive
 
-            outcome.model_archive = model_archive(backend.MLFLOW_FLAVOR, result.model, backend.mlflow_save_options())
+            # Keras' saver imports TensorFlow when it is installed, also for a model of another engine.
+            with backends.quiet_stderr(os.environ.get("LENET_BENCH_TF_VERBOSE") != "1"):
+                outcome.model_archive = model_archive(backend.MLFLOW_FLAVOR, result.model,
+                                                      backend.mlflow_save_options())
         outcome.result = dataclasses.replace(result, model=None)
         outcome.status = Status.COMPLETED
     except Diverged as err:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from lenet_bench.backends import quiet_stderr
 from lenet_bench.backends.keras.model import sync, tf_device
 from lenet_bench.backends.keras_common.model import build_model, to_channels_last
+from lenet_bench.backends.keras_common.optimizers import fit_optimizer
 from lenet_bench.backends.protocol import ReferenceResult
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.timing import time_calls, timed_epochs
@@ -19,22 +20,13 @@ from lenet_bench.training.timing import time_calls, timed_epochs
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
-def _optimizer(spec: Spec) -> keras.optimizers.Optimizer:
-    """Keras' own optimizers, as a user of `fit` writes them."""
-    opt = spec.train.optimizer
-    decay = opt.weight_decay or None
-    if opt.name == "sgd":
-        return keras.optimizers.SGD(opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=decay)
-    return keras.optimizers.Adam(opt.learning_rate, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps,
-                                 weight_decay=decay)
-
 
 def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
     keras.utils.set_random_seed(seed)
     x, y = to_channels_last(data.x_train), data.y_train
     with tf.device(tf_device(device)):
         model = build_model(spec)
-        model.compile(optimizer=_optimizer(spec),
+        model.compile(optimizer=fit_optimizer(spec),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
         def epoch() -> None:

@@ -58,6 +58,50 @@ class SGDTorchFormula(keras.optimizers.SGD):
 def make_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     """Weight decay is not given to Keras (its is decoupled); the train step adds it to the gradient."""
     opt = spec.train.optimizer
+    if opt.name == "sdlm":
+        return SDLM(learning_rate=opt.learning_rate, mu=opt.mu)
     if opt.name == "sgd":
         return SGDTorchFormula(learning_rate=opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov)
     return AdamTorchFormula(learning_rate=opt.learning_rate, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps)
+
+
+def fit_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
+    """Keras' own optimizers, as a user of `fit` writes them (the bench's plain loop)."""
+    opt = spec.train.optimizer
+    decay = opt.weight_decay or None
+    if opt.name == "sgd":
+        return keras.optimizers.SGD(opt.learning_rate, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=decay)
+    return keras.optimizers.Adam(opt.learning_rate, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps,
+                                 weight_decay=decay)
+
+
+class SDLM(keras.optimizers.Optimizer):
+    """Stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, Appendix C), as the PyTorch
+    backend applies it: variable <- variable - lr * gradient / (mu + h), h the Hessian diagonal
+    given by `set_curvature` (zero until then: steps of lr / mu)."""
+
+    def __init__(self, learning_rate: float, mu: float, name: str = "sdlm", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.mu = mu
+
+    def build(self, variables) -> None:
+        if self.built:
+            return
+        super().build(variables)
+        self._scales = [self.add_variable_from_reference(v, "scale", initializer=keras.initializers.Constant(1 / self.mu))
+                        for v in variables]
+
+    def set_curvature(self, curvatures) -> None:
+        """The Hessian diagonal of every variable, in the order the optimizer was built with."""
+        if len(curvatures) != len(self._scales):
+            raise ValueError(f"expected {len(self._scales)} curvature arrays, received {len(curvatures)}")
+        for scale, h in zip(self._scales, curvatures):
+            scale.assign(1.0 / (self.mu + ops.convert_to_tensor(h, scale.dtype)))
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scales[self._get_variable_index(variable)]
+        lr = ops.cast(learning_rate, variable.dtype)
+        self.assign_sub(variable, ops.multiply(ops.multiply(ops.cast(gradient, variable.dtype), scale), lr))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mu": self.mu}
