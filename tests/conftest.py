@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
+# Every committed spec: the default suite (specs/) and the 1998 paper's (paper1998/, hours of one-image updates).
+SPEC_FOLDERS = [REPO / "specs", REPO / "paper1998"]
 DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist"
 if str(TESTS) not in sys.path:  # spawned worker processes import noop_backend too
     sys.path.insert(0, str(TESTS))

@@ -10,7 +10,6 @@ reason (under CI, it fails), never silently left out.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +17,12 @@ import pytest
 import conformance_bodies as bodies
 from backend_cases import body_result, case_runner  # noqa: F401 (fixtures)
 from conformance_bodies import MAX_STEPS, SMALL
+from conftest import SPEC_FOLDERS
 from lenet_bench import backends
 from lenet_bench.spec import Spec, load_variants
 from lenet_bench.training.result import RunResult
 from lenet_bench.training.weights import initial_weights
 
-REPO = Path(__file__).resolve().parents[1]
 
 # Written out here, not read from specs/, so the published counts are checked whatever specs/ holds.
 LENET5 = {  # LeNet-5 with C5 as a 120-unit dense layer reading the 16x5x5 map
@@ -55,7 +54,7 @@ BODIES = {  # each test's body (conformance_bodies.py), for backend_cases.py
 
 
 def _param_count_specs() -> list[Spec]:
-    return [v.spec for v in load_variants([REPO / "specs"])] + [_spec(LENET5), _spec(LENET_20_50_500_SAME)]
+    return [v.spec for v in load_variants(SPEC_FOLDERS)] + [_spec(LENET5), _spec(LENET_20_50_500_SAME)]
 
 
 @pytest.fixture(params=backends.names())

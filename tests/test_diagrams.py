@@ -12,12 +12,12 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from conftest import REPO
+from conftest import SPEC_FOLDERS
 from lenet_bench.results.diagrams import architecture_diagram
 from lenet_bench.spec import load_variants
 from lenet_bench.spec.arch import ArchSummary, Conv, Dense, Flatten, Layer, Pool
 
-VARIANTS = load_variants([REPO / "specs"])
+VARIANTS = load_variants(SPEC_FOLDERS)
 
 
 def texts(fig: Figure) -> list[str]:

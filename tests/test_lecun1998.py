@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import require_backend
+from conftest import SPEC_FOLDERS, require_backend
 from lenet_bench.data import prepare
 from lenet_bench.results.reproduction import reproduction_markdown, reproduction_table
 from lenet_bench.spec import ModelSpec, Spec, arch, load_variants
@@ -27,7 +26,6 @@ from lenet_bench.training import loop
 from lenet_bench.training.result import SilentProgress
 from lenet_bench.training.weights import initial_weights
 
-REPO = Path(__file__).resolve().parents[1]
 TABLE_I = [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 4, 5], [0, 1, 5],
            [0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [0, 3, 4, 5], [0, 1, 4, 5], [0, 1, 2, 5],
            [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 2, 3, 4, 5]]
@@ -44,7 +42,7 @@ HESSIAN_TOLERANCE = 1e-4
 
 
 def _specs() -> dict[str, Spec]:
-    return {v.spec.name: v.spec for v in load_variants([REPO / "specs"])}
+    return {v.spec.name: v.spec for v in load_variants(SPEC_FOLDERS)}
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,17 @@ backend's own `train()` they must still hold the same weights. The bodies
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import parity_bodies as bodies
 from backend_cases import body_result, case_runner  # noqa: F401 (fixtures)
+from conftest import SPEC_FOLDERS
 from lenet_bench import backends
 from lenet_bench.spec import Spec, load_variants
 from parity_bodies import LENET5_MODEL, OPTIMIZERS, TEST_IMAGES
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "torch"
 COMPARED = [name for name in backends.names() if name != REFERENCE]  # each compared with PyTorch
 BODIES = {  # each test's body (parity_bodies.py), for backend_cases.py
@@ -72,7 +71,7 @@ def _arch_spec(name: str, size: int, model: dict, init: str = "glorot_uniform") 
 PARITY_SPECS = (
     [_arch_spec(*arch) for arch in ARCHITECTURES]
     + [_arch_spec("lenet5-32-torch-init", 32, LENET5_MODEL, init="torch_default")]
-    + [v.spec for v in load_variants([REPO / "specs"])]
+    + [v.spec for v in load_variants(SPEC_FOLDERS)]
 )
 
 

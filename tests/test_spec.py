@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SPEC_FOLDERS
 from lenet_bench.cli import main
 from lenet_bench.spec import SpecError, load_variants
 
-REPO = Path(__file__).resolve().parents[1]
 
 LENET5 = """
 name: {name}
@@ -41,7 +41,7 @@ def issues_of(paths) -> list:
 
 
 def test_repository_specs_are_valid():
-    variants = load_variants([REPO / "specs"])
+    variants = load_variants(SPEC_FOLDERS)
     assert variants, "specs/ should hold at least one spec"
     assert len({v.name for v in variants}) == len(variants)
 
@@ -156,7 +156,7 @@ def test_cli_exit_code_2_without_traceback(tmp_path):
 
 
 def test_validate_ok_exit_0(capsys):
-    assert main(["validate", str(REPO / "specs")]) == 0
+    assert main(["validate", *map(str, SPEC_FOLDERS)]) == 0
 
 
 # ---------------------------------------------------------------- what YAML gives, read as the user meant it

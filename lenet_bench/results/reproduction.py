@@ -15,7 +15,7 @@ from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
 
 NOTABLE_GAP_PP = 0.3  # percentage points; the threshold for "explain the difference"
 REPRODUCTION_MD = "reproduction.md"
-# The setups of specs/lecun1998*.yaml: LeNet-5 as published in 1998 and the paper's comparison rows,
+# The setups of paper1998/lecun1998*.yaml: LeNet-5 as published in 1998 and the paper's comparison rows,
 # shown again in a section of their own, as test errors (the paper's unit) with their deviations.
 LECUN_1998_PREFIX = "lecun1998"
 _METRICS = ("test_accuracy", "baseline_accuracy")
