@@ -123,3 +123,28 @@ def test_a_long_line_of_fields_is_shortened_to_fit():
     details = next(t for t in texts(fig) if t.startswith("first_setting_with_a_long_name"))
     assert details.endswith("…")
     assert_readable(fig)
+
+
+def test_list_draws_one_diagram_per_layer_description_and_indexes_every_variant(tmp_path, capsys):
+    from lenet_bench.cli import main
+
+    folder = tmp_path / "architectures"
+    classic = str(SPEC_FOLDERS[0] / "classic_matrix.yaml")
+    assert main(["list", classic, "--only", "lenet5-classic-relu-*", "--diagrams", str(folder)]) == 0
+    index = (folder / "README.md").read_text()
+    listed = dict(line[2:].split(": ") for line in index.splitlines() if line.startswith("- "))
+    assert sorted(listed) == [f"lenet5-classic-relu-{pool}-{pad}" for pool in ("avg", "max") for pad in ("padded", "unpadded")]
+    # Activation and pooling change the layer description, padding changes the shapes: four diagrams.
+    assert len(set(listed.values())) == len(list(folder.glob("*.png"))) == 4
+    # A second listing adds to the index instead of replacing it.
+    assert main(["list", classic, "--only", "lenet5-classic-tanh-max-padded", "--diagrams", str(folder)]) == 0
+    assert len([line for line in (folder / "README.md").read_text().splitlines() if line.startswith("- ")]) == 5
+
+
+def test_list_into_a_folder_it_cannot_write_is_exit_2_naming_it(tmp_path, capsys):
+    from lenet_bench.cli import main
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert main(["list", str(SPEC_FOLDERS[0] / "lenet5.yaml"), "--diagrams", str(blocked / "architectures")]) == 2
+    assert str(blocked) in " ".join(capsys.readouterr().err.split())

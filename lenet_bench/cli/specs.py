@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.table import Table
 
 from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, add_selection, error
 from lenet_bench.console import console, output
 from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
-from lenet_bench.spec import load_variants
+from lenet_bench.spec import Spec, load_variants
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -19,6 +20,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="print the expanded matrix, one row per run, without training")
     add_selection(listing)
     listing.add_argument("--layers", action="store_true", help="also print each variant's per-layer summary")
+    listing.add_argument("--diagrams", type=Path, metavar="FOLDER",
+                         help="also draw each variant's architecture diagram into FOLDER (one PNG per layer "
+                              "description, README.md says which variant has which), as runs do in results/")
     listing.set_defaults(handler=cmd_list)
 
 
@@ -50,4 +54,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.layers:
         for variant in {job.variant.name: job.variant for job in jobs}.values():
             output.print(f"\n{variant.name}\n{variant.spec.summary().table()}", markup=False)
+    if args.diagrams:
+        return _draw_diagrams(args.diagrams, {job.variant.name: job.variant.spec for job in jobs})
+    return EXIT_OK
+
+
+def _draw_diagrams(folder: Path, specs: dict[str, Spec]) -> int:
+    from lenet_bench.results.diagrams import DiagramFolder
+
+    diagrams = DiagramFolder(folder)
+    try:
+        for name, spec in specs.items():
+            diagrams.diagram(name, spec)
+    except OSError as err:
+        error(f"cannot write the diagrams into {folder}: {err.strerror or err}")
+        return EXIT_INVALID
+    files = len(list(folder.glob("*.png")))
+    console.print(f"diagrams of {len(specs)} variant(s) in {folder}/ ({files} file(s), index {DiagramFolder.INDEX})")
     return EXIT_OK

@@ -9,13 +9,18 @@ Built with `matplotlib.figure.Figure` directly, as figures.py explains.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from lenet_bench.spec.arch import ArchSummary, Layer
+
+if TYPE_CHECKING:
+    from lenet_bench.spec.schema import Spec
 
 WIDTH_IN = 7.0
 BOX_WIDTH_IN = 6.2
@@ -53,6 +58,42 @@ def architecture_diagram(summary: ArchSummary, title: str) -> Figure:
     ax.text(WIDTH_IN / 2, 0.62, f"{summary.params:,} parameters · {summary.flops / 1e6:.2f} MFLOPs per image "
             f"(forward) · {len(summary.layers)} layers", ha="center", va="center", fontsize=10, color="#333333")
     return fig
+
+
+class DiagramFolder:
+    """A folder of architecture diagrams: one PNG per layer description, shared by every variant that has
+    it, and README.md listing each variant's file (kept across invocations: it is merged, not rewritten)."""
+
+    INDEX = "README.md"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._drawn: dict[Path, tuple[Figure, set[str]]] = {}  # file -> the diagram, variants drawn with it
+
+    def diagram(self, variant_name: str, spec: Spec) -> Figure:
+        """`spec`'s diagram, drawn and written the first time its layer description is seen."""
+        from lenet_bench.results.compare import safe_file_name
+
+        summary = spec.summary()
+        key = hashlib.sha256(repr(summary.layers).encode()).hexdigest()[:8]
+        path = self.path / f"{safe_file_name(spec.model.arch_label)}-{key}.png"
+        if path not in self._drawn:
+            self.path.mkdir(parents=True, exist_ok=True)
+            title = f"{spec.model.arch_label} on {'x'.join(map(str, spec.input_shape))} input"
+            figure = architecture_diagram(summary, title)
+            figure.savefig(path)
+            self._drawn[path] = (figure, set())
+        self._drawn[path][1].add(variant_name)
+        self._write_index()
+        return self._drawn[path][0]
+
+    def _write_index(self) -> None:
+        index = self.path / self.INDEX
+        lines = index.read_text().splitlines() if index.exists() else []
+        listed = dict(line[2:].split(": ", 1) for line in lines if line.startswith("- "))
+        listed.update({name: path.name for path, (_, names) in self._drawn.items() for name in names})
+        index.write_text("# Architecture diagrams\n\nOne per layer description; each variant and its diagram:\n\n"
+                         + "".join(f"- {name}: {file}\n" for name, file in sorted(listed.items())))
 
 
 def _box(ax: Axes, left: float, top: float, colour: str, name: str, kind: str, shape: tuple[int, ...],

@@ -10,7 +10,6 @@ not as empty runs of their own.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 from pathlib import Path
 from collections.abc import Callable
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
     from lenet_bench.engine.plan import Job
+    from lenet_bench.results.diagrams import DiagramFolder
     from lenet_bench.training.result import EpochRecord, RunResult
 
 
@@ -167,7 +167,7 @@ class Recorder:
         self._driver = driver_id()
         self._logged_baselines: set[str] = set()
         self._unwritten: list[str] = []
-        self._diagrams: dict[Path, tuple[Figure, set[str]]] = {}  # file -> the diagram, variants drawn with it
+        self._diagrams: DiagramFolder | None = None  # made on first use: it imports matplotlib
 
     # ------------------------------------------------------------ invocation
 
@@ -322,29 +322,13 @@ class Recorder:
         self.tracker.end_run(run_id, "FINISHED")
 
     def _architecture(self, job: Job) -> Figure:
-        """The run's architecture diagram: drawn once per layer description and written into the results
-        folder's architectures/ (with an index of which variants share it), logged with every run."""
-        from lenet_bench.results import compare
-        from lenet_bench.results.diagrams import architecture_diagram
+        """The run's architecture diagram, drawn once per layer description and kept in the results folder's
+        architectures/ (with an index of which variants share it); logged with every run."""
+        if self._diagrams is None:
+            from lenet_bench.results.diagrams import DiagramFolder
 
-        summary = job.spec.summary()
-        key = hashlib.sha256(repr(summary.layers).encode()).hexdigest()[:8]
-        folder = self.results.path / ARCHITECTURES
-        path = folder / f"{compare.safe_file_name(job.spec.model.arch_label)}-{key}.png"
-        if path not in self._diagrams:
-            folder.mkdir(exist_ok=True)
-            title = f"{job.spec.model.arch_label} on {'x'.join(map(str, job.spec.input_shape))} input"
-            figure = architecture_diagram(summary, title)
-            figure.savefig(path)
-            self._diagrams[path] = (figure, set())
-        self._diagrams[path][1].add(job.variant.name)
-        index_file = folder / "README.md"
-        listed = dict(line[2:].split(": ", 1) for line in (index_file.read_text().splitlines()
-                                                          if index_file.exists() else []) if line.startswith("- "))
-        listed.update({name: p.name for p, (_, names) in self._diagrams.items() for name in names})
-        index_file.write_text("# Architecture diagrams\n\nOne per layer description; each variant and its "
-                              "diagram:\n\n" + "".join(f"- {name}: {file}\n" for name, file in sorted(listed.items())))
-        return self._diagrams[path][0]
+            self._diagrams = DiagramFolder(self.results.path / ARCHITECTURES)
+        return self._diagrams.diagram(job.variant.name, job.spec)
 
     def _log_baseline(self, job: Job, baseline: BaselineResult) -> None:
         if baseline.key in self._logged_baselines:
