@@ -10,6 +10,7 @@ waits until the runs table shows its metric columns, saves a PNG and stops the s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -19,7 +20,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import json
 from pathlib import Path
 
 from lenet_bench.results.view import view_url
