@@ -11,8 +11,7 @@ import tensorflow as tf
 
 from lenet_bench.backends import quiet_stderr
 from lenet_bench.backends.keras.model import sync, tf_device
-from lenet_bench.backends.keras_common.model import build_model, to_channels_last
-from lenet_bench.backends.keras_common.optimizers import fit_optimizer
+from lenet_bench.backends.keras_common.model import compiled_for_fit, to_channels_last
 from lenet_bench.backends.protocol import ReferenceResult
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.timing import time_calls, timed_epochs
@@ -25,9 +24,7 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repea
     keras.utils.set_random_seed(seed)
     x, y = to_channels_last(data.x_train), data.y_train
     with tf.device(tf_device(device)):
-        model = build_model(spec)
-        model.compile(optimizer=fit_optimizer(spec),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model = compiled_for_fit(spec)
 
         def epoch() -> None:
             model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)

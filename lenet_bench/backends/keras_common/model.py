@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from lenet_bench.backends.keras_common import lecun
+from lenet_bench.backends.keras_common.optimizers import fit_optimizer
 from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.weights import initial_weights
@@ -69,6 +70,14 @@ def build_model(spec: Spec) -> keras.Sequential:
             raise NotImplementedError(f"the Keras backends cannot build a {layer.kind!r} layer ({layer.name})")
         layers.append(builder(layer))
     return keras.Sequential(layers, name=spec.model.arch_label)
+
+
+def compiled_for_fit(spec: Spec) -> keras.Sequential:
+    """The spec's model compiled as a tutorial would for `fit` (the bench's plain loop, on either engine)."""
+    model = build_model(spec)
+    model.compile(optimizer=fit_optimizer(spec),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
 
 
 def build(spec: Spec, seed: int, backend_name: str,

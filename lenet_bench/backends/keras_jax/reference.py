@@ -8,12 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax
-import keras
 import numpy as np
 from jax import numpy as jnp
 
-from lenet_bench.backends.keras_common.model import build_model, to_channels_last
-from lenet_bench.backends.keras_common.optimizers import fit_optimizer
+from lenet_bench.backends.keras_common.model import compiled_for_fit, to_channels_last
 from lenet_bench.backends.keras_jax.model import DeviceSync, jax_device, set_random_seed
 from lenet_bench.backends.protocol import ReferenceResult
 from lenet_bench.spec.schema import Spec
@@ -28,9 +26,7 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repea
     x, y = to_channels_last(data.x_train), data.y_train
     sync = DeviceSync()
     with jax.default_device(jax_device(device)):
-        model = build_model(spec)
-        model.compile(optimizer=fit_optimizer(spec),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model = compiled_for_fit(spec)
 
         def epoch() -> None:
             model.fit(x, y, batch_size=spec.train.batch_size, epochs=1, shuffle=True, verbose=0)
