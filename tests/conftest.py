@@ -50,6 +50,7 @@ def noop():
 
     backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
     noop_backend.TRAINED.clear()
+    noop_backend.RELEASED.clear()
     for seeds in (noop_backend.FAIL_SEEDS, noop_backend.INTERRUPT_SEEDS, noop_backend.KILL_SEEDS,
                   noop_backend.SLOW_SEEDS, noop_backend.NAN_SEEDS):
         seeds.clear()

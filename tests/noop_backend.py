@@ -30,6 +30,7 @@ KILL_SEEDS: set[int] = _seeds("KILL")  # the process dies on the spot, as under 
 SLOW_SEEDS: set[int] = _seeds("SLOW")  # train() waits, so that a test can signal the process meanwhile
 NAN_SEEDS: set[int] = _seeds("NAN")  # the loss diverges
 TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call in this process
+RELEASED: list[int] = []  # len(TRAINED) at each release() call
 SLOW_SECONDS = float(os.environ.get("LENET_BENCH_NOOP_SLOW_SECONDS", "60"))
 
 
@@ -46,6 +47,10 @@ def unavailable_reason(device):
 
 def framework_version():
     return "0"
+
+
+def release():
+    RELEASED.append(len(TRAINED))
 
 
 def device_info(device):

@@ -148,6 +148,15 @@ def test_failed_run_does_not_stop_the_matrix_and_exits_1(workspace, mnist_dir, n
     assert "planned failure" in table(workspace).loc["tiny/noop/cpu/seed0", "reason"]
 
 
+def test_the_framework_is_released_after_every_run_failed_or_not(workspace, mnist_dir, noop):
+    # Inline, one process runs every job: each must leave nothing behind in its framework.
+    write_spec(workspace)
+    noop.FAIL_SEEDS.add(0)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu") == 1
+    assert noop.TRAINED == [("tiny", 1)]
+    assert noop.RELEASED == [0, 1], "release() after the failed seed 0 and after seed 1"
+
+
 def test_a_diverged_run_is_failed_with_its_reason(workspace, mnist_dir, noop):
     write_spec(workspace)
     noop.NAN_SEEDS.add(1)

@@ -40,6 +40,9 @@ class Backend(Protocol):
 
     def framework_version(self) -> str: ...
 
+    def release(self) -> None:
+        """Free what finished runs left in the framework (models, compiled functions, cached memory)."""
+
     def device_info(self, device: str) -> dict[str, str]:
         """What the run's accelerator is (name, driver, CUDA version); empty for the CPU."""
 

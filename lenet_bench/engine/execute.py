@@ -96,7 +96,22 @@ def execute_job(job: Job, progress: Progress | None = None) -> JobResult:
         backends.register(job.backend_entry)  # a worker knows only the built-in backends
     if backends.host_conflict(job.backend):
         return _in_own_process(job)
-    return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False))
+    try:
+        return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False))
+    finally:
+        _release(job.backend)
+
+
+def _release(backend_name: str) -> None:
+    """Free what the finished run left in its framework: without it a process that runs many jobs
+    (inline, a worker) keeps every run's model, compiled step and tensors and grows run after run."""
+    try:
+        backend = backends.activate(backend_name)
+    except backends.BackendUnavailable:
+        return
+    release = getattr(backend, "release", None)  # optional for backends registered from outside
+    if release is not None:
+        release()
 
 
 def _in_own_process(job: Job) -> JobResult:

@@ -28,7 +28,7 @@ INTER_OP_THREADS = 1  # every core goes to each op in turn; 2 measured no faster
 
 __all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
            "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
-           "reference_loop", "set_weights", "train", "unavailable_reason"]
+           "reference_loop", "release", "set_weights", "train", "unavailable_reason"]
 
 
 def configure(cores: int) -> None:
@@ -50,6 +50,12 @@ def configure(cores: int) -> None:
         pass  # the runtime is already initialized (an op ran before): the first configuration stands
     # Same seed -> same weights, bit for bit, on CPU; no measurable cost for these models.
     tf.config.experimental.enable_op_determinism()
+
+
+def release() -> None:
+    """Reset Keras' global state and collect the finished run's model, optimizer and compiled step,
+    as Keras recommends between models built in a loop (keras.backend.clear_session)."""
+    keras.backend.clear_session(free_memory=True)
 
 
 def unavailable_reason(device: str) -> str | None:

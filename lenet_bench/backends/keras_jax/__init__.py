@@ -32,7 +32,7 @@ MLFLOW_FLAVOR = "keras"
 
 __all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
            "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
-           "reference_loop", "set_weights", "train", "unavailable_reason"]
+           "reference_loop", "release", "set_weights", "train", "unavailable_reason"]
 
 
 def configure(cores: int) -> None:
@@ -45,6 +45,12 @@ def configure(cores: int) -> None:
     nothing for this process.
     """
     os.environ["PJRT_NPROC"] = str(cores)
+
+
+def release() -> None:
+    """Reset Keras' global state and collect the finished run's model, optimizer and compiled step,
+    as Keras recommends between models built in a loop (keras.backend.clear_session)."""
+    keras.backend.clear_session(free_memory=True)
 
 
 def unavailable_reason(device: str) -> str | None:
