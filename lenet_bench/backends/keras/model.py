@@ -35,15 +35,22 @@ def build(spec: Spec, seed: int, device: str) -> keras.Sequential:
         return common.build(spec, seed, NAME)
 
 
-# One compiled inference function per model; weak keys so a dropped model frees it.
+# One compiled inference function per model; weak keys so a dropped model frees it, and the function
+# reaches its model through a weak reference too (a strong one from the value would keep the key alive).
 _PREDICT_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _predict_fn(model: keras.Model):
     if model not in _PREDICT_FNS:
         signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
-        _PREDICT_FNS[model] = tf.function(lambda x: model(x, training=False), input_signature=signature,
-                                          reduce_retracing=True)
+        model_ref = weakref.ref(model)
+
+        def predict(x: tf.Tensor) -> tf.Tensor:
+            traced = model_ref()
+            assert traced is not None, "traced after its model was freed"  # the entry goes with the model
+            return traced(x, training=False)
+
+        _PREDICT_FNS[model] = tf.function(predict, input_signature=signature, reduce_retracing=True)
     return _PREDICT_FNS[model]
 
 

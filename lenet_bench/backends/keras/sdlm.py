@@ -80,11 +80,13 @@ class StepLoop:
         self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self.hits = tf.Variable(0, dtype=tf.int64, trainable=False)
         optimizer.build(model.trainable_variables)
+        # The data go in as arguments, not as captures, which TensorFlow keeps after the run (train.Trainer).
         self.block = tf.function(self._block, reduce_retracing=True, input_signature=[
+            tf.TensorSpec((None, *x.shape[1:]), x.dtype), tf.TensorSpec((None,), y.dtype),
             tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None,), tf.float32)])
 
-    def _step(self, index: tf.Tensor, lr: tf.Tensor) -> None:
-        xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
+    def _step(self, x: tf.Tensor, y: tf.Tensor, index: tf.Tensor, lr: tf.Tensor) -> None:
+        xb, yb = tf.gather(x, index), tf.gather(y, index)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             out = self.model(xb, training=True)
@@ -95,9 +97,9 @@ class StepLoop:
         self.loss_sum.assign_add(loss * tf.cast(tf.shape(index)[0], tf.float32))
         self.hits.assign_add(tf.reduce_sum(tf.cast(tf.argmax(out, axis=1) == yb, tf.int64)))
 
-    def _block(self, indices: tf.Tensor, lrs: tf.Tensor) -> None:
+    def _block(self, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor, lrs: tf.Tensor) -> None:
         def body(i):
-            self._step(indices[i], lrs[i])
+            self._step(x, y, indices[i], lrs[i])
             return (i + 1,)
 
         tf.while_loop(lambda i: i < tf.shape(indices)[0], body, (tf.constant(0),))
@@ -109,7 +111,8 @@ class StepLoop:
             end = start
             while end < len(batches) and len(batches[end]) == len(batches[start]):
                 end += 1
-            self.block(tf.constant(np.stack(batches[start:end]), tf.int64), tf.constant(lrs[start:end], tf.float32))
+            self.block(self.x, self.y, tf.constant(np.stack(batches[start:end]), tf.int64),
+                       tf.constant(lrs[start:end], tf.float32))
             start = end
 
     def take_sums(self) -> tuple[float, int]:

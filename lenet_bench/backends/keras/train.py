@@ -57,11 +57,15 @@ class Trainer:
         self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self.hits = tf.Variable(0, dtype=tf.int64, trainable=False)
         optimizer.build(model.trainable_variables)  # its slots must exist before tracing
+        # The data go in as arguments, not as captures: TensorFlow keeps a traced graph's captured tensors
+        # after the run ends (every finished run would keep its copy of the training set in memory).
         self.step = tf.function(self._step, jit_compile=JIT_COMPILE, reduce_retracing=True,
-                                input_signature=[tf.TensorSpec((None,), tf.int64), tf.TensorSpec((), tf.float32)])
+                                input_signature=[tf.TensorSpec((None, *x.shape[1:]), x.dtype),
+                                                 tf.TensorSpec((None,), y.dtype),
+                                                 tf.TensorSpec((None,), tf.int64), tf.TensorSpec((), tf.float32)])
 
-    def _step(self, index: tf.Tensor, lr: tf.Tensor) -> None:
-        xb, yb = tf.gather(self.x, index), tf.gather(self.y, index)
+    def _step(self, x: tf.Tensor, y: tf.Tensor, index: tf.Tensor, lr: tf.Tensor) -> None:
+        xb, yb = tf.gather(x, index), tf.gather(y, index)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             out = self.model(xb, training=True)
@@ -84,7 +88,7 @@ class Trainer:
 
     def run(self, batches: list[np.ndarray], lrs: list[float]) -> None:
         for index, lr in zip(batches, lrs):
-            self.step(tf.constant(index, tf.int64), tf.constant(lr, tf.float32))
+            self.step(self.x, self.y, tf.constant(index, tf.int64), tf.constant(lr, tf.float32))
 
 
 def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,

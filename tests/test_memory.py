@@ -1,0 +1,37 @@
+"""A process that runs many jobs (inline, a worker) keeps nothing of a finished Keras run: no model and no
+copy of the training set (TensorFlow keeps a traced function's captured tensors; the data must not be one)."""
+
+from __future__ import annotations
+
+import gc
+
+from conftest import SPEC_FOLDERS, require_backend
+from lenet_bench.engine import execute
+from lenet_bench.engine.plan import RunOptions, plan_jobs
+from lenet_bench.spec import load_variants
+
+TRAINING_SET_ELEMENTS = 1_000_000  # fewer than any prepared MNIST training set (54,000 x 32 x 32)
+
+
+def _alive(kind: type, test=lambda obj: True) -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind) and test(obj))
+
+
+def test_a_finished_keras_run_leaves_no_model_and_no_training_set(mnist_dir):
+    require_backend("keras")
+    import keras
+    import tensorflow as tf
+
+    def is_training_set(tensor) -> bool:
+        return bool(tensor.shape.num_elements() and tensor.shape.num_elements() >= TRAINING_SET_ELEMENTS)
+
+    options = RunOptions(data_dir=str(mnist_dir), only=("lenet5", "lecun1998"), backends=("keras",), devices=("cpu",),
+                         epochs=1, max_steps=3, seeds=(0,), log_models=False)
+    jobs = plan_jobs(load_variants(SPEC_FOLDERS), options)
+    assert {job.spec.train.optimizer.name for job in jobs} == {"adam", "sdlm"}  # both Keras step loops
+    models, tensors = _alive(keras.Model), _alive(tf.Tensor, is_training_set)
+    for job in jobs:
+        assert execute.execute_job(job).status.value == "completed"
+        assert _alive(keras.Model) == models, f"{job.name} left its model behind"
+        assert _alive(tf.Tensor, is_training_set) == tensors, f"{job.name} left its training set behind"
