@@ -14,7 +14,9 @@ weight (Appendix C), and this ratio says how much that drops per layer.
     python scripts/sdlm_stability.py [--spec paper1998/lecun1998.yaml] [--name lecun1998] [--images 100]
 
 Prints, at the initial weights of seed 0: the critical rate's quantiles over the sampled images,
-next to the paper's first rate (0.0005) and the spec's; and per layer, the exact-to-estimate ratio.
+next to the paper's first rate (0.0005) and the spec's; then per layer the exact-to-estimate ratio, or,
+with --train-steps N, the mean loss and critical rate every --every steps of one-image sdlm at --rate
+(the measurements in results/reference/README.md's 1998 section).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100, help="images whose critical rate is computed")
     parser.add_argument("--coordinates", type=int, default=8, help="weights per array checked against h")
     parser.add_argument("--train-steps", type=int, default=0,
-                        help="then take this many one-image sdlm steps, re-measuring the critical rate")
+                        help="instead of the per-array check, take this many one-image sdlm steps, "
+                             "re-measuring the critical rate")
     parser.add_argument("--rate", type=float, default=PAPER_FIRST_RATE, help="their learning rate")
     parser.add_argument("--every", type=int, default=50, help="steps between measurements")
     args = parser.parse_args()
