@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from lenet_bench.cli import main
-from lenet_bench.engine.executors import split_cores
+from lenet_bench.engine import driver
+from lenet_bench.engine.executors import InlineExecutor, split_cores
 
 TESTS = Path(__file__).parent
 SPEC = """
@@ -174,3 +175,28 @@ def test_an_unreachable_cluster_is_exit_2_naming_it(workspace, mnist_dir, noop, 
     assert run(workspace, mnist_dir, "dask", "--cluster", f"tcp://127.0.0.1:{free_port()}") == 2
     assert time.monotonic() - start < 60
     assert "Dask scheduler" in capsys.readouterr().err
+
+
+def test_with_several_runs_at_once_the_longest_start_first(workspace, mnist_dir, noop, monkeypatch):
+    # 'a-small' comes first in the specs; 'b-wide' trains 16x the convolution filters, so more FLOPs.
+    (workspace / "specs" / "tiny.yaml").unlink()
+    for name, filters in (("a-small", 4), ("b-wide", 64)):
+        (workspace / "specs" / f"{name}.yaml").write_text(textwrap.dedent(SPEC).replace("name: tiny", f"name: {name}")
+                                                          .replace("{filters: 4}", f"{{filters: {filters}}}"))
+    submitted: list[str] = []
+
+    class Recording(InlineExecutor):  # runs here, but offers two slots as a pool of two workers would
+        capacity = 2
+
+        def submit(self, job):
+            submitted.append(job.name)
+            return super().submit(job)
+
+    monkeypatch.setattr(driver, "make_executor", lambda options: Recording())
+    assert run(workspace, mnist_dir, "two", "--device", "cpu", "--seed", "0") == 0
+    assert submitted == ["b-wide/noop/cpu/seed0", "a-small/noop/cpu/seed0"]
+
+    submitted.clear()
+    monkeypatch.setattr(Recording, "capacity", 1)  # one at a time: the order of the specs, as written
+    assert run(workspace, mnist_dir, "one", "--device", "cpu", "--seed", "0") == 0
+    assert submitted == ["a-small/noop/cpu/seed0", "b-wide/noop/cpu/seed0"]
