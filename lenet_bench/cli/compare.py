@@ -25,12 +25,14 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
                               "optimizer, input_size)")
     compare.set_defaults(handler=cmd_compare)
     report = commands.add_parser(
-        "report", help="regenerate a results folder (runs.csv, summary.md, compare.md, figures) from MLflow")
+        "report", help="regenerate a results folder (runs.csv, summary.md, compare.md, effects.md, figures) from MLflow")
     add_store(report)
     report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="folder to (re)write runs.csv, summary.md, compare.md and figures in (default: %(default)s)")
     report.add_argument("--update-reference", action="store_true",
                         help="allow writing a folder of reference results (results/reference), for maintainers")
+    report.add_argument("--specs", nargs="+", metavar="PATH",
+                        help="specs that name each matrix's factors for effects.md (default: specs/ when it exists)")
     report.set_defaults(handler=cmd_report)
 
 
@@ -89,6 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from lenet_bench.results import report
     from lenet_bench.results.readback import load_histories
     from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
+    from lenet_bench.spec import load_variants
 
     found = _load(args)
     if found is None:
@@ -101,7 +104,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ResultsError as err:
         error(str(err))
         return EXIT_INVALID
-    written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path)]
+    spec_paths = args.specs or (["specs"] if Path("specs").is_dir() else None)
+    variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
+    written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path, variants)]
     histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])
     written += report.write_learning_curves(loaded.rows, histories, folder.path)
     console.print(f"report: {len(loaded.rows)} completed run(s) of {args.experiment!r} -> {folder.path}/: "

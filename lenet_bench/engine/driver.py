@@ -28,6 +28,9 @@ from lenet_bench.results.table import ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import Variant
 
+# The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
+INVOCATION_ARTIFACTS = ("effects.md", "effects.png")
+
 
 @dataclass
 class _Pending:
@@ -83,8 +86,10 @@ class Driver:
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
-            recorder.finish_invocation(outcomes, status)
-            self._write_reports(results, outcomes)
+            # A stopped invocation only records: drawing figures is no cleanup (`report` draws them later).
+            written = self._write_reports(results, outcomes, variants) if status == "FINISHED" else []
+            recorder.finish_invocation(outcomes, status, artifacts=[results.path / name for name in written
+                                                                    if name in INVOCATION_ARTIFACTS])
             self.unwritten = recorder.unwritten
         return outcomes
 
@@ -155,16 +160,17 @@ class Driver:
         InvocationProgress.print_outcome(outcome)
         return outcome
 
-    def _write_reports(self, results: ResultsFolder, outcomes: list[Outcome]) -> None:
-        """compare.md, reproduction.md and the figures, over every row of the folder."""
+    def _write_reports(self, results: ResultsFolder, outcomes: list[Outcome], variants: list[Variant]) -> list[str]:
+        """compare.md, reproduction.md, effects.md and the figures, over every row of the folder; the names written."""
         from lenet_bench.results import report
 
         if not any(o.status is Status.COMPLETED for o in outcomes):
-            return
+            return []
         try:
-            report.write_comparison(results.read(), results.path)
+            return report.write_comparison(results.read(), results.path, variants)
         except OSError as err:
             console.print(f"warning: could not write the comparison to {results.path} ({err})", markup=False)
+            return []
 
 
 def longest_first(runs: list[_Pending]) -> list[_Pending]:

@@ -43,6 +43,19 @@ def with_groups(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def split_superseded(df: pd.DataFrame, variants: Sequence | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of current variants, rows of a matrix's variants that its spec no longer has).
+
+    Without the specs every row is current: only a spec can say a variant is gone.
+    """
+    if variants is None or df.empty or "base_spec" not in df:
+        return df, df.iloc[0:0]
+    names = {v.name for v in variants}
+    matrices = {v.base_name for v in variants if v.labels}
+    gone = df["base_spec"].astype(str).isin(matrices) & ~df["spec"].astype(str).isin(names)
+    return df[~gone], df[gone]
+
+
 def compare_table(df: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING) -> pd.DataFrame:
     """One row per group: n runs, params, mean/std/95% CI of the compared metrics; best mean test accuracy first.
 
@@ -72,18 +85,28 @@ def cells(row: pd.Series) -> dict[str, str]:
             "train s": ci("train_seconds", 1), "train img/s": ci("train_images_per_sec", 0)}
 
 
-def compare_markdown(table: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING) -> str:
-    """The comparison as Markdown, for results/compare.md and the invocation's run in MLflow."""
-    rows = []
-    for _, row in table.iterrows():
-        params = {"params": f"{int(row['params']):,}" if pd.notna(row["params"]) else ""} if "params" in table else {}
-        rows.append({**{name: row[name] for name in by}, "n": row["n"], **params, **cells(row)})
-    text = pd.DataFrame(rows).to_markdown(index=False) if rows else "(no completed runs)"
+def compare_markdown(table: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING,
+                     superseded: pd.DataFrame | None = None) -> str:
+    """The comparison as Markdown, for results/compare.md and the invocation's run in MLflow; rows of variants
+    that their spec no longer has in a section of their own."""
+    text = _markdown_rows(table, by) or "(no completed runs)"
+    if superseded is not None and not superseded.empty:
+        text += ("\n\n## Variants no longer in the specs\n\nRuns of matrix cells that the current specs do not "
+                 "have (renamed or replaced); kept for the record, left out of the table above and of the "
+                 "effects.\n\n" + _markdown_rows(superseded, by))
     return ("# lenet_bench comparison\n\nMean ± half-width of the 95% Student-t confidence interval over the n runs "
             "(seeds) of each group; the mean alone when n = 1. Best mean test accuracy first. `setup`: the spec, "
             "with `@overrides` when the command line changed it; `conditions`: the hardware the timings were taken "
             "on, and `loaded` when other work ran on the run's cores (timings of different conditions are never "
             "averaged together).\n\n" + text + "\n")
+
+
+def _markdown_rows(table: pd.DataFrame, by: Sequence[str]) -> str:
+    rows = []
+    for _, row in table.iterrows():
+        params = {"params": f"{int(row['params']):,}" if pd.notna(row["params"]) else ""} if "params" in table else {}
+        rows.append({**{name: row[name] for name in by}, "n": row["n"], **params, **cells(row)})
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else ""
 
 
 def aggregate_metrics(df: pd.DataFrame, by: Sequence[str] = ("setup", "backend", "device")) -> dict[str, float]:

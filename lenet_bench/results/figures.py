@@ -200,3 +200,39 @@ def _empty_figure(title: str, message: str) -> Figure:
     ax.set_axis_off()
     ax.set_title(title)
     return fig
+
+
+# ------------------------------------------------------------------ effects
+
+def effects_forest(table: pd.DataFrame) -> Figure:
+    """Every effect (results.effects) as a point with its 95% interval, one panel per metric, grouped by
+    matrix and factor, zero marked. Filled: distinguishable from zero after Holm's correction; hollow: not;
+    a point without a bar: one seed."""
+    if table.empty:
+        return _empty_figure("Effects of design choices", "no factor varies among the completed runs")
+    panels = list(dict.fromkeys(table["metric"]))
+    heights = [max(1.5, 0.28 * int((table["metric"] == m).sum()) + 0.8) for m in panels]
+    fig = Figure(figsize=(11, sum(heights) + 0.8), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, metric in zip(axes, panels, strict=True):
+        rows = table[table["metric"] == metric].reset_index(drop=True)
+        positions = np.arange(len(rows))[::-1]
+        colours = {key: f"C{i % 10}" for i, key in enumerate(dict.fromkeys(rows["group"] + "/" + rows["factor"]))}
+        for y, (_, row) in zip(positions, rows.iterrows(), strict=True):
+            colour = colours[row["group"] + "/" + row["factor"]]
+            low, high = row["ci_low"], row["ci_high"]
+            if np.isfinite(low) and np.isfinite(high):
+                ax.plot([low, high], [y, y], color=colour, linewidth=1.5)
+            ax.plot(row["effect"], y, "o", color=colour, markersize=5,
+                    markerfacecolor=colour if row["distinguishable"] else "white")
+        labels = [f"{r.group}: {r.factor} {r.level} vs {r.reference}"
+                  + ("" if r.conditions == "any" else f" [{r.conditions}]") for r in rows.itertuples()]
+        ax.set_yticks(positions)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.8)
+        unit = rows["unit"].iloc[0]
+        ax.set_xlabel(f"effect on {metric} ({'percentage points' if unit == 'points' else '% change'})")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+    fig.suptitle("Effects of design choices (95% CI over seeds; filled: distinguishable from zero, Holm)")
+    return fig

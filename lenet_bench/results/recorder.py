@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -187,8 +187,9 @@ class Recorder:
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)
 
-    def finish_invocation(self, outcomes: list[Outcome], status: str) -> None:
-        """Counts, the skipped cells with their reasons, comparison figures; then the invocation ends."""
+    def finish_invocation(self, outcomes: list[Outcome], status: str, artifacts: Sequence[Path] = ()) -> None:
+        """Counts, the skipped cells with their reasons, comparison figures and `artifacts` (files, e.g. the
+        effects); then the invocation ends. A stopped invocation records counts only: no figures in a cleanup."""
         from lenet_bench.results import compare
 
         rows = [o.row for o in outcomes]
@@ -200,7 +201,9 @@ class Recorder:
             self.tracker.log_dict(self.invocation_id, skipped, "skipped_runs.json")
             self.tracker.log(self.invocation_id, tags={"skipped": f"{len(skipped)} run(s): see skipped_runs.json"})
         frame = convert.rows_to_frame(rows)
-        if any(r.status is Status.COMPLETED for r in rows):
+        for path in artifacts:
+            self.tracker.log_file(self.invocation_id, path)
+        if status == "FINISHED" and any(r.status is Status.COMPLETED for r in rows):
             for file, figure in compare.invocation_figures(frame).items():
                 self.tracker.log_figure(self.invocation_id, figure, file)
             self.tracker.log(self.invocation_id, metrics=compare.aggregate_metrics(frame))

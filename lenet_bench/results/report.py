@@ -1,30 +1,48 @@
-"""What a results folder holds besides runs.csv: compare.md, reproduction.md, comparison figures and
-per-setup learning curves; written after a run and by the `report` command."""
+"""What a results folder holds besides runs.csv: compare.md, reproduction.md, effects.md, comparison and
+effects figures and per-setup learning curves; written after a run and by the `report` command."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from lenet_bench.results import compare, reproduction
+from lenet_bench.results import compare, effects, reproduction
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.row import ResultRow
 from lenet_bench.training.result import EpochRecord
 
 COMPARE_MD = "compare.md"
+EFFECTS_MD = "effects.md"
+EFFECTS_PNG = "effects.png"
 LEARNING_CURVES = "learning_curves"
 
 
-def write_comparison(rows: list[ResultRow], folder: Path) -> list[str]:
-    """compare.md, reproduction.md and the comparison figures of every row, into `folder`; the names written."""
+def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | None = None) -> list[str]:
+    """compare.md, reproduction.md, effects.md and the figures of every row, into `folder`; the names written.
+
+    `variants` (the specs' variants, when known) name the factors of each matrix and tell which rows
+    belong to variants a spec no longer has.
+    """
     frame = rows_to_frame(rows)
-    (folder / COMPARE_MD).write_text(compare.compare_markdown(compare.compare_table(frame)))
+    current, superseded = compare.split_superseded(frame, variants)
+    (folder / COMPARE_MD).write_text(compare.compare_markdown(compare.compare_table(current),
+                                                              superseded=compare.compare_table(superseded)))
     (folder / reproduction.REPRODUCTION_MD).write_text(
-        reproduction.reproduction_markdown(reproduction.reproduction_table(compare.with_groups(frame))))
-    written = [COMPARE_MD, reproduction.REPRODUCTION_MD]
-    for name, figure in compare.invocation_figures(frame).items():
+        reproduction.reproduction_markdown(reproduction.reproduction_table(compare.with_groups(current))))
+    table, notes = effects.effects_table(frame, variants)
+    (folder / EFFECTS_MD).write_text(effects.effects_markdown(table, notes))
+    written = [COMPARE_MD, reproduction.REPRODUCTION_MD, EFFECTS_MD]
+    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_figure(table)}
+    for name, figure in figures.items():
         figure.savefig(folder / name)
         written.append(name)
     return written
+
+
+def effects_figure(table):
+    from lenet_bench.results import figures
+
+    return figures.effects_forest(table)
 
 
 def write_learning_curves(rows: list[ResultRow], histories: dict[str, list[EpochRecord]], folder: Path) -> list[str]:

@@ -1,8 +1,11 @@
-"""Published vs measured: one row per setup that carries a `reference`, per backend and device.
+"""Published vs measured: one row per setup that is a published one, per backend and device.
 
-Reads the columns of results/runs.csv. A measured mean that misses the published number by
+Reads the columns of results/runs.csv. A matrix's cells all carry their spec's `reference`, but
+none of them is the published setup (a matrix varies it): they are compared with each other
+(effects.md), not with the published number. A matrix whose levels set their own published
+numbers (a reference that differs between cells) keeps them. A measured mean that misses the published number by
 more than `NOTABLE_GAP_PP` percentage points is flagged, so the reader knows to look for the
-explanation next to it (results/README.md).
+explanation next to it (for the project's own runs, results/reference/README.md).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def reproduction_table(runs: pd.DataFrame) -> pd.DataFrame:
     usable = usable[pd.to_numeric(usable["reference_accuracy"], errors="coerce").notna()]
     if "overrides" in usable:  # a run the command line changed reproduces nothing published
         usable = usable[usable["overrides"].fillna("").astype(str) == ""]
+    usable = usable[~_inherited_reference(usable)]
     if usable.empty:
         return pd.DataFrame()
     by = ["spec", "backend", "device"]
@@ -39,6 +43,17 @@ def reproduction_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["gap_pp"] = 100 * (table["test_accuracy_mean"] - table["reference_accuracy"])
     table["notable"] = table["gap_pp"].abs() > NOTABLE_GAP_PP
     return table.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def _inherited_reference(runs: pd.DataFrame) -> pd.Series:
+    """Rows of matrix cells whose published number is the whole matrix's, not the cell's own."""
+    if "base_spec" not in runs:
+        return pd.Series(False, index=runs.index)
+    base = runs["base_spec"].fillna("").astype(str)
+    in_matrix = (base != "") & (base != runs["spec"].astype(str))
+    references = pd.to_numeric(runs["reference_accuracy"], errors="coerce")
+    distinct = references.groupby(base).transform("nunique")
+    return in_matrix & (distinct == 1)
 
 
 def reproduction_markdown(table: pd.DataFrame) -> str:
@@ -58,7 +73,8 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
         })
     return ("# Published vs measured\n\nTest accuracy, mean ± half-width of the 95% Student-t CI over n seeds "
             "(the mean alone when n = 1). `gap pp`: measured mean minus published, in percentage points; "
-            f"(!) marks a gap larger than {NOTABLE_GAP_PP} pp, explained in results/README.md. "
+            f"(!) marks a gap larger than {NOTABLE_GAP_PP} pp: a difference to explain (the project's own are in "
+            "results/reference/README.md). Matrix cells are not published setups: their comparison is effects.md. "
             "`baseline`: the logistic-regression baseline on the same split.\n\n"
             + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
             + lecun_1998_markdown(table))

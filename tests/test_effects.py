@@ -1,0 +1,216 @@
+"""Effects of design choices: synthetic runs with known effects, the committed reference rows, and the command."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import SPEC_FOLDERS
+from lenet_bench.cli import main
+from lenet_bench.results import effects
+from lenet_bench.results.convert import rows_to_frame
+from lenet_bench.results.table import ResultsFolder
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference"
+README = REFERENCE / "README.md"
+
+SIGMOID_COST = -0.6  # points of test accuracy the synthetic sigmoid loses against relu
+TANH_COST = -0.2
+
+
+@dataclass(frozen=True)
+class FakeVariant:
+    """What the analysis reads of a spec's variant: its name and matrix coordinates."""
+
+    name: str
+    base_name: str
+    labels: tuple[tuple[str, str], ...]
+
+
+def synthetic_runs(seeds=range(8), noise=0.05, backends=("torch",), conditions=("AMD EPYC, 1 core",),
+                   speed_of_avg=1.0) -> pd.DataFrame:
+    """A 3x2 activation x pool matrix whose true effects are known: sigmoid -0.6 points, tanh -0.2, pool 0.
+
+    Each seed moves every cell together (a shared draw, as a seed's data order does), plus a small per-cell noise.
+    """
+    rng = np.random.default_rng(0)
+    cost = {"relu": 0.0, "sigmoid": SIGMOID_COST, "tanh": TANH_COST}
+    rows = []
+    for seed in seeds:
+        seed_shift = rng.normal(0, 0.3)
+        for activation, pool, backend, hardware in itertools.product(cost, ("max", "avg"), backends, conditions):
+            accuracy = 98.8 + cost[activation] + seed_shift + rng.normal(0, noise)
+            speed = 10_000 * (speed_of_avg if pool == "avg" else 1.0) * np.exp(rng.normal(0, 0.02))
+            spec = f"m-{activation}-{pool}"
+            rows.append({"run": f"{spec}/{backend}/cpu/seed{seed}", "spec": spec, "base_spec": "m", "overrides": "",
+                         "backend": backend, "device": "cpu", "seed": seed, "status": "completed",
+                         "activation": activation, "pooling": pool, "test_accuracy": accuracy / 100,
+                         "train_images_per_sec": speed, "time_to_target_s": 20.0, "hardware": hardware,
+                         "timing": "quiet", "executor": "inline"})
+    return pd.DataFrame(rows)
+
+
+def variants_of(frame: pd.DataFrame) -> list[FakeVariant]:
+    cells = frame[["spec", "activation", "pooling"]].drop_duplicates()
+    order = {"relu": 0, "sigmoid": 1, "tanh": 2, "max": 0, "avg": 1}
+    cells = cells.sort_values(["activation", "pooling"], key=lambda s: s.map(order))
+    return [FakeVariant(c.spec, "m", (("model.activation", c.activation), ("model.pool", c.pooling)))
+            for c in cells.itertuples()]
+
+
+def effect(table: pd.DataFrame, factor: str, level: str, metric: str = "test accuracy") -> pd.Series:
+    found = table[(table["factor"] == factor) & (table["level"] == level) & (table["metric"] == metric)]
+    assert len(found) == 1, found
+    return found.iloc[0]
+
+
+def test_known_effects_are_covered_by_their_intervals_and_a_zero_effect_is_reported_as_zero():
+    frame = synthetic_runs()
+    table, notes = effects.effects_table(frame, variants_of(frame))
+    assert notes == []
+    sigmoid, tanh, avg = effect(table, "activation", "sigmoid"), effect(table, "activation", "tanh"), \
+        effect(table, "pool", "avg")
+    assert sigmoid["reference"] == "relu" and avg["reference"] == "max"  # the spec's first level
+    for row, truth in ((sigmoid, SIGMOID_COST), (tanh, TANH_COST), (avg, 0.0)):
+        assert row["method"] == "paired" and row["n"] == 8
+        assert row["ci_low"] <= truth <= row["ci_high"], row
+    assert sigmoid["distinguishable"] and tanh["distinguishable"]
+    assert not avg["distinguishable"]
+    assert "not distinguishable at 8 seeds" in effects.verdict(avg)
+    assert np.isnan(sigmoid["seeds_needed"]) and avg["seeds_needed"] > 8
+    # Holm: adjusted p-values are never below the raw ones, and every accuracy effect is in one family.
+    accuracy = table[table["metric"] == "test accuracy"]
+    assert (accuracy["p_adjusted"] >= accuracy["p"] - 1e-12).all()
+
+
+def test_the_seed_shift_cancels_in_pairs():
+    """A seed spread far wider than the effect still resolves it: pairs share the seed's draw."""
+    frame = synthetic_runs(seeds=range(5), noise=0.02)
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    sigmoid = effect(table, "activation", "sigmoid")
+    assert sigmoid["distinguishable"] and sigmoid["ci_high"] - sigmoid["ci_low"] < 0.2
+
+
+def test_an_interaction_the_design_allows_is_estimated():
+    frame = synthetic_runs()
+    cell = (frame["activation"] == "sigmoid") & (frame["pooling"] == "avg")
+    frame.loc[cell, "test_accuracy"] -= 0.004  # sigmoid hurts 0.4 points more with average pooling
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    both = effect(table, "activation × pool", "sigmoid × avg")
+    assert both["ci_low"] <= -0.4 <= both["ci_high"] and both["distinguishable"]
+    assert not effect(table, "activation × pool", "tanh × avg")["distinguishable"]
+
+
+def test_missing_seeds_use_the_pairs_that_exist_and_unpaired_levels_fall_back_to_welch():
+    frame = synthetic_runs()
+    dropped = frame.drop(frame[(frame["spec"] == "m-sigmoid-max") & (frame["seed"] < 3)].index)
+    table, _ = effects.effects_table(dropped, variants_of(frame))
+    sigmoid = effect(table, "activation", "sigmoid")
+    assert sigmoid["method"] == "paired" and sigmoid["n"] == 8  # seeds 0-2 still pair through the avg cells
+    assert sigmoid["ci_low"] <= SIGMOID_COST <= sigmoid["ci_high"]
+
+    unpaired = frame[((frame["activation"] == "relu") & (frame["seed"] < 4))
+                     | ((frame["activation"] == "sigmoid") & (frame["seed"] >= 4))]
+    table, _ = effects.effects_table(unpaired, variants_of(frame))
+    sigmoid = effect(table, "activation", "sigmoid")
+    assert sigmoid["method"] == "Welch" and sigmoid["n"] == 4
+    assert sigmoid["ci_low"] <= SIGMOID_COST <= sigmoid["ci_high"]
+
+
+def test_timings_of_different_conditions_are_never_pooled():
+    frame = synthetic_runs(conditions=("AMD EPYC, 1 core", "AMD EPYC, 2 cores"), speed_of_avg=1.25)
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    speed = table[(table["factor"] == "pool") & (table["metric"] == "training img/s")]
+    assert sorted(speed["conditions"]) == ["AMD EPYC, 1 core, inline", "AMD EPYC, 2 cores, inline"]
+    assert all(row.ci_low <= 25.0 <= row.ci_high and row.n == 8 for row in speed.itertuples())
+    accuracy = effect(table, "pool", "avg")
+    assert accuracy["conditions"] == effects.ALL_CONDITIONS  # accuracy does not depend on where it ran
+
+
+def test_backends_that_compute_the_same_numbers_show_an_exact_zero():
+    frame = synthetic_runs(backends=("torch", "keras"))
+    keras = frame["backend"] == "keras"
+    frame.loc[keras, "test_accuracy"] = frame.loc[~keras, "test_accuracy"].to_numpy()
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    backend = effect(table, "backend", "keras")
+    assert backend["reference"] == "torch" and backend["effect"] == 0 and effects.verdict(backend) == \
+        "identical in every pair"
+    # Two backends of one seed are one draw: the activation effect still has n = seeds, not seeds x backends.
+    assert effect(table, "activation", "sigmoid")["n"] == 8
+
+
+def test_without_specs_the_factors_are_the_columns_that_vary():
+    frame = synthetic_runs()
+    table, _ = effects.effects_table(frame)
+    assert set(table["factor"]) >= {"activation", "pooling"}
+    assert effect(table, "activation", "sigmoid")["ci_low"] <= SIGMOID_COST
+
+
+def test_runs_of_variants_a_spec_no_longer_has_are_left_out_with_a_note():
+    frame = synthetic_runs()
+    old = frame[frame["spec"] == "m-relu-max"].assign(spec="m-relu-max-old", run=lambda f: f["run"] + "-old")
+    table, notes = effects.effects_table(pd.concat([frame, old]), variants_of(frame))
+    assert len(notes) == 1 and "m-relu-max-old" in notes[0]
+    assert effect(table, "activation", "sigmoid")["n"] == 8
+
+
+# ------------------------------------------------------------------ the committed reference rows
+
+
+def reference_table():
+    from lenet_bench.spec import load_variants
+
+    frame = rows_to_frame(ResultsFolder(REFERENCE).read())
+    return effects.effects_table(frame, load_variants(SPEC_FOLDERS))
+
+
+def test_the_reference_readme_section_is_the_one_the_effects_give():
+    table, _ = reference_table()
+    section = effects.readme_section(table, "lenet5-classic")
+    text = README.read_text()
+    begin, end = text.index(effects.README_BEGIN.format(group="lenet5-classic")), text.index(effects.README_END)
+    assert text[begin:end + len(effects.README_END)] == section, \
+        "regenerate it: python -m lenet_bench effects results/reference --readme-section lenet5-classic"
+
+
+def test_the_classic_matrix_has_five_paired_seeds_per_cell_on_torch_and_keras():
+    table, _ = reference_table()
+    classic = table[(table["group"] == "lenet5-classic") & (table["metric"] == "test accuracy")]
+    for factor in ("activation", "pool", "input"):
+        assert (classic[classic["factor"] == factor]["n"] >= 5).all(), classic
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_the_command_prints_the_table_and_exits_0(capsys):
+    assert main(["effects", str(REFERENCE), "--specs", *map(str, SPEC_FOLDERS)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "activation: sigmoid vs relu" in out and "effect [95% CI]" in out
+
+
+def test_the_command_refuses_a_folder_without_runs(tmp_path, capsys):
+    assert main(["effects", str(tmp_path)]) == 2
+    assert "runs.csv not found" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_table_without_completed_runs(tmp_path, capsys):
+    frame = synthetic_runs().assign(status="skipped", test_accuracy=np.nan)
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["effects", str(tmp_path)]) == 2
+    assert "no completed runs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("with_specs", [True, False])
+def test_the_command_writes_markdown_for_any_results_folder(tmp_path, capsys, with_specs):
+    synthetic_runs().to_csv(tmp_path / "runs.csv", index=False)
+    args = ["effects", str(tmp_path), "--markdown"] + (["--specs", *map(str, SPEC_FOLDERS)] if with_specs else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# What each design choice does") and "sigmoid vs relu" in out
