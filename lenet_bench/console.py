@@ -68,7 +68,7 @@ class RunProgress:
             self._bar = None
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     minutes, secs = divmod(int(round(seconds)), 60)
@@ -77,21 +77,31 @@ def _duration(seconds: float) -> str:
 
 
 class InvocationProgress:
-    """The invocation's progress: runs done and left, and an ETA from the training work done so far.
+    """The invocation's progress: runs done and left, and an ETA from the first second.
 
-    The work of a run is its analytic training FLOPs (images x epochs x FLOPs per image); the
-    rate is the work finished per second of the invocation, so workers running in parallel
-    count as they should.
+    Before any run finishes, the ETA is the estimate from speeds measured earlier (engine.estimate)
+    less the time elapsed. Then it is the training work left (images x epochs x FLOPs per image)
+    over the work finished per second of this invocation, so workers running in parallel count as
+    they should.
     """
 
-    def __init__(self, total: int, done: int, work: float):
+    def __init__(self, total: int, done: int, work: float, expected_seconds: float = math.nan):
         self.total, self.done, self.launched = total, done, done
         self.work_left, self.work_done = work, 0.0
+        self.expected_seconds = expected_seconds
         self.start = time.monotonic()
+
+    def eta(self) -> float:
+        elapsed = time.monotonic() - self.start
+        if self.work_done and elapsed > 0:
+            return self.work_left / (self.work_done / elapsed)
+        return max(self.expected_seconds - elapsed, 0.0) if math.isfinite(self.expected_seconds) else math.nan
 
     def started(self, name: str) -> None:
         self.launched += 1
-        console.print(f"[{self.launched}/{self.total}] {name}", markup=False)
+        eta = self.eta()
+        console.print(f"[{self.launched}/{self.total}] {name}" + (f"  (ETA {duration(eta)})" if math.isfinite(eta) else ""),
+                      markup=False)
 
     def finished(self, outcome: Outcome, work: float) -> None:
         self.done += 1
@@ -102,9 +112,8 @@ class InvocationProgress:
         left = self.total - self.done
         if left:
             elapsed = time.monotonic() - self.start
-            rate = self.work_done / elapsed if elapsed > 0 and self.work_done else math.nan
             console.print(f"  progress: {self.done}/{self.total} done, {left} left, "
-                          f"{_duration(elapsed)} elapsed, ETA {_duration(self.work_left / rate)}", markup=False)
+                          f"{duration(elapsed)} elapsed, ETA {duration(self.eta())}", markup=False)
 
     @staticmethod
     def print_outcome(outcome: Outcome) -> None:

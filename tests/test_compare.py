@@ -225,3 +225,24 @@ def test_rows_frame_round_trip():
             ResultRow(run="x/torch/gpu/seed0", spec="x", backend="torch", device="gpu", status=Status.SKIPPED,
                       reason="no CUDA device")]
     assert rows_from_frame(rows_to_frame(rows)) == rows
+
+
+def test_rows_of_variants_a_spec_no_longer_has_get_a_section_of_their_own():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Variant:
+        name: str
+        base_name: str
+        labels: tuple
+
+    frame = pd.DataFrame([{"run": f"{spec}/torch/cpu/seed0", "spec": spec, "base_spec": "m", "overrides": "",
+                           "backend": "torch", "device": "cpu", "seed": 0, "status": "completed",
+                           "test_accuracy": 0.99, "params": 100} for spec in ("m-new", "m-old")])
+    current, superseded = compare.split_superseded(frame, [Variant("m-new", "m", (("model.pool", "new"),))])
+    assert list(current["spec"]) == ["m-new"] and list(superseded["spec"]) == ["m-old"]
+    text = compare.compare_markdown(compare.compare_table(current), superseded=compare.compare_table(superseded))
+    main_table, old_section = text.split("## Variants no longer in the specs")
+    assert "m-new" in main_table and "m-old" not in main_table and "m-old" in old_section
+    kept, none = compare.split_superseded(frame, None)  # without specs nothing can be called gone
+    assert len(kept) == 2 and none.empty

@@ -20,6 +20,7 @@ from lenet_bench.engine.plan import RunOptions
 from lenet_bench.spec import load_variants
 
 TESTS = Path(__file__).parent
+NO_GPU = "no GPU on this machine (no NVIDIA driver found)"
 SPEC = """
 name: tiny
 description: driver test
@@ -76,7 +77,10 @@ def subprocess_script(mnist_dir, body: str, *argv: str) -> str:
 
 # ------------------------------------------------------------------ logging and results
 
-def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist_dir, noop, capsys):
+def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist_dir, noop, capsys, monkeypatch):
+    from lenet_bench.engine import hardware
+
+    monkeypatch.setattr(hardware, "nvidia_driver_version", lambda: "")  # a machine without a GPU, as CI's
     write_spec(workspace)
     assert cli_run(workspace, mnist_dir) == 0
     runs = runs_of(workspace)
@@ -113,10 +117,10 @@ def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist
     skipped = json.loads(client.download_artifacts(parent_id, "skipped_runs.json", str(workspace)) and
                          (workspace / "skipped_runs.json").read_text())
     assert {s["run"] for s in skipped} == {"tiny/noop/gpu/seed0", "tiny/noop/gpu/seed1"}
-    assert {s["reason"] for s in skipped} == {"noop runs on the CPU only"}
+    assert {s["reason"] for s in skipped} == {NO_GPU}
     results = table(workspace)
     assert sorted(results["status"]) == ["completed", "completed", "skipped", "skipped"]
-    assert "noop runs on the CPU only" in (workspace / "results" / "summary.md").read_text()
+    assert NO_GPU in (workspace / "results" / "summary.md").read_text()
     # Each finished run says how it went, and the invocation how far it is.
     err = capsys.readouterr().err
     assert "tiny/noop/cpu/seed0: test accuracy" in err and "pp)" in err
@@ -237,7 +241,44 @@ def test_missing_dataset_is_recorded_as_skipped_and_the_rest_runs(workspace, mni
     results = table(workspace)
     assert results.loc["colour/noop/cpu/seed0", "status"] == "skipped"
     assert results.loc["colour/noop/cpu/seed0", "reason"].startswith("data unavailable: ")
+    assert "https://www.cs.toronto.edu/~kriz/" in results.loc["colour/noop/cpu/seed0", "reason"]
     assert (results.loc[results["spec"] == "tiny", "status"] == "completed").sum() == 2
+
+
+def test_skips_are_said_once_up_front_with_the_first_reason_device_then_backend_then_data(
+        workspace, mnist_dir, noop, capsys, monkeypatch):
+    from lenet_bench.engine import hardware
+
+    monkeypatch.setattr(hardware, "nvidia_driver_version", lambda: "")
+    write_spec(workspace)
+    (workspace / "specs" / "cifar.yaml").write_text(textwrap.dedent("""
+        name: colour
+        data: {dataset: cifar10, input_size: 32}
+        model: {in_channels: 3, conv: [{filters: 6}], dense: [10]}
+        train: {seeds: [0, 1, 2]}
+        backends: [noop]
+        devices: [cpu, gpu]
+    """))
+    assert cli_run(workspace, mnist_dir) == 0
+    results = table(workspace)
+    colour = results[results["spec"] == "colour"]
+    assert set(colour.loc[colour["device"] == "gpu", "reason"]) == {NO_GPU}  # the device before the data
+    assert colour.loc[colour["device"] == "cpu", "reason"].str.startswith("data unavailable").all()
+    err = capsys.readouterr().err
+    before_training = err.split("expected:")[0]
+    assert before_training.count("skipping 3 run(s) of colour: data unavailable") == 1
+    assert before_training.count(f"skipping 5 run(s) of colour, tiny: {NO_GPU}") == 1
+    assert err.count("data unavailable") == 1, "said once, not once per run"
+
+
+def test_the_expected_time_is_said_before_training_from_speeds_measured_before(workspace, mnist_dir, noop, capsys):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu") == 0
+    assert "expected: unknown for 2 run(s)" in capsys.readouterr().err  # nothing of noop measured yet
+    assert cli_run(workspace, mnist_dir, "--device", "cpu", "--force") == 0
+    err = capsys.readouterr().err
+    assert "expected: about " in err.split("[1/2]")[0]
+    assert "[1/2] tiny/noop/cpu/seed0  (ETA " in err
 
 
 # ------------------------------------------------------------------ resume and interruptions

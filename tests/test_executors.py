@@ -200,3 +200,28 @@ def test_with_several_runs_at_once_the_longest_start_first(workspace, mnist_dir,
     monkeypatch.setattr(Recording, "capacity", 1)  # one at a time: the order of the specs, as written
     assert run(workspace, mnist_dir, "one", "--device", "cpu", "--seed", "0") == 0
     assert submitted == ["a-small/noop/cpu/seed0", "b-wide/noop/cpu/seed0"]
+
+
+def _helper_from_a_daemon(results) -> None:
+    from lenet_bench.engine.process import end_engine_processes, in_engine_process
+
+    try:
+        results.put(in_engine_process("other-engine", os.getpid))
+    except BaseException as err:  # the daemon's failure is the test's message
+        results.put(f"{type(err).__name__}: {err}")
+    finally:
+        end_engine_processes()
+
+
+def test_a_daemonic_process_such_as_a_dask_worker_under_its_nanny_can_start_an_engine_helper():
+    """`dask worker` (with its default nanny) runs tasks in a daemonic process; a keras-jax run after Keras on
+    TensorFlow there needs a helper process of its own (daemonic processes are not allowed children)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    daemon = context.Process(target=_helper_from_a_daemon, args=(results,), daemon=True)
+    daemon.start()
+    answer = results.get(timeout=120)
+    daemon.join(timeout=30)
+    assert isinstance(answer, int) and answer not in (os.getpid(), daemon.pid), answer

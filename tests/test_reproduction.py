@@ -44,3 +44,13 @@ def test_no_reference_gives_a_table_that_says_so():
     runs = pd.DataFrame([_run("x", "torch", 0, 0.99, reference=None)])
     assert reproduction_table(runs).empty
     assert "no completed run of a spec with a reference" in reproduction_markdown(reproduction_table(runs))
+
+
+def test_matrix_cells_that_only_inherit_the_matrix_reference_are_not_compared_with_it():
+    cells = [dict(_run(f"m-{level}", "torch", 0, 0.985, reference=0.9905), base_spec="m") for level in ("a", "b")]
+    own = [dict(_run(f"p-{level}", "torch", 0, 0.985, reference=ref), base_spec="p")
+           for level, ref in (("a", 0.99), ("b", 0.98))]  # a matrix whose levels set their own published numbers
+    single = dict(_run("lenet5", "torch", 0, 0.989, reference=0.9905), base_spec="lenet5")
+    table = reproduction_table(pd.DataFrame([*cells, *own, single]))
+    assert sorted(table["spec"]) == ["lenet5", "p-a", "p-b"]
+    assert "effects.md" in reproduction_markdown(table)

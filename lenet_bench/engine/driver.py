@@ -10,26 +10,29 @@ RUNNING by an invocation killed outright are marked KILLED by the next one.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from lenet_bench import backends
-from lenet_bench.console import InvocationProgress, RunProgress, console
+from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
-from lenet_bench.engine import executors
+from lenet_bench.engine import estimate, executors, hardware
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
 from lenet_bench.results.recorder import Outcome, Recorder
 from lenet_bench.results.row import Status
-from lenet_bench.results.table import ResultsFolder
+from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import Variant
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png")
+REFERENCE_RESULTS = Path("results/reference")  # the project's measured speeds, for the estimate of a new machine
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Driver:
         status = "KILLED"
         try:
             to_run = self._decide(jobs, tracker, results, recorder, outcomes)
-            self._execute(to_run, executor, recorder, outcomes, len(jobs))
+            expected = self._expect(to_run, results, executor)
+            self._execute(to_run, executor, recorder, outcomes, len(jobs), expected)
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
@@ -98,22 +102,19 @@ class Driver:
     def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
                 outcomes: list[Outcome]) -> list[_Pending]:
         recorded = results.completed_by_fingerprint()
-        inline = not (self.options.workers or self.options.cluster)
         to_run = []
+        skipped: list[Outcome] = []
         for job in jobs:
-            reason = backends.installed_reason(job.backend)
-            if reason is None and inline and not backends.host_conflict(job.backend):
-                # This process runs the job: ask the backend itself (e.g. is there a CUDA device).
-                reason = backends.unavailable_reason(job.backend, job.device)
-            if reason:
-                outcomes.append(self._report(recorder.skipped(job, reason)))
-                continue
+            reason = self._skip_reason(job)
             cache = data_cache(job.data_dir)
-            try:
-                data_key = cache.key(job.spec.data)
-                images = _training_images(job, len(cache.raw(job.spec.data.dataset).y_train))
-            except DataError as err:
-                outcomes.append(self._report(recorder.skipped(job, f"{DATA_UNAVAILABLE}: {err}")))
+            if reason is None:
+                try:
+                    data_key = cache.key(job.spec.data)
+                    dataset_size = len(cache.raw(job.spec.data.dataset).y_train)
+                except DataError as err:
+                    reason = f"{DATA_UNAVAILABLE}: {err}{_where_to_get(job.spec.data.dataset)}"
+            if reason:
+                skipped.append(recorder.skipped(job, reason))
                 continue
             print_ = fingerprint(job, data_key)
             if not self.options.force:
@@ -124,14 +125,51 @@ class Driver:
                 if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
                     outcomes.append(self._report(recorder.reused(job, recorded[print_])))
                     continue
-            to_run.append(_Pending(job, print_, images * job.spec.train.epochs * job.spec.summary().train_flops))
+            to_run.append(_Pending(job, print_, estimate.training_flops(job, dataset_size)))
+        announce_skips(skipped)
+        outcomes += skipped
         return to_run
+
+    def _skip_reason(self, job: Job) -> str | None:
+        """Why `job` cannot run here, the first of: device, then backend (then data, in _decide), or None."""
+        on_cluster = bool(self.options.cluster)
+        if job.device == "gpu" and not on_cluster and not hardware.nvidia_driver_version():
+            return "no GPU on this machine (no NVIDIA driver found)"  # GPU runs on a cluster go to GPU workers
+        reason = backends.installed_reason(job.backend)
+        inline = not (self.options.workers or on_cluster)
+        if reason is None and inline and not backends.host_conflict(job.backend):
+            # This process runs the job: ask the backend itself (e.g. does its framework see the GPU).
+            reason = backends.unavailable_reason(job.backend, job.device)
+        return reason
 
     # ------------------------------------------------------------ execute and record
 
+    def _expect(self, to_run: list[_Pending], results: ResultsFolder, executor: executors.Executor) -> float:
+        """Say how long the runs left will take, from speeds measured before; the seconds (NaN: unknown)."""
+        if not to_run:
+            return math.nan
+        measured = results.read()
+        if REFERENCE_RESULTS.resolve() != results.path.resolve() and (REFERENCE_RESULTS / "runs.csv").is_file():
+            try:
+                measured += ResultsFolder(REFERENCE_RESULTS).read()
+            except ResultsError:
+                pass  # only an estimate: a broken reference table costs the estimate, not the invocation
+        book = estimate.SpeedBook(measured)
+        guesses = [book.estimate(item.job, executor.cores_per_run, item.work) for item in to_run]
+        seconds = estimate.invocation_seconds(guesses, executor.capacity)
+        unknown = sum(not math.isfinite(g.seconds) for g in guesses)
+        total = sum(item.work for item in to_run) / 1e12
+        text = f"expected: about {duration(seconds)}" if math.isfinite(seconds) else "expected: unknown"
+        console.print(f"{text} for {len(to_run)} run(s) to train ({total:,.1f} TFLOP of training, "
+                      f"{executor.capacity} at a time, speeds measured in earlier results)"
+                      + (f"; {unknown} run(s) of a backend/device never measured are not counted" if unknown else ""),
+                      markup=False)
+        return seconds
+
     def _execute(self, to_run: list[_Pending], executor: executors.Executor, recorder: Recorder,
-                 outcomes: list[Outcome], total: int) -> None:
-        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(p.work for p in to_run))
+                 outcomes: list[Outcome], total: int, expected: float = math.nan) -> None:
+        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(p.work for p in to_run),
+                                      expected_seconds=expected)
         pending = deque(longest_first(to_run) if executor.capacity > 1 else to_run)
         in_flight: dict[Future[JobResult], tuple[_Pending, str]] = {}
         started: dict[str, Job] = {}  # run id -> job, until recorded
@@ -173,15 +211,28 @@ class Driver:
             return []
 
 
+def announce_skips(skipped: list[Outcome]) -> None:
+    """Say once, before anything trains, which runs are skipped and why: one line per reason, not per run."""
+    by_reason: dict[str, list[str]] = {}
+    for outcome in skipped:
+        by_reason.setdefault(outcome.row.reason, []).append(outcome.row.run)
+    for reason, runs in by_reason.items():
+        specs = sorted({run.split("/", 1)[0] for run in runs})
+        shown = ", ".join(specs[:4]) + (f" and {len(specs) - 4} more" if len(specs) > 4 else "")
+        console.print(f"skipping {len(runs)} run(s) of {shown}: {reason}", markup=False)
+
+
+def _where_to_get(dataset: str) -> str:
+    from lenet_bench.data.registry import DATASETS
+
+    info = DATASETS.get(dataset)
+    if info is None or not info.mirrors:
+        return ""
+    return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
+
+
 def longest_first(runs: list[_Pending]) -> list[_Pending]:
     """Runs in order of decreasing work (training FLOPs), ties in the specs' order. With several runs at
     once this shortens the whole invocation: a long run started last would hold one worker while the
     others sit idle. (FLOPs do not see per-step overhead: one-image runs take longer than their FLOPs say.)"""
     return sorted(runs, key=lambda run: run.work, reverse=True)  # sorted() is stable, also reversed
-
-
-def _training_images(job: Job, dataset_size: int) -> int:
-    d, t = job.spec.data, job.spec.train
-    n = min(d.subset or dataset_size, dataset_size)
-    n_fit = int(n * (1 - d.validation_split))
-    return min(n_fit, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else n_fit

@@ -35,6 +35,7 @@ class WorkerDied(RuntimeError):
 class Executor(Protocol):
     name: str
     capacity: int  # jobs in flight at once
+    cores_per_run: int  # the cores one run gets (for the estimate of how long runs take)
 
     def submit(self, job: Job) -> Future[JobResult]: ...
 
@@ -49,6 +50,7 @@ class InlineExecutor:
 
     def __init__(self, progress_for: Callable[[Job], Progress] | None = None):
         self._progress_for = progress_for
+        self.cores_per_run = len(hardware.allowed_cores())
 
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
@@ -81,6 +83,7 @@ class LocalWorkers:
     def __init__(self, workers: int, environment: dict[str, str] | None = None):
         self.capacity = workers
         self.groups = split_cores(hardware.allowed_cores(), workers)
+        self.cores_per_run = len(self.groups[0])
         self._environment = environment or {}
         self._pools: list[ProcessPoolExecutor | None] = [None] * workers
         self._busy: list[bool] = [False] * workers
@@ -141,6 +144,7 @@ class DaskExecutor:
                                   "`dask scheduler` and workers with `dask worker ADDRESS`") from err
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+        self.cores_per_run = 1  # the README's workers: --nthreads 1, one per core group
         self.gpu_workers = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU"))
         self._tasks: set[Any] = set()
 

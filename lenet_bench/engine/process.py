@@ -4,8 +4,9 @@ the invocation, and ending a process pool mid-job."""
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -14,6 +15,26 @@ _ENGINE_POOLS: dict[str, ProcessPoolExecutor] = {}
 
 def _spawned_pool() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))  # TensorFlow is not fork-safe
+
+
+@contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let a daemonic process start our helper. A Dask worker under its nanny (the README's `dask worker`)
+    is daemonic, and multiprocessing refuses children there, lest they outlive a daemon that is ended.
+    Ours cannot: the helper is killed with its call or the invocation (kill_pool), and a spawned pool
+    process exits by itself when its parent dies and the pipe it reads from closes."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    daemonic = config.get("daemon", False)
+    config["daemon"] = False
+    try:
+        yield
+    finally:
+        config["daemon"] = daemonic
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> Future[T]:
+    with _children_allowed():  # the pool starts its process on the first submit
+        return pool.submit(fn, *args)
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -27,7 +48,7 @@ def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a new spawned process, ended with the call, even on Ctrl-C."""
     pool = _spawned_pool()
     try:
-        return pool.submit(fn, *args).result()
+        return _submit(pool, fn, *args).result()
     finally:
         kill_pool(pool)
 
@@ -40,7 +61,7 @@ def in_engine_process(engine: str, fn: Callable[..., T], *args: Any) -> T:
     if pool is None:
         pool = _ENGINE_POOLS[engine] = _spawned_pool()
     try:
-        return pool.submit(fn, *args).result()
+        return _submit(pool, fn, *args).result()
     except BaseException:
         _ENGINE_POOLS.pop(engine, None)
         kill_pool(pool)
