@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections import Counter
 from pathlib import Path
 
 from rich.table import Table
 
 from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, add_selection, error
-from lenet_bench.console import console, output
+from lenet_bench.console import console, duration, output
 from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import Spec, load_variants
 
@@ -41,16 +43,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     except SelectionError as err:
         error(str(err))
         return EXIT_INVALID
-    table = Table(title=f"{len(jobs)} run(s)")
-    for column in ("run", "params", "MFLOPs/img", "input", "epochs", "batch", "optimizer", "expect"):
-        table.add_column(column, justify="right" if column in ("params", "MFLOPs/img", "epochs", "batch") else "left")
+    from lenet_bench.engine import estimate, hardware
+    from lenet_bench.engine.driver import REFERENCE_RESULTS, skip_reason_here
+    from lenet_bench.results.table import ResultsError, ResultsFolder
+
+    try:
+        book = estimate.SpeedBook([*ResultsFolder(Path("results")).read(), *ResultsFolder(REFERENCE_RESULTS).read()])
+    except ResultsError:
+        book = estimate.SpeedBook([])
+    cores = len(hardware.allowed_cores())
+    table = Table(title=f"{len(jobs)} run(s)", caption="train TFLOP: images x epochs x training FLOPs per image; "
+                  f"est. time: inline on this machine ({cores} core(s)), from speeds measured in results/ and "
+                  "results/reference/; here: whether it can run on this machine (the reasons below)")
+    for column in ("run", "params", "MFLOPs/img", "train TFLOP", "est. time", "input", "epochs", "batch",
+                   "optimizer", "expect", "here"):
+        numeric = column in ("params", "MFLOPs/img", "train TFLOP", "est. time", "epochs", "batch")
+        table.add_column(column, justify="right" if numeric else "left")
+    guesses, reasons = [], []
     for job in jobs:
         spec = job.spec
         summary = spec.summary()
         expect = "not judged" if job.overrides else f">= {spec.expect.min_test_accuracy:.2%}"
-        table.add_row(job.name, f"{summary.params:,}", f"{summary.flops / 1e6:.3f}", "x".join(map(str, spec.input_shape)),
-                      str(spec.train.epochs), str(spec.train.batch_size), spec.train.optimizer.name, expect)
+        reason = skip_reason_here(job, cluster=False, inline=False)
+        guess = book.estimate(job, cores) if reason is None else estimate.Estimate(math.nan, "skipped")
+        guesses.append(guess)
+        reasons.append(reason)
+        table.add_row(job.name, f"{summary.params:,}", f"{summary.flops / 1e6:.3f}",
+                      f"{estimate.training_flops(job) / 1e12:.2f}", duration(guess.seconds) if reason is None else "",
+                      "x".join(map(str, spec.input_shape)), str(spec.train.epochs), str(spec.train.batch_size),
+                      spec.train.optimizer.name, expect, "ok" if reason is None else "skip")
     output.print(table)
+    for reason, count in Counter(r for r in reasons if r).items():
+        console.print(f"skipped here: {count} run(s): {reason}", markup=False)
+    total = sum(estimate.training_flops(job) for job in jobs) / 1e12
+    console.print(f"{len(jobs)} run(s), {sum(map(bool, reasons))} of them skipped here; {total:,.1f} TFLOP of training",
+                  markup=False)
+    by_backend: dict[str, list[estimate.Estimate]] = {}
+    for guess, job, reason in zip(guesses, jobs, reasons, strict=True):
+        if reason is None:
+            by_backend.setdefault(job.backend, []).append(guess)
+    for backend, found in by_backend.items():
+        unknown = sum(not math.isfinite(g.seconds) for g in found)
+        console.print(f"  {backend}: {len(found)} run(s), about {duration(estimate.invocation_seconds(found, 1))} "
+                      f"inline, {duration(estimate.invocation_seconds(found, 2))} with --workers 2"
+                      + (f" ({unknown} never measured, not counted)" if unknown else ""), markup=False)
     if args.layers:
         for variant in {job.variant.name: job.variant for job in jobs}.values():
             output.print(f"\n{variant.name}\n{variant.spec.summary().table()}", markup=False)

@@ -131,16 +131,8 @@ class Driver:
         return to_run
 
     def _skip_reason(self, job: Job) -> str | None:
-        """Why `job` cannot run here, the first of: device, then backend (then data, in _decide), or None."""
-        on_cluster = bool(self.options.cluster)
-        if job.device == "gpu" and not on_cluster and not hardware.nvidia_driver_version():
-            return "no GPU on this machine (no NVIDIA driver found)"  # GPU runs on a cluster go to GPU workers
-        reason = backends.installed_reason(job.backend)
-        inline = not (self.options.workers or on_cluster)
-        if reason is None and inline and not backends.host_conflict(job.backend):
-            # This process runs the job: ask the backend itself (e.g. does its framework see the GPU).
-            reason = backends.unavailable_reason(job.backend, job.device)
-        return reason
+        return skip_reason_here(job, cluster=bool(self.options.cluster),
+                                inline=not (self.options.workers or self.options.cluster))
 
     # ------------------------------------------------------------ execute and record
 
@@ -209,6 +201,20 @@ class Driver:
         except OSError as err:
             console.print(f"warning: could not write the comparison to {results.path} ({err})", markup=False)
             return []
+
+
+def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
+    """Why `job` cannot run here, the first of: device, then backend (the data come after), or None.
+
+    `inline`: this process runs it, so the backend itself is asked (does its framework see the GPU);
+    on a cluster GPU runs go to GPU workers, so this machine's GPU says nothing.
+    """
+    if job.device == "gpu" and not cluster and not hardware.nvidia_driver_version():
+        return "no GPU on this machine (no NVIDIA driver found)"
+    reason = backends.installed_reason(job.backend)
+    if reason is None and inline and not backends.host_conflict(job.backend):
+        reason = backends.unavailable_reason(job.backend, job.device)
+    return reason
 
 
 def announce_skips(skipped: list[Outcome]) -> None:
