@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# The CPU build of PyTorch first: the project's torch range would otherwise pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q torch==2.13.0
+# PyTorch first, the build this machine needs (CPU where there is no NVIDIA GPU; see install_torch.sh): the
+# project's torch range would otherwise pull the multi-GB CUDA build everywhere.
+bash scripts/install_torch.sh .venv/bin/python
 .venv/bin/python -m pip install -q -e ".[keras,jax,test]"
