@@ -63,3 +63,15 @@ def test_list_gives_each_runs_training_flops_an_estimated_time_and_whether_it_ru
     err = " ".join(captured.err.split())
     assert "skipped here: 1 run(s): no GPU on this machine" in err
     assert "torch: 1 run(s), about " in err and "with --workers 2" in err
+
+
+def test_an_only_pattern_that_matches_nothing_says_the_glob_is_exact(capsys):
+    assert main(["list", str(SPEC_FOLDERS[0]), "--only", "lenet5-classic"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--only matches whole names (a glob): 'lenet5-classic*' selects 12 variant(s)" in err
+
+
+def test_run_help_names_the_backends(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "torch, keras, keras-jax" in " ".join(capsys.readouterr().out.split())

@@ -452,3 +452,16 @@ def test_an_override_the_spec_cannot_take_is_exit_2_naming_the_flag(workspace, m
     assert "command line (--subset 100000)" in err and "data.subset" in err and "60,000" in err
     assert "command line (--epochs 5000)" in err and "expected at most 1000" in err
     assert noop.TRAINED == [] and not (workspace / "results").exists()
+
+
+def test_runs_csv_and_summary_are_readable_by_others_as_every_other_results_file(workspace, mnist_dir, noop):
+    import os
+
+    write_spec(workspace)
+    previous = os.umask(0o022)
+    try:
+        assert cli_run(workspace, mnist_dir, "--device", "cpu", "--seed", "0") == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (workspace / "results").iterdir() if p.is_file()}
+    assert modes["runs.csv"] == modes["summary.md"] == modes["compare.md"] == 0o644, modes

@@ -34,7 +34,10 @@ def add_selection(parser: argparse.ArgumentParser, *, overrides: bool = True) ->
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only variants whose name matches this glob (lenet5 exactly, 'lenet5*' its family); "
                              "repeatable")
-    parser.add_argument("--backend", action="append", default=[], help="only this backend; repeatable")
+    from lenet_bench import backends
+
+    parser.add_argument("--backend", action="append", default=[],
+                        help=f"only this backend ({', '.join(backends.names())}); repeatable")
     parser.add_argument("--device", action="append", default=[], choices=DEVICES, help="only this device; repeatable")
     parser.add_argument("--seed", dest="seeds", type=int, action="append", default=[],
                         help="run these seeds instead of each spec's; repeatable")

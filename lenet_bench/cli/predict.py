@@ -38,8 +38,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     for path, p in zip(args.images, probabilities):
         top = p.argsort()[::-1][:3]
-        others = ", ".join(f"{k}: {p[k]:.3f}" for k in top[1:])
+        others = ", ".join(f"digit {k} p={p[k]:.3f}" for k in top[1:])  # 'digit 3': not read as "three more"
         unsure = " - unsure: is it one digit, alone?" if p[top[0]] < UNSURE else ""
-        output.print(f"{path}: {int(top[0])} (p={p[top[0]]:.3f}; next {others}) [model: {run_name}]{unsure}",
+        output.print(f"{path}: {int(top[0])} (p={p[top[0]]:.3f}; then {others}) [model: {run_name}]{unsure}",
                      markup=False, soft_wrap=True)  # one line per image, however long: scripts read it
     return EXIT_OK

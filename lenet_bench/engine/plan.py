@@ -127,6 +127,12 @@ def plan_jobs(variants: list[Variant], options: RunOptions) -> list[Job]:
                 jobs += [Job(variant, backend, device, seed, overrides, options.data_dir, options.log_models,
                              backends.entry(backend)) for seed in variant.spec.train.seeds]
     if not jobs:
-        raise SelectionError("no run matches the selection (--only / --backend / --device); "
-                             "`python -m lenet_bench list PATHS` shows what the specs hold")
+        hint = ""
+        plain = [p for p in options.only if not any(c in p for c in "*?[")]
+        if plain:
+            near = sorted(v.name for v in variants if any(v.name.startswith(p) for p in plain))
+            hint = (f"; --only matches whole names (a glob): '{plain[0]}*' selects "
+                    + (f"{len(near)} variant(s) starting with it, e.g. {near[0]}" if near else "its family"))
+        raise SelectionError("no run matches the selection (--only / --backend / --device)" + hint
+                             + "; `python -m lenet_bench list PATHS` shows what the specs hold")
     return jobs

@@ -149,10 +149,18 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as file:
             file.write(text)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; results are for others to read, as the other files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _file_mode() -> int:
+    """0666 less the umask: the mode `open()` gives every other file the results folder holds."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def summary_markdown(runs: pd.DataFrame) -> str:
