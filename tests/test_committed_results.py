@@ -33,3 +33,9 @@ def test_the_reference_table_reads_as_typed_rows():
     assert rows and all(r.status.value in ("completed", "skipped", "failed", "killed") for r in rows)
     completed = [r for r in rows if r.status.value == "completed"]
     assert all(r.test_accuracy is not None and r.fingerprint and r.hardware for r in completed)
+
+
+def test_check_says_how_many_rows_it_could_not_judge_and_how_to(capsys):
+    assert main(["check", str(REFERENCE), "--specs", str(SPEC_FOLDERS[0])]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "not in specs" in err and "lecun1998" in err and "--specs specs paper1998" in err

@@ -42,6 +42,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     output.print(table)
     misses = [v for v in verdicts if v.status == "miss"]
     counts = {status: sum(v.status == status for v in verdicts)
-              for status in ("pass", "miss", "skipped", "interrupted", "not judged")}
+              for status in ("pass", "miss", "skipped", "interrupted", "not judged", "not in specs")}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    unjudged = sorted({v.run.split("/", 1)[0] for v in verdicts if v.status == "not in specs"})
+    if unjudged:
+        console.print(f"{counts['not in specs']} run(s) of {len(unjudged)} spec(s) not among {' '.join(args.specs)} "
+                      f"were not judged ({', '.join(unjudged[:4])}{', ...' if len(unjudged) > 4 else ''}); pass "
+                      "their spec files too, e.g. --specs specs paper1998", markup=False)
     return EXIT_FAILED if misses else EXIT_OK
