@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -465,3 +466,28 @@ def test_runs_csv_and_summary_are_readable_by_others_as_every_other_results_file
         os.umask(previous)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (workspace / "results").iterdir() if p.is_file()}
     assert modes["runs.csv"] == modes["summary.md"] == modes["compare.md"] == 0o644, modes
+
+
+def test_a_second_signal_while_stopping_does_not_break_the_cleanup(workspace, mnist_dir, noop):
+    """Stops are a flag checked between steps: a second Ctrl-C 0.3 s after the first, or a SIGTERM on top,
+    only says "stopping..."; the runs in flight and the invocation still end KILLED, exit 130, no traceback."""
+    write_spec(workspace)
+    script = subprocess_script(mnist_dir, "noop_backend.SLOW_SEEDS.add(1)\n")
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    for line in job.stdout:
+        if "noop: training slowly" in line:
+            break
+    job.send_signal(signal.SIGINT)
+    for pause, again in ((0.02, signal.SIGINT), (0.0, signal.SIGTERM), (0.3, signal.SIGINT)):
+        time.sleep(pause)  # during the cleanup, or as the process exits: neither may break it
+        if job.poll() is None:
+            job.send_signal(again)
+    rest = job.stdout.read()
+    assert job.wait(timeout=60) == 130, rest
+    assert "stopping..." in rest
+    assert "Traceback" not in rest and "Exception ignored" not in rest, rest
+    by_name = runs_of(workspace).set_index("tags.mlflow.runName")
+    assert by_name.loc["tiny/noop/cpu/seed1", "status"] == "KILLED"
+    assert by_name.loc[by_name["tags.lenet_bench.kind"] == "invocation", "status"].item() == "KILLED"
+    assert table(workspace).loc["tiny/noop/cpu/seed1", "status"] == "killed"

@@ -15,7 +15,6 @@ from lenet_bench.cli.common import (
     add_store,
     error,
     positive_int,
-    stops_as_interrupts,
 )
 from lenet_bench.console import console
 
@@ -65,12 +64,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
     from lenet_bench.engine.driver import Driver, Interrupted
+    from lenet_bench.stopping import stops_as_flag
     from lenet_bench.results.table import ResultsError
     from lenet_bench.results.tracking import TrackingError
 
     driver = Driver(options)
     try:
-        with stops_as_interrupts():
+        with stops_as_flag():
             outcomes = driver.run(variants, args.experiment or experiment_name(args.paths))
     except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
         error(str(err))

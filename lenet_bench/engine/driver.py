@@ -17,7 +17,7 @@ from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
-from lenet_bench import backends
+from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
 from lenet_bench.engine import estimate, executors, hardware
@@ -32,7 +32,8 @@ from lenet_bench.spec import Variant
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png")
-REFERENCE_RESULTS = Path("results/reference")  # the project's measured speeds, for the estimate of a new machine
+REFERENCE_RESULTS = Path("results/reference")
+STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for  # the project's measured speeds, for the estimate of a new machine
 
 
 @dataclass
@@ -167,13 +168,14 @@ class Driver:
         started: dict[str, Job] = {}  # run id -> job, until recorded
         try:
             while pending or in_flight:
+                stopping.check()
                 while pending and len(in_flight) < executor.capacity:
                     item = pending.popleft()
                     run_id = recorder.start_run(item.job)
                     started[run_id] = item.job
                     progress.started(item.job.name)
                     in_flight[executor.submit(item.job)] = (item, run_id)  # inline: it executes here
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     item, run_id = in_flight.pop(future)
                     outcome = recorder.record(item.job, run_id, future.result(), fingerprint=item.fingerprint,

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from lenet_bench import stopping
 from lenet_bench.spec.schema import TrainSpec
 from lenet_bench.training.result import EpochRecord, Progress
 
@@ -128,6 +129,7 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
         if before_epoch:
             before_epoch(epoch)  # e.g. sdlm's Hessian estimate: part of training, so inside the epoch's time
         for chunk in chunks:
+            stopping.check()  # Ctrl-C or SIGTERM: stop between steps, where nothing is half done
             run_steps(batches[chunk], lrs[chunk])
             if first and chunk.start == 0:
                 warmup_seconds = clock.read()

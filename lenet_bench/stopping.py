@@ -1,0 +1,71 @@
+"""A stop asked for by Ctrl-C, SIGINT or SIGTERM: a flag, acted on where stopping is safe.
+
+Raising KeyboardInterrupt from a signal handler lands wherever Python happens to be: in a weakref
+callback (where it is ignored, and the invocation trains on), in an SQLAlchemy commit, or in the
+cleanup of the first stop. So the handler only sets a flag and says "stopping..."; the training
+loop checks it between steps and the driver between runs, and raise `Stopped` there. Further
+signals while stopping change nothing: the cleanup (marking runs KILLED, ending MLflow runs)
+finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+_requested = threading.Event()
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised at a safe point once a stop was asked for (a KeyboardInterrupt, so code that lets Ctrl-C
+    through lets it through too)."""
+
+
+def request() -> None:
+    _requested.set()
+
+
+def requested() -> bool:
+    return _requested.is_set()
+
+
+def check() -> None:
+    """Raise Stopped if a stop was asked for: call it where stopping leaves nothing half done."""
+    if _requested.is_set():
+        raise Stopped
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    again = _requested.is_set()
+    _requested.set()
+    name = signal.Signals(signum).name
+    message = ("stopping... (already stopping: the runs in flight are being marked KILLED)" if again else
+               f"stopping... ({name}: finished runs are kept, the runs in flight will be marked KILLED)")
+    # The handler may run in the middle of another write to stderr: a reentrant write raises RuntimeError.
+    try:
+        sys.stderr.write(f"\n{message}\n")
+        sys.stderr.flush()
+    except (OSError, RuntimeError):
+        pass
+
+
+@contextlib.contextmanager
+def stops_as_flag() -> Iterator[None]:
+    """SIGINT and SIGTERM set the flag while the block runs (a background job's inherited SIG_IGN too)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _requested.clear()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            # After a stop the command is ending: a late Ctrl-C must not kill its exit (exit 130, not -2).
+            signal.signal(sig, signal.SIG_IGN if _requested.is_set() else handler)
+        _requested.clear()
