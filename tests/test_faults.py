@@ -167,3 +167,49 @@ def test_the_reference_results_are_written_only_on_purpose(workspace, mnist_dir,
 def test_the_committed_reference_folder_is_marked():
     assert ResultsFolder(Path(__file__).resolve().parents[1] / "results" / "reference").is_reference
     assert os.path.isfile(Path(__file__).resolve().parents[1] / "results" / "reference" / REFERENCE_MARKER)
+
+
+def test_a_results_folder_inside_the_reference_results_is_refused_too(workspace, mnist_dir, noop, capsys):
+    reference = workspace / "reference"
+    reference.mkdir()
+    (reference / REFERENCE_MARKER).write_text("ours")
+    assert run(workspace, mnist_dir, results=reference / "mine") == 2
+    assert "--update-reference" in capsys.readouterr().err and not (reference / "mine").exists()
+    assert noop.TRAINED == []
+
+
+@pytest.mark.parametrize("address", ["not an address", "ftp://127.0.0.1:8786", "tcp://127.0.0.1", "tcp://:8786"])
+def test_a_cluster_address_that_cannot_be_one_is_exit_2_at_once(workspace, mnist_dir, noop, capsys, address):
+    start = time.monotonic()
+    assert run(workspace, mnist_dir, "--cluster", address) == 2
+    assert time.monotonic() - start < 5
+    assert "expected a Dask scheduler address like tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_run_name_with_quotes_is_looked_up_not_parsed(tmp_path):
+    from lenet_bench.results.tracking import STATUS_TAG, Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "e")
+    for name in ("lenet5'", 'a"b\\\\c', "lenet5x"):
+        run_id = tracker.start_run(name, tags={STATUS_TAG: Status.COMPLETED.value})
+        tracker.end_run(run_id, "FINISHED")
+    assert tracker.find_run("lenet5'").info.run_name == "lenet5'"
+    assert tracker.find_run('a"b\\\\c').info.run_name == 'a"b\\\\c'
+    with pytest.raises(LookupError):
+        tracker.find_run('lenet5"')
+
+
+def test_predict_of_a_run_name_with_a_quote_is_exit_2_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from PIL import Image, ImageDraw
+
+    image = tmp_path / "digit.png"
+    picture = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(picture).line([(32, 10), (32, 54)], fill=0, width=6)  # a 1
+    picture.save(image)
+    from lenet_bench.results.tracking import Tracker
+
+    Tracker(f"sqlite:///{tmp_path}/mlflow.db", "e")  # a store, without that run
+    assert main(["predict", "lenet5'", str(image), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    err = capsys.readouterr().err
+    assert "lenet5'" in err and "Traceback" not in err

@@ -41,6 +41,26 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=cmd_run)
 
 
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def cluster_address_problem(address: str) -> str | None:
+    """Why `address` cannot be a Dask scheduler's, or None: checked before anything connects."""
+    from urllib.parse import urlsplit
+
+    expected = f"expected a Dask scheduler address like tcp://HOST:PORT, received {address!r}"
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        return expected
+    if parts.scheme not in DASK_SCHEMES:
+        return expected + (f" (scheme {parts.scheme!r}; Dask speaks {', '.join(DASK_SCHEMES)})" if parts.scheme else "")
+    if not parts.hostname or port is None or parts.path not in ("", "/"):
+        return expected
+    return None
+
+
 def experiment_name(paths: list[str]) -> str:
     first = Path(paths[0]).resolve()
     return f"lenet_bench/{(first if first.is_dir() else first.parent).name}"
@@ -50,6 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
     from lenet_bench.spec import load_variants
 
+    if args.cluster and (problem := cluster_address_problem(args.cluster)):
+        error(f"--cluster: {problem}")
+        return EXIT_INVALID
     variants = load_variants(args.paths)  # a bad spec is refused at once, before MLflow and the frameworks load
     options = RunOptions(
         data_dir=args.data_dir, tracking_uri=args.tracking_uri, results_dir=args.results,

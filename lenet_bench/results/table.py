@@ -54,7 +54,9 @@ class ResultsFolder:
 
     @property
     def is_reference(self) -> bool:
-        return (self.path / REFERENCE_MARKER).is_file()
+        """The project's reference results, or a folder anywhere inside them."""
+        path = self.path.resolve()
+        return any((folder / REFERENCE_MARKER).is_file() for folder in (path, *path.parents))
 
     # ------------------------------------------------------------ checks
 

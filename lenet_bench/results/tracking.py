@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import tempfile
 import time
@@ -160,8 +161,16 @@ class Tracker:
             return self.client.get_run(run)
         except mlflow.exceptions.MlflowException:
             pass
-        found = self.search(f"tags.`mlflow.runName` = '{run}' and tags.`{STATUS_TAG}` = '{Status.COMPLETED.value}'",
-                            [e.experiment_id for e in self.client.search_experiments()])
+        # MLflow's filter strings cannot escape a quote: a name with one is matched with LIKE, each quote a
+        # one-character wildcard, and then compared exactly here.
+        awkward = re.sub(r"['\"\\%_]", "_", run)
+        match = f"= '{run}'" if awkward == run else f"LIKE '{awkward}'"
+        try:
+            found = self.search(f"tags.`mlflow.runName` {match} and tags.`{STATUS_TAG}` = '{Status.COMPLETED.value}'",
+                                [e.experiment_id for e in self.client.search_experiments()])
+        except mlflow.exceptions.MlflowException as err:
+            raise LookupError(f"cannot look up a run named {run!r} in {self.tracking_uri}: {err.message}") from err
+        found = [r for r in found if r.info.run_name == run]
         if not found:
             raise LookupError(f"no completed run with id or name {run!r} in {self.tracking_uri}")
         return found[0]
