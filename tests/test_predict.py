@@ -241,3 +241,18 @@ def test_a_baseline_run_is_not_a_model(trained_store):
     with pytest.raises(RunUnusable, match="is not a model's training run"):
         TrainedModel.load(baseline.info.run_id, trained_store.tracking_uri)
 
+
+
+def test_a_16_bit_scan_with_dark_ink_on_light_paper_is_read_by_its_own_range(tmp_path, mnist_raw):
+    """Pillow's 16-to-8-bit conversion clips at 255, which made a 16-bit page (and its ink) white."""
+    digit = mnist_raw.x_test[0].astype(np.float64)
+    page = np.full((112, 112), 52_000.0)
+    page[30:58, 40:68] -= digit * (40_000 / 255)  # dark ink on light paper, all of it above 255
+    path = tmp_path / "scan.tif"
+    Image.fromarray(page.astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    read = load_digit(path)
+    expected = normalize_digit(Image.fromarray(255 - (page - page.min()) / (page.max() - page.min()) * 255)
+                               .convert("L"))
+    assert np.abs(read.astype(int) - expected.astype(int)).max() <= 1
+    assert read.max() > 200  # a digit, not "no digit found"

@@ -300,3 +300,17 @@ def test_drawing_a_digit_shows_the_guess_and_every_layer(page, server, tmp_path)
 
     page.click("#clear")  # clearing empties every panel again
     assert not any(p["rendered"] or p["white"] for p in rendered_panels(page))
+
+
+def test_a_client_that_disconnects_mid_upload_is_one_line_and_the_server_stays_up(server, trained_store):
+    import socket
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(b"POST /api/read HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                       b"Content-Length: 50000\r\n\r\n" + b"\x89PNG" + b"0" * 96)
+    time.sleep(1.0)
+    assert get(f"{server}/api/model")["run"]  # still serving
+    log = next(trained_store.root.glob(f"serve-{port}.log")).read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("disconnected during its upload") == 1

@@ -61,6 +61,8 @@ def read_image(source: Path | BinaryIO, name: str | None = None) -> Image.Image:
 
 def grayscale(image: Image.Image) -> Array:
     """float32 (H, W) in 0-255; transparent pixels become white paper, large images are shrunk."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _scaled_to_8_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         paper = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(paper, image.convert("RGBA"))
@@ -68,6 +70,15 @@ def grayscale(image: Image.Image) -> Array:
     if max(gray.size) > MAX_SIDE:
         gray.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return np.asarray(gray, dtype=np.float32)
+
+
+def _scaled_to_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit or 32-bit grey (a scan, a TIFF) as 8-bit, by the image's own range: Pillow's conversion clips
+    values above 255, which turns a 16-bit page white and its ink with it."""
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
 def normalize_digit(image: Image.Image | Array, source: str = "image") -> Array:

@@ -15,7 +15,9 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from lenet_bench.console import console
 from lenet_bench.predict import DigitError, TrainedModel
 from lenet_bench.serve.reading import describe_model, read_drawing
 
@@ -39,7 +41,11 @@ def create_app(trained: TrainedModel) -> FastAPI:
 
     @app.post("/api/read")
     async def read(request: Request) -> dict[str, Any]:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # one line, not the ASGI stack: a closed tab is no server error
+            console.print("serve: a client disconnected during its upload; nothing was read", markup=False)
+            raise HTTPException(400, "the upload was cut off") from None
         if len(body) > MAX_IMAGE_BYTES:
             raise HTTPException(413, f"the image is {len(body):,} bytes; at most {MAX_IMAGE_BYTES:,} are read")
         try:
