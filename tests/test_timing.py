@@ -7,6 +7,8 @@ running, without timing anything and without a GPU.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import importlib
 from types import SimpleNamespace
 
@@ -188,6 +190,11 @@ def test_time_to_target_is_the_first_epoch_reaching_it():
     history = _history([0.90, 0.97, 0.99, 0.995])
     assert time_to_target(history, 0.98) == (30.0, 3)
     assert time_to_target(history, 0.97) == (20.0, 2), "reaching the target exactly counts"
+
+
+def test_time_to_target_counts_every_evaluation_until_the_target_as_mlperf_does():
+    history = [replace(record, eval_seconds=0.5) for record in _history([0.90, 0.97, 0.99, 0.995])]
+    assert time_to_target(history, 0.98) == (30.0 + 3 * 0.5, 3)  # three epochs and their three evaluations
 
 
 def test_time_to_target_never_reached_is_none():

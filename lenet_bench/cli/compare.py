@@ -84,7 +84,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
         params = [f"{int(row['params']):,}" if row["params"] == row["params"] else ""] if "params" in table else []
         rich_table.add_row(*[str(row[name]) for name in by], str(row["n"]), *params, *cells(row).values())
     output.print(rich_table)
+    _print_time_to_train(frame)
     return EXIT_OK
+
+
+def _print_time_to_train(frame) -> None:
+    """Time to the spec's target per setup, backend and device, as MLPerf reports it (results/time_to_train.py)."""
+    from lenet_bench.results.stats import format_mean_ci
+    from lenet_bench.results.time_to_train import time_to_train_table
+
+    table = time_to_train_table(frame)
+    if table.empty:
+        return
+    rich_table = Table(title="time to target (training + every evaluation until it; MLPerf: fastest and slowest "
+                             "seed dropped)")
+    for name in ("setup", "backend", "device", "conditions", "target", "converged", "median s", "mean s",
+                 "MLPerf s"):
+        rich_table.add_column(name, justify="right" if name.endswith("s") and name != "conditions" else "left")
+    for _, r in table.iterrows():
+        rich_table.add_row(str(r["setup"]), str(r["backend"]), str(r["device"]), str(r["conditions"]),
+                           f"{r['target']:.2%}", f"{r['converged']}/{r['seeds']}", f"{r['median_s']:.1f}",
+                           format_mean_ci(r["mean_s"], r["ci_low_s"], r["ci_high_s"], digits=1),
+                           f"{r['mlperf_s']:.1f}" if r["mlperf_s"] == r["mlperf_s"] else "")
+    output.print(rich_table)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

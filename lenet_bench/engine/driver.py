@@ -31,7 +31,7 @@ from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import Variant
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
-INVOCATION_ARTIFACTS = ("effects.md", "effects.png")
+INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png")
 REFERENCE_RESULTS = Path("results/reference")
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for  # the project's measured speeds, for the estimate of a new machine
 

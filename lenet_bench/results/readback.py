@@ -12,7 +12,7 @@ from lenet_bench.results.row import KIND_TAG, STATUS_TAG, Kind, ResultRow, Statu
 from lenet_bench.results.tracking import Tracker
 from lenet_bench.training.result import EpochRecord
 
-HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "epoch_eval_seconds")
 
 
 class LoadedRuns(NamedTuple):
@@ -57,4 +57,5 @@ def history_from_series(series: dict[str, dict[int, float]]) -> list[EpochRecord
     return [EpochRecord(epoch=e, train_loss=series.get("train_loss", {}).get(e, nan),
                         train_accuracy=series.get("train_accuracy", {}).get(e, nan),
                         val_loss=series.get("val_loss", {}).get(e), val_accuracy=series.get("val_accuracy", {}).get(e),
-                        seconds=series.get("epoch_seconds", {}).get(e, nan), images=0) for e in epochs]
+                        seconds=series.get("epoch_seconds", {}).get(e, nan), images=0,
+                        eval_seconds=series.get("epoch_eval_seconds", {}).get(e, 0.0)) for e in epochs]

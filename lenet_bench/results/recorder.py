@@ -61,6 +61,7 @@ def job_row(job: Job) -> ResultRow:
         min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
         reference_accuracy=spec.reference.test_accuracy if spec.reference else None,
         reference_notes=(spec.reference.notes or "") if spec.reference else "",
+        target_accuracy=spec.train.target_accuracy,
     ).update(**spec.axes())
 
 
@@ -106,7 +107,7 @@ def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) 
 def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch curves for MLflow: {metric: [(epoch, value)]}."""
     names = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
-             "val_accuracy": "val_accuracy", "seconds": "epoch_seconds"}
+             "val_accuracy": "val_accuracy", "seconds": "epoch_seconds", "eval_seconds": "epoch_eval_seconds"}
     series: dict[str, list[tuple[int, float]]] = {}
     for record in history:
         for attribute, metric in names.items():

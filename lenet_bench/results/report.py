@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lenet_bench.results import compare, effects, reproduction
+from lenet_bench.results import compare, effects, reproduction, time_to_train
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.row import ResultRow
 from lenet_bench.training.result import EpochRecord
@@ -31,8 +31,11 @@ def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | N
         reproduction.reproduction_markdown(reproduction.reproduction_table(compare.with_groups(current))))
     table, notes = effects.effects_table(frame, variants)
     (folder / EFFECTS_MD).write_text(effects.effects_markdown(table, notes))
-    written = [COMPARE_MD, reproduction.REPRODUCTION_MD, EFFECTS_MD]
-    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_figure(table)}
+    to_target = time_to_train.time_to_train_table(current, variants)
+    (folder / time_to_train.TIME_TO_TRAIN_MD).write_text(time_to_train.time_to_train_markdown(to_target))
+    written = [COMPARE_MD, reproduction.REPRODUCTION_MD, EFFECTS_MD, time_to_train.TIME_TO_TRAIN_MD]
+    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_figure(table),
+               time_to_train.TIME_TO_TRAIN_PNG: time_to_train.time_to_train_figure(to_target)}
     for name, figure in figures.items():
         figure.savefig(folder / name)
         written.append(name)

@@ -18,6 +18,7 @@ class EpochRecord:
     seconds: float  # training time of this epoch, device synchronized, evaluation excluded
     images: int
     elapsed: float = 0.0  # training seconds since the start, for time-to-target
+    eval_seconds: float = 0.0  # this epoch's evaluation on the validation split (time to target counts it)
 
 
 @dataclass
