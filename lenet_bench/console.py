@@ -5,15 +5,25 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lenet_bench.training.result import EpochRecord
 
-if TYPE_CHECKING:
-    from lenet_bench.results.recorder import Outcome
+
+class Reported(Protocol):
+    """What the progress lines read of a finished run (engine.recorder.Outcome), typed here so that the
+    console depends on nothing above it."""
+
+    @property
+    def row(self) -> Any: ...
+    @property
+    def reused(self) -> bool: ...
+    @property
+    def status(self) -> Any: ...
+
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and messages: long lines are not cut
 # A command's own output (tables); wide enough off a terminal that rows don't wrap in logs.
@@ -103,7 +113,7 @@ class InvocationProgress:
         console.print(f"[{self.launched}/{self.total}] {name}" + (f"  (ETA {duration(eta)})" if math.isfinite(eta) else ""),
                       markup=False)
 
-    def finished(self, outcome: Outcome, work: float) -> None:
+    def finished(self, outcome: Reported, work: float) -> None:
         self.done += 1
         self.work_left -= work
         if outcome.status.has_numbers:
@@ -116,7 +126,7 @@ class InvocationProgress:
                           f"{duration(elapsed)} elapsed, ETA {duration(self.eta())}", markup=False)
 
     @staticmethod
-    def print_outcome(outcome: Outcome) -> None:
+    def print_outcome(outcome: Reported) -> None:
         row = outcome.row
         if row.status.has_numbers and row.test_accuracy is not None:
             gap = (f", baseline {100 * row.baseline_accuracy:.2f}% ({row.gap_to_baseline_pp:+.2f} pp)"

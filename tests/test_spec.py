@@ -246,7 +246,8 @@ def test_longest_allowed_names_fit_mlflow(tmp_path):
     from lenet_bench import backends
     from lenet_bench.data import registry
     from lenet_bench.engine.plan import Job
-    from lenet_bench.results import compare, convert, recorder
+    from lenet_bench.engine import recorder
+    from lenet_bench.results import compare, convert
     from lenet_bench.results.row import Status
     from lenet_bench.results.tracking import _param_text, flatten
     from lenet_bench.spec import DEVICES, loading, schema
@@ -301,3 +302,17 @@ def test_every_committed_spec_reads_back_from_its_saved_form():
 
     for variant in load_variants([Path(__file__).resolve().parents[1] / "specs"]):
         assert Spec.model_validate(variant.spec.model_dump(mode="json")) == variant.spec, variant.name
+
+
+def test_a_backend_that_cannot_train_a_spec_is_a_spec_error_naming_it(tmp_path):
+    from lenet_bench.spec import SpecError, load_variants
+
+    path = tmp_path / "sdlm.yaml"
+    path.write_text("name: sd\nmodel: {conv: [{filters: 4, pool: subsample}], dense: [10]}\n"
+                    "train: {optimizer: {name: sdlm}}\nbackends: [torch, keras-jax]\n")
+    with pytest.raises(SpecError) as raised:
+        load_variants([path])
+    text = str(raised.value)
+    assert "sdlm.yaml [sd]: backends: the keras-jax backend has the adam and sgd optimizers only" in text
+    path.write_text(path.read_text().replace("[torch, keras-jax]", "[torch, keras]"))
+    assert load_variants([path])[0].spec.backends == ["torch", "keras"]

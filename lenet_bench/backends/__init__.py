@@ -19,61 +19,21 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import cast
 
+from lenet_bench.backend_registry import BackendEntry, Engine, entry, names, register, unregister
 from lenet_bench.backends.protocol import Backend
 
-
-@dataclass(frozen=True)
-class Engine:
-    """A process-wide choice a framework reads once, at import: one engine per family in a process."""
-
-    family: str  # e.g. "keras"
-    name: str  # e.g. "jax"
-    variable: str  # the environment variable that selects it, e.g. KERAS_BACKEND
+__all__ = ["Backend", "BackendEntry", "BackendUnavailable", "Engine", "activate", "entry", "framework_versions",
+           "get", "host_conflict", "installed_reason", "names", "quiet_stderr", "register", "unavailable_reason",
+           "unregister", "usable_cores"]
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    name: str
-    module: str  # import path of the backend module
-    distributions: tuple[str, ...]  # pip distributions whose versions identify the framework
-    extra: str = ""  # the pip extra that installs it
-    # Set before the framework is imported (it reads them once, at import); a value the user set wins.
-    environment: dict[str, str] = field(default_factory=dict)
-    engine: Engine | None = None
-    shared_code: tuple[str, ...] = ()  # modules outside its own folder that decide what it computes
-
-
-_REGISTRY: dict[str, BackendEntry] = {}
 _ACTIVE_ENGINES: dict[str, str] = {}  # family -> engine this process has imported
 
 
 class BackendUnavailable(RuntimeError):
     """The backend's framework is not installed; the message says what to install."""
-
-
-def register(entry: BackendEntry) -> None:
-    """Add a backend; a name that is taken is an error (unregister it first to replace it)."""
-    if entry.name in _REGISTRY:
-        raise ValueError(f"a backend named {entry.name!r} is already registered ({_REGISTRY[entry.name].module}); "
-                         f"received another one from {entry.module}")
-    _REGISTRY[entry.name] = entry
-
-
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
-
-
-def entry(name: str) -> BackendEntry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backend; expected one of {', '.join(_REGISTRY)}, received {name!r}")
-    return _REGISTRY[name]
 
 
 def usable_cores() -> int:
@@ -176,17 +136,3 @@ def _quiet_stderr(quiet: bool) -> Iterator[None]:
 
 
 quiet_stderr = _quiet_stderr  # for backends whose framework logs from C++ during a call (Keras' fit)
-
-_TF_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"} if os.environ.get("LENET_BENCH_TF_VERBOSE") != "1" else {}
-
-register(BackendEntry("torch", "lenet_bench.backends.torch", ("torch",), extra="torch"))
-register(BackendEntry(
-    "keras", "lenet_bench.backends.keras", ("keras", "tensorflow|tensorflow-cpu"), extra="keras",
-    # oneDNN kernels: 2.1x the training speed of LeNet-5 on 2 AVX2 cores (3,150 -> 6,570 images/s);
-    # TensorFlow enables them by default only on CPUs with AVX-512.
-    environment={"TF_ENABLE_ONEDNN_OPTS": "1", **_TF_QUIET},
-    engine=Engine("keras", "tensorflow", "KERAS_BACKEND"), shared_code=("lenet_bench.backends.keras_common",)))
-register(BackendEntry(
-    # Keras on JAX; XLA's CPU thread pools are sized by configure(), before JAX's first operation.
-    "keras-jax", "lenet_bench.backends.keras_jax", ("keras", "jax", "jaxlib"), extra="jax",
-    engine=Engine("keras", "jax", "KERAS_BACKEND"), shared_code=("lenet_bench.backends.keras_common",)))

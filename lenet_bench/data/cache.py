@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Protocol
 
 from lenet_bench.data.preparation import PreparedData, preparation_key, prepare
 from lenet_bench.data.sources import DatasetLoader, RawDataset
-from lenet_bench.spec.schema import DataSpec
+
+
+class DataSpec(Protocol):
+    """What the cache reads of a spec's `data` section (spec.schema.DataSpec): the data package imports no spec."""
+
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def normalization(self) -> str: ...
+    @property
+    def validation_split(self) -> float: ...
+    @property
+    def subset(self) -> int | None: ...
+    @property
+    def test_subset(self) -> int | None: ...
+    @property
+    def resize(self) -> int | None: ...
 
 
 class DataCache:

@@ -24,7 +24,7 @@ from lenet_bench.engine import estimate, executors, hardware
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
-from lenet_bench.results.recorder import Outcome, Recorder
+from lenet_bench.engine.recorder import Outcome, Recorder
 from lenet_bench.results.row import Status
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri

@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from lenet_bench import backend_registry
 from lenet_bench.data import registry
 from lenet_bench.spec import arch
 
@@ -282,11 +283,20 @@ class Spec(_Strict):
     @field_validator("backends")
     @classmethod
     def _registered_backends(cls, names: list[str]) -> list[str]:
-        from lenet_bench import backends  # the registry, which imports no framework
-
-        unknown = [n for n in names if n not in backends.names()]
+        unknown = [n for n in names if n not in backend_registry.names()]
         if unknown:
-            raise ValueError(f"unknown backend {unknown[0]!r}; expected one of: {', '.join(backends.names())}")
+            raise ValueError(f"unknown backend {unknown[0]!r}; expected one of: {', '.join(backend_registry.names())}")
+        return names
+
+    @field_validator("backends")
+    @classmethod
+    def _backends_can_train_it(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        """A backend that cannot train this spec is found here, by `validate`, not when it trains."""
+        train = info.data.get("train")
+        for name in names if train is not None else ():
+            reason = backend_registry.entry(name).unsupported(train.optimizer.name)
+            if reason:
+                raise ValueError(f"{reason} (drop {name} from this spec's backends, or change train.optimizer)")
         return names
 
     @field_validator("train")
