@@ -491,3 +491,24 @@ def test_a_second_signal_while_stopping_does_not_break_the_cleanup(workspace, mn
     assert by_name.loc["tiny/noop/cpu/seed1", "status"] == "KILLED"
     assert by_name.loc[by_name["tags.lenet_bench.kind"] == "invocation", "status"].item() == "KILLED"
     assert table(workspace).loc["tiny/noop/cpu/seed1", "status"] == "killed"
+
+
+def test_every_second_outside_training_is_accounted_per_phase(workspace, mnist_dir, noop, capsys):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu") == 0
+    text = (workspace / "results" / "overhead.md").read_text()
+    for phase in ("training steps", "baseline", "data", "MLflow logging", "decide (data keys, fingerprints, reuse)",
+                  "reports (tables, figures)"):
+        assert f"| {phase} " in text, phase
+    assert "time outside training: " in capsys.readouterr().err
+
+
+def test_the_overhead_table_adds_up_to_the_run_seconds_available():
+    from lenet_bench.engine import phases
+
+    runs = [phases.split_backend_call({"data": 1.0, "backend.train": 12.0}, train_seconds=10.0, eval_seconds=1.0)] * 2
+    table = phases.overhead_table(runs, {"reports": 2.0}, wall_seconds=16.0, capacity=2).set_index("phase")
+    assert table.loc["training steps", "seconds"] == 20.0 and table.index[0] == "training steps"
+    assert table.loc["reports", "seconds"] == 4.0  # the driver holds both slots while it writes
+    assert table["seconds"].sum() == pytest.approx(32.0) and table["share"].sum() == pytest.approx(1.0)
+    assert table.loc["unaccounted (start-up, waiting, idle slots)", "seconds"] == pytest.approx(2.0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
-from lenet_bench.engine import estimate, executors, hardware
+from lenet_bench.engine import estimate, executors, hardware, phases
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
@@ -31,7 +31,7 @@ from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import Variant
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
-INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png")
+INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
 REFERENCE_RESULTS = Path("results/reference")
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for  # the project's measured speeds, for the estimate of a new machine
 
@@ -64,8 +64,12 @@ class Driver:
         self.options = options
         self.unwritten: list[str] = []  # runs recorded in MLflow that the results folder could not take
         self.tracker: Tracker | None = None
+        self.driver_phases: dict[str, float] = {}  # seconds of the driver's own work, per phase (phases.py)
+        self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
+        self.timed = phases.PhaseTimer(self.driver_phases)
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
+        started = time.perf_counter()
         options = self.options
         jobs = plan_jobs(variants, options)
         results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
@@ -85,14 +89,18 @@ class Driver:
         outcomes: list[Outcome] = []
         status = "KILLED"
         try:
-            to_run = self._decide(jobs, tracker, results, recorder, outcomes)
+            with self.timed("decide (data keys, fingerprints, reuse)"):
+                to_run = self._decide(jobs, tracker, results, recorder, outcomes)
             expected = self._expect(to_run, results, executor)
             self._execute(to_run, executor, recorder, outcomes, len(jobs), expected)
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
             # A stopped invocation only records: drawing figures is no cleanup (`report` draws them later).
-            written = self._write_reports(results, outcomes, variants) if status == "FINISHED" else []
+            with self.timed("reports (tables, figures)"):
+                written = self._write_reports(results, outcomes, variants) if status == "FINISHED" else []
+            if status == "FINISHED" and self.run_phases:
+                written.append(self._write_overhead(results, time.perf_counter() - started, executor.capacity))
             recorder.finish_invocation(outcomes, status, artifacts=[results.path / name for name in written
                                                                     if name in INVOCATION_ARTIFACTS])
             self.unwritten = recorder.unwritten
@@ -171,15 +179,19 @@ class Driver:
                 stopping.check()
                 while pending and len(in_flight) < executor.capacity:
                     item = pending.popleft()
-                    run_id = recorder.start_run(item.job)
+                    with self.timed("MLflow logging"):
+                        run_id = recorder.start_run(item.job)
                     started[run_id] = item.job
                     progress.started(item.job.name)
                     in_flight[executor.submit(item.job)] = (item, run_id)  # inline: it executes here
                 done, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     item, run_id = in_flight.pop(future)
-                    outcome = recorder.record(item.job, run_id, future.result(), fingerprint=item.fingerprint,
-                                              code_version=code_version(item.job.backend))
+                    executed = future.result()
+                    self._account(executed)
+                    with self.timed("MLflow logging"):
+                        outcome = recorder.record(item.job, run_id, executed, fingerprint=item.fingerprint,
+                                                  code_version=code_version(item.job.backend))
                     started.pop(run_id)
                     outcomes.append(outcome)
                     progress.finished(outcome, item.work)
@@ -187,6 +199,26 @@ class Driver:
             for run_id, job in started.items():
                 outcomes.append(recorder.killed(job, run_id))
             raise Interrupted(outcomes) from None
+
+    def _account(self, executed: JobResult) -> None:
+        if executed.result is None or not executed.phases:
+            return
+        history = executed.result.history
+        self.run_phases.append(phases.split_backend_call(
+            executed.phases, sum(r.seconds for r in history), sum(r.eval_seconds for r in history)))
+
+    def _write_overhead(self, results: ResultsFolder, wall_seconds: float, capacity: int) -> str:
+        """overhead.md: every second of this invocation outside training, per phase; its name."""
+        table = phases.overhead_table(self.run_phases, self.driver_phases, wall_seconds, capacity)
+        outside = 1 - float(table.loc[table["phase"] == phases.TRAINING, "share"].sum())
+        console.print(f"time outside training: {100 * outside:.1f}% of {duration(wall_seconds)} "
+                      f"({results.path / phases.OVERHEAD_MD})", markup=False)
+        text = phases.overhead_markdown(table, wall_seconds, capacity, len(self.run_phases))
+        try:
+            (results.path / phases.OVERHEAD_MD).write_text(text)
+        except OSError as err:
+            console.print(f"warning: could not write {phases.OVERHEAD_MD} ({err})", markup=False)
+        return phases.OVERHEAD_MD
 
     def _report(self, outcome: Outcome) -> Outcome:
         InvocationProgress.print_outcome(outcome)

@@ -28,6 +28,7 @@ from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
 from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
+from lenet_bench.engine.phases import PhaseTimer
 from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import in_engine_process
 from lenet_bench.engine.sampler import Sample, SystemSampler
@@ -78,6 +79,7 @@ class JobResult:
     rss_at_start_mb: float | None = None
     system_metrics: list[Sample] = field(default_factory=list)
     wall_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of each step of executing it (phases.py)
     traceback: str = ""
 
 
@@ -125,8 +127,10 @@ def _in_own_process(job: Job) -> JobResult:
 def _execute(job: Job, progress: Progress) -> JobResult:
     started = time.monotonic()
     outcome = JobResult(job.name, Status.SKIPPED)
+    timed = PhaseTimer(outcome.phases)
     try:
-        backend = backends.activate(job.backend)
+        with timed("framework import"):
+            backend = backends.activate(job.backend)
     except backends.BackendUnavailable as err:
         return dataclasses.replace(outcome, reason=str(err))
     reason = backend.unavailable_reason(job.device)
@@ -135,8 +139,9 @@ def _execute(job: Job, progress: Progress) -> JobResult:
 
     cache = data_cache(job.data_dir)
     try:
-        prepared, prepare_seconds = cache.prepared(job.spec.data)
-        raw = cache.raw(job.spec.data.dataset)
+        with timed("data"):
+            prepared, prepare_seconds = cache.prepared(job.spec.data)
+            raw = cache.raw(job.spec.data.dataset)
     except DataError as err:
         return dataclasses.replace(outcome, reason=f"{DATA_UNAVAILABLE}: {err}")
     outcome.data = DataInfo(job.spec.data.dataset, raw.source, prepared.key,
@@ -146,15 +151,18 @@ def _execute(job: Job, progress: Progress) -> JobResult:
     outcome.test_labels = prepared.y_test
     outcome.provenance = _provenance(backend, job.device)
     try:
-        outcome.baseline = logistic_regression_baseline(prepared)
+        with timed("baseline"):
+            outcome.baseline = logistic_regression_baseline(prepared)
         cores = hardware.allowed_cores()
         load = hardware.CoreLoad(cores).start()
         outcome.rss_at_start_mb = hardware.reset_peak_rss()
         sampler = SystemSampler().start()
         try:
-            model = backend.build(job.spec, job.seed, job.device)
-            result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
-                                   job.spec.train.max_steps_per_epoch)
+            with timed("model build"):
+                model = backend.build(job.spec, job.seed, job.device)
+            with timed("backend.train"):
+                result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
+                                       job.spec.train.max_steps_per_epoch)
         finally:
             outcome.system_metrics = sampler.stop()
             outcome.other_load_cores = load.other_cores()
@@ -163,7 +171,7 @@ def _execute(job: Job, progress: Progress) -> JobResult:
             from lenet_bench.results.tracking import model_archive
 
             # Keras' saver imports TensorFlow when it is installed, also for a model of another engine.
-            with backends.quiet_stderr(os.environ.get("LENET_BENCH_TF_VERBOSE") != "1"):
+            with backends.quiet_stderr(os.environ.get("LENET_BENCH_TF_VERBOSE") != "1"), timed("model export"):
                 outcome.model_archive = model_archive(backend.MLFLOW_FLAVOR, result.model,
                                                       backend.mlflow_save_options())
         outcome.result = dataclasses.replace(result, model=None)

@@ -1,0 +1,70 @@
+"""Where an invocation's wall time goes: training, and every second around it, per phase.
+
+Each executed run reports the seconds of its own steps (framework import, data, baseline, model
+build, the backend's train call, model export); the backend's call splits into training steps (the
+runs' own train_seconds), validation evaluations (time to target counts them) and the rest of the
+call (test-set evaluation, inference timing, handing results back). The driver adds what it does
+itself: deciding (data keys, fingerprints, reuse), MLflow logging, and the reports. With several
+runs at once the runs' phases overlap: shares are of the run-seconds available (wall x runs at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+
+OVERHEAD_MD = "overhead.md"
+TRAINING = "training steps"
+
+
+class PhaseTimer:
+    """`with timed("data"): ...` adds the block's wall seconds to phases["data"]."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
+
+
+def split_backend_call(phases: dict[str, float], train_seconds: float, eval_seconds: float) -> dict[str, float]:
+    """A run's phases with the backend's train call split into training, validation and the rest."""
+    split = {k: v for k, v in phases.items() if k != "backend.train"}
+    call = phases.get("backend.train", 0.0)
+    split[TRAINING] = train_seconds
+    split["validation evaluations"] = eval_seconds
+    split["test evaluation, inference timing"] = max(call - train_seconds - eval_seconds, 0.0)
+    return split
+
+
+def overhead_table(run_phases: list[dict[str, float]], driver_phases: dict[str, float], wall_seconds: float,
+                   capacity: int) -> pd.DataFrame:
+    """seconds and share of the available run-seconds per phase, training first; 'unaccounted' the rest."""
+    totals: dict[str, float] = {}
+    for phases in run_phases:
+        for phase, seconds in phases.items():
+            totals[phase] = totals.get(phase, 0.0) + seconds
+    for phase, seconds in driver_phases.items():
+        totals[phase] = totals.get(phase, 0.0) + seconds * capacity  # the driver holds every slot while it works
+    available = max(wall_seconds * capacity, 1e-9)
+    totals["unaccounted (start-up, waiting, idle slots)"] = max(available - sum(totals.values()), 0.0)
+    order = [TRAINING] + sorted((p for p in totals if p != TRAINING), key=lambda p: -totals[p])
+    return pd.DataFrame({"phase": order, "seconds": [totals[p] for p in order],
+                         "share": [totals[p] / available for p in order]})
+
+
+def overhead_markdown(table: pd.DataFrame, wall_seconds: float, capacity: int, runs: int) -> str:
+    outside = 1 - float(table.loc[table["phase"] == TRAINING, "share"].sum()) if len(table) else 0.0
+    rows = [{"phase": r.phase, "seconds": f"{r.seconds:,.1f}", "share": f"{100 * r.share:.1f}%"}
+            for r in table.itertuples()]
+    return (f"# Where the time went\n\nThe last invocation: {runs} run(s) trained, {wall_seconds:,.1f} s of wall time, "
+            f"{capacity} run(s) at a time (shares are of wall x runs at once). Outside training: "
+            f"{100 * outside:.1f}%.\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")
