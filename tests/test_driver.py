@@ -512,3 +512,11 @@ def test_the_overhead_table_adds_up_to_the_run_seconds_available():
     assert table.loc["reports", "seconds"] == 4.0  # the driver holds both slots while it writes
     assert table["seconds"].sum() == pytest.approx(32.0) and table["share"].sum() == pytest.approx(1.0)
     assert table.loc["unaccounted (start-up, waiting, idle slots)", "seconds"] == pytest.approx(2.0)
+
+
+def test_the_baseline_is_logged_once_per_data_not_once_per_invocation(workspace, mnist_dir, noop):
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu", "--seed", "0") == 0
+    assert cli_run(workspace, mnist_dir, "--device", "cpu", "--seed", "0", "--force") == 0
+    kinds = runs_of(workspace)["tags.lenet_bench.kind"].value_counts().to_dict()
+    assert kinds == {"invocation": 2, "run": 2, "baseline": 1}

@@ -338,6 +338,10 @@ class Recorder:
         if baseline.key in self._logged_baselines:
             return
         self._logged_baselines.add(baseline.key)
+        # One run per data digest in the experiment: the same fit on the same data is not logged again.
+        if self.tracker.search(f"tags.`{KIND_TAG}` = '{Kind.BASELINE.value}' and tags.`data_digest` = "
+                               f"'{baseline.key}' and attributes.status = 'FINISHED'"):
+            return
         d = job.spec.data
         name = f"baseline/logreg/{d.dataset}-{d.input_size}-{d.normalization}"
         run_id = self.tracker.start_run(name, parent_id=self.invocation_id, tags={
