@@ -61,16 +61,20 @@ def test_cpu_figures_are_positive_and_finite(measured):
     assert "x" in table_row and "%" in table_row, "ratio and share of the ceiling are printed"
 
 
-def test_unavailable_device_is_reported_with_its_reason(measured):
+def test_unavailable_device_is_said_once_up_front_with_its_reason(measured):
+    from lenet_bench.engine import hardware
+
     _, out, err, rows = measured
-    reason = backends.unavailable_reason("torch", "gpu")
-    if reason is None:
-        pytest.skip("a CUDA device is present: the gpu row was measured")
+    if hardware.nvidia_driver_version():
+        pytest.skip("an NVIDIA GPU is present: the gpu row was measured")
+    reason = "no GPU on this machine (no NVIDIA driver found)"
     gpu = rows[rows.device == "gpu"].iloc[0]
     assert gpu.status == "skipped" and gpu.reason == reason
     assert math.isnan(gpu.harness_images_per_sec)
     assert "skipped" in next(line for line in out.splitlines() if "lenet5" in line and "gpu" in line)
-    assert f"skipped lenet5/torch/gpu: {reason}" in " ".join(err.split())  # rich wraps long lines
+    err = " ".join(err.split())  # rich wraps long lines
+    assert f"skipping 1 bench row(s) of lenet5/torch/gpu: {reason}" in err
+    assert "bench lenet5/torch/gpu" not in err, "a row that cannot run here is not announced"
 
 
 def test_a_selection_matching_nothing_is_exit_2(capsys):

@@ -115,8 +115,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = bench.BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
                                    batch_size=args.batch_size, full=args.full, reference=args.reference,
                                    data_dir=args.data_dir)
+    from lenet_bench.engine.driver import announce_reasons, skip_reason_here
+
+    reasons = {id(job): skip_reason_here(job, cluster=False, inline=False) for job in jobs}
+    announce_reasons([(f"{job.variant.name}/{job.backend}/{job.device}", reason) for job in jobs
+                      if (reason := reasons[id(job)])], noun="bench row(s)", whole_names=True)
     rows = []
-    for job in jobs:
+    for job in jobs:  # what cannot run here was said once, up front: it is not announced and then skipped
+        if reasons[id(job)]:
+            rows.append(bench.BenchRow(job.variant.name, job.backend, job.device,
+                                       args.batch_size or job.spec.train.batch_size, job.spec.summary().train_flops,
+                                       status="skipped", reason=str(reasons[id(job)])))
+            continue
         console.print(f"bench {job.variant.name}/{job.backend}/{job.device}: "
                       + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
                          f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
@@ -137,7 +147,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_ceilings(ceilings, records)
     print_conditions(records)
     for r in rows:
-        if r.status != "measured":
+        if r.status == "failed":
             console.print(f"{r.status} {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
     if args.csv:
         import pandas as pd

@@ -253,13 +253,17 @@ def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
 
 def announce_skips(skipped: list[Outcome]) -> None:
     """Say once, before anything trains, which runs are skipped and why: one line per reason, not per run."""
+    announce_reasons([(o.row.run, o.row.reason) for o in skipped])
+
+
+def announce_reasons(skipped: list[tuple[str, str]], noun: str = "run(s)", whole_names: bool = False) -> None:
     by_reason: dict[str, list[str]] = {}
-    for outcome in skipped:
-        by_reason.setdefault(outcome.row.reason, []).append(outcome.row.run)
-    for reason, runs in by_reason.items():
-        specs = sorted({run.split("/", 1)[0] for run in runs})
+    for name, reason in skipped:
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        specs = sorted({name if whole_names else name.split("/", 1)[0] for name in names})
         shown = ", ".join(specs[:4]) + (f" and {len(specs) - 4} more" if len(specs) > 4 else "")
-        console.print(f"skipping {len(runs)} run(s) of {shown}: {reason}", markup=False)
+        console.print(f"skipping {len(names)} {noun} of {shown}: {reason}", markup=False)
 
 
 def _where_to_get(dataset: str) -> str:
