@@ -75,7 +75,7 @@ def test_compare_prints_one_row_per_variant_and_exits_0(store, capsys):
     rows = [line for line in out.splitlines() if "noop" in line]
     assert len(rows) == 2 and "tiny-4" in rows[0] + rows[1] and "tiny-6" in rows[0] + rows[1]
     assert all("│ 2 │" in row for row in rows), "two seeds per variant"
-    assert "0.0980" in out and "95% Student-t CI" in out
+    assert "9.80" in out and "95% Student-t CI" in out
 
 
 def test_compare_by_another_column(store, capsys):
@@ -152,7 +152,7 @@ def test_compare_table_statistics_and_order():
     assert b["n"] == 1 and math.isnan(b["test_accuracy_ci_low"])
     assert a_torch["n"] == 3 and a_torch["params"] == 100
     assert a_torch["test_accuracy_ci_high"] - a_torch["test_accuracy_mean"] == pytest.approx(0.024841, abs=1e-6)
-    assert "| a | torch | cpu | unrecorded | 3 | 100 | 0.9900 ± 0.0248 |" in " ".join(compare.compare_markdown(table).split())
+    assert "| a | torch | cpu | unrecorded | 3 | 100 | 99.00 ± 2.48 |" in " ".join(compare.compare_markdown(table).split())
 
 
 def test_params_are_blank_when_a_group_mixes_variants():

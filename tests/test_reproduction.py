@@ -31,7 +31,7 @@ def test_gap_to_the_published_number_is_in_points_and_flagged_beyond_0_3():
     assert table.loc["keras", "notable"]
     rows = _markdown_rows(reproduction_markdown(reproduction_table(runs)))
     assert rows["keras/cpu"][:3] == ["dense400", "keras/cpu", "2"] and rows["keras/cpu"][7] == "-0.51 (!)"
-    assert rows["torch/cpu"][6:8] == ["0.9910 ± 0.0025", "+0.04"]  # t(0.975, 2) x 0.001 / sqrt(3)
+    assert rows["torch/cpu"][6:8] == ["99.10 ± 0.25", "+0.04"]  # t(0.975, 2) x 0.1 points / sqrt(3)
 
 
 def _markdown_rows(text: str) -> dict[str, list[str]]:

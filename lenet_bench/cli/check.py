@@ -37,8 +37,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                "not in specs": "dim"}
     for v in verdicts:
         table.add_row(escape(v.run), f"[{colours[v.status]}]{v.status}[/]",
-                      f"{v.test_accuracy:.4f}" if v.test_accuracy is not None else "",
-                      f">= {v.expected:.4f}" if v.expected is not None else "", escape(v.note))
+                      f"{100 * v.test_accuracy:.2f}%" if v.test_accuracy is not None else "",
+                      f">= {100 * v.expected:.2f}%" if v.expected is not None else "", escape(v.note))
     output.print(table)
     misses = [v for v in verdicts if v.status == "miss"]
     counts = {status: sum(v.status == status for v in verdicts)

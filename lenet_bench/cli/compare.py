@@ -78,7 +78,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rich_table.add_column("n", justify="right")
     if "params" in table:
         rich_table.add_column("params", justify="right")
-    for name in ("test accuracy", "Δ baseline", "train s", "train img/s"):
+    for name in ("test accuracy %", "Δ baseline pp", "train s", "train img/s"):
         rich_table.add_column(name, justify="right")
     for _, row in table.iterrows():
         params = [f"{int(row['params']):,}" if row["params"] == row["params"] else ""] if "params" in table else []

@@ -44,7 +44,7 @@ def check_results(results_dir: Path, variants: list[Variant]) -> list[Verdict]:
         elif row.status is Status.FAILED:
             verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"failed: {row.reason}"))
         elif accuracy is None or accuracy < expected:
-            verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"below {expected:.4f}"))
+            verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"below {100 * expected:.2f}%"))
         else:
             verdicts.append(Verdict(row.run, "pass", accuracy, expected))
     return verdicts

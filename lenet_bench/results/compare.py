@@ -78,10 +78,12 @@ def _constant_or_nan(values: pd.Series) -> float:
 
 
 def cells(row: pd.Series) -> dict[str, str]:
-    def ci(metric: str, digits: int) -> str:
-        return format_mean_ci(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], digits)
+    """Accuracy as a percentage and its gap to the baseline in points, as `run` prints them."""
+    def ci(metric: str, digits: int, scale: float = 1.0) -> str:
+        return format_mean_ci(scale * row[f"{metric}_mean"], scale * row[f"{metric}_ci_low"],
+                              scale * row[f"{metric}_ci_high"], digits)
 
-    return {"test accuracy": ci("test_accuracy", 4), "Δ baseline": ci("delta_to_baseline", 4),
+    return {"test accuracy %": ci("test_accuracy", 2, 100), "Δ baseline pp": ci("delta_to_baseline", 2, 100),
             "train s": ci("train_seconds", 1), "train img/s": ci("train_images_per_sec", 0)}
 
 

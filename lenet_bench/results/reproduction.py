@@ -66,12 +66,13 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
             "setup": r["spec"], "backend": f"{r['backend']}/{r['device']}", "n": int(r["test_accuracy_n"]),
             "params": f"{int(r['params']):,}" if pd.notna(r["params"]) else "",
             "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
-            "published": f"{r['reference_accuracy']:.4f}",
-            "measured": format_mean_ci(r["test_accuracy_mean"], r["test_accuracy_ci_low"], r["test_accuracy_ci_high"]),
+            "published %": f"{100 * r['reference_accuracy']:.2f}",
+            "measured %": format_mean_ci(100 * r["test_accuracy_mean"], 100 * r["test_accuracy_ci_low"],
+                                         100 * r["test_accuracy_ci_high"], digits=2),
             "gap pp": gap,
-            "baseline": format_mean_ci(r.get("baseline_accuracy_mean", math.nan), math.nan, math.nan),
+            "baseline %": format_mean_ci(100 * r.get("baseline_accuracy_mean", math.nan), math.nan, math.nan, digits=2),
         })
-    return ("# Published vs measured\n\nTest accuracy, mean ± half-width of the 95% Student-t CI over n seeds "
+    return ("# Published vs measured\n\nTest accuracy in percent, mean ± half-width of the 95% Student-t CI over n seeds "
             "(the mean alone when n = 1). `gap pp`: measured mean minus published, in percentage points; "
             f"(!) marks a gap larger than {NOTABLE_GAP_PP} pp: a difference to explain (the project's own are in "
             "results/reference/README.md). Matrix cells are not published setups: their comparison is effects.md. "

@@ -33,8 +33,8 @@ LOCK_TIMEOUT_S = 60
 _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
 SUMMARY_COLUMNS = {
     "spec": "spec", "overrides": "overrides", "backend": "backend", "device": "device", "seed": "seed",
-    "status": "status", "params": "params", "test_accuracy": "test acc", "baseline_accuracy": "baseline acc",
-    "delta_to_baseline": "delta", "train_seconds": "train s", "train_images_per_sec": "img/s", "timing": "timing",
+    "status": "status", "params": "params", "test_accuracy": "test acc %", "baseline_accuracy": "baseline acc %",
+    "delta_to_baseline": "Δ baseline pp", "train_seconds": "train s", "train_images_per_sec": "img/s", "timing": "timing",
     "reason": "note",
 }
 
@@ -167,9 +167,11 @@ def _file_mode() -> int:
 
 def summary_markdown(runs: pd.DataFrame) -> str:
     table = runs[[c for c in SUMMARY_COLUMNS if c in runs.columns]].rename(columns=SUMMARY_COLUMNS).copy()
-    for column in ("test acc", "baseline acc", "delta"):
+    for column in ("test acc %", "baseline acc %"):  # accuracy as a percentage, as `run` and `compare` show it
         if column in table:
-            table[column] = table[column].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
+            table[column] = table[column].map(lambda v: f"{100 * v:.2f}" if pd.notna(v) else "")
+    if "Δ baseline pp" in table:
+        table["Δ baseline pp"] = table["Δ baseline pp"].map(lambda v: f"{100 * v:+.2f}" if pd.notna(v) else "")
     for column in ("train s", "img/s"):
         if column in table:
             table[column] = table[column].map(lambda v: f"{v:,.1f}" if pd.notna(v) else "")
