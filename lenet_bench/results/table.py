@@ -39,6 +39,12 @@ SUMMARY_COLUMNS = {
 }
 
 
+def inside_reference(path: Path) -> bool:
+    """`path` is the project's reference results (a folder with a REFERENCE file) or inside them."""
+    path = Path(path).resolve()
+    return any((folder / REFERENCE_MARKER).is_file() for folder in (path, *path.parents))
+
+
 class ResultsError(Exception):
     """A results folder that cannot be read or written; the message names it and says what to do."""
 
@@ -55,8 +61,7 @@ class ResultsFolder:
     @property
     def is_reference(self) -> bool:
         """The project's reference results, or a folder anywhere inside them."""
-        path = self.path.resolve()
-        return any((folder / REFERENCE_MARKER).is_file() for folder in (path, *path.parents))
+        return inside_reference(self.path)
 
     # ------------------------------------------------------------ checks
 
