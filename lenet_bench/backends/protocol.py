@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from lenet_bench.data import PreparedData
     from lenet_bench.spec.schema import Spec
+    from lenet_bench.training.checkpoint import Checkpoint
     from lenet_bench.training.result import Progress, RunResult
 
 
@@ -66,7 +67,10 @@ class Backend(Protocol):
         """On the CPU, the output of every layer of the description (spec.arch), in order, NCHW or (N, units)."""
 
     def train(self, model: Any, spec: Spec, data: PreparedData, seed: int, device: str,
-              progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult: ...
+              progress: Progress, max_steps_per_epoch: int | None = None,
+              checkpoint: Checkpoint | None = None) -> RunResult:
+        """With a `checkpoint`: save every complete epoch there, and go on from the one it holds.
+        (Optional for backends registered from outside: one whose `train` has no `checkpoint` starts afresh.)"""
 
     def reference_loop(self, spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
         """The bench's plain loop: the framework's usual way to train, one warm-up epoch then `repeats` timed ones."""

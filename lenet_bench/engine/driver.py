@@ -10,6 +10,8 @@ RUNNING by an invocation killed outright are marked KILLED by the next one.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
 from collections import deque
@@ -29,6 +31,8 @@ from lenet_bench.results.row import Status
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import Variant
+from lenet_bench.training import checkpoint
+from lenet_bench.training.checkpoint import Checkpoint
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
@@ -41,6 +45,7 @@ class _Pending:
     job: Job
     fingerprint: str
     work: float  # training FLOPs it will take, for the ETA
+    resume_epoch: int = 0  # the last complete epoch of its checkpoint; 0: it trains from scratch
 
 
 def make_executor(options: RunOptions) -> executors.Executor:
@@ -91,6 +96,7 @@ class Driver:
         try:
             with self.timed("decide (data keys, fingerprints, reuse)"):
                 to_run = self._decide(jobs, tracker, results, recorder, outcomes)
+            announce_plan(to_run, sum(o.reused for o in outcomes))
             expected = self._expect(to_run, results, executor)
             self._execute(to_run, executor, recorder, outcomes, len(jobs), expected)
             status = "FINISHED"
@@ -126,6 +132,7 @@ class Driver:
                 skipped.append(recorder.skipped(job, reason))
                 continue
             print_ = fingerprint(job, data_key)
+            saved = self._checkpoint(results, print_)
             if not self.options.force:
                 previous = tracker.find_completed(print_)
                 if previous is not None:
@@ -134,10 +141,27 @@ class Driver:
                 if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
                     outcomes.append(self._report(recorder.reused(job, recorded[print_])))
                     continue
-            to_run.append(_Pending(job, print_, estimate.training_flops(job, dataset_size)))
+            elif saved:
+                saved.remove()  # --force trains again from scratch
+            to_run.append(self._pending(job, print_, estimate.training_flops(job, dataset_size), saved))
         announce_skips(skipped)
         outcomes += skipped
         return to_run
+
+    def _checkpoint(self, results: ResultsFolder, print_: str) -> Checkpoint | None:
+        """Where the run saves its epochs: beside the user's results, keyed by its fingerprint. None in the
+        reference results (never written there) and on Dask (a worker may not see this machine's folders)."""
+        if results.is_reference or self.options.cluster:
+            return None
+        return Checkpoint(checkpoint.folder_for(results.path, print_))
+
+    @staticmethod
+    def _pending(job: Job, print_: str, work: float, saved: Checkpoint | None) -> _Pending:
+        if saved is None:
+            return _Pending(job, print_, work)
+        epoch = min(saved.saved_epoch() or 0, job.spec.train.epochs)
+        left = work * (job.spec.train.epochs - epoch) / job.spec.train.epochs
+        return _Pending(dataclasses.replace(job, checkpoint_dir=str(saved.folder)), print_, left, epoch)
 
     def _skip_reason(self, job: Job) -> str | None:
         return skip_reason_here(job, cluster=bool(self.options.cluster),
@@ -193,6 +217,8 @@ class Driver:
                         outcome = recorder.record(item.job, run_id, executed, fingerprint=item.fingerprint,
                                                   code_version=code_version(item.job.backend))
                     started.pop(run_id)
+                    if outcome.status is Status.COMPLETED:
+                        drop_checkpoint(item.job)
                     outcomes.append(outcome)
                     progress.finished(outcome, item.work)
         except KeyboardInterrupt:
@@ -249,6 +275,25 @@ def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
     if reason is None and inline and not backends.host_conflict(job.backend):
         reason = backends.unavailable_reason(job.backend, job.device)
     return reason
+
+
+def announce_plan(to_run: list[_Pending], reused: int) -> None:
+    """Say before training what this invocation reuses, resumes (from which epoch) and trains from scratch."""
+    resumed = [p for p in to_run if p.resume_epoch]
+    named = ", ".join(f"{p.job.name} from epoch {p.resume_epoch} of {p.job.spec.train.epochs}" for p in resumed[:3])
+    more = f" and {len(resumed) - 3} more" if len(resumed) > 3 else ""
+    console.print(f"reusing {reused} run(s) completed before, resuming {len(resumed)} from a checkpoint"
+                  + (f" ({named}{more})" if resumed else "") + f", training {len(to_run) - len(resumed)} from scratch",
+                  markup=False)
+
+
+def drop_checkpoint(job: Job) -> None:
+    """A completed run's checkpoint goes; so does the checkpoints folder once it is empty."""
+    if job.checkpoint_dir is None:
+        return
+    Checkpoint(Path(job.checkpoint_dir)).remove()
+    with contextlib.suppress(OSError):
+        Path(job.checkpoint_dir).parent.rmdir()
 
 
 def announce_skips(skipped: list[Outcome]) -> None:

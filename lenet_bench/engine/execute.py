@@ -13,11 +13,13 @@ after Keras on JAX) executes in a fresh process of its own.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from concurrent.futures.process import BrokenProcessPool
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import in_engine_process
 from lenet_bench.engine.sampler import Sample, SystemSampler
 from lenet_bench.results.row import Status
+from lenet_bench.training.checkpoint import Checkpoint
 from lenet_bench.training.loop import Diverged
 from lenet_bench.training.result import Progress, RunResult
 
@@ -162,7 +165,7 @@ def _execute(job: Job, progress: Progress) -> JobResult:
                 model = backend.build(job.spec, job.seed, job.device)
             with timed("backend.train"):
                 result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
-                                       job.spec.train.max_steps_per_epoch)
+                                       job.spec.train.max_steps_per_epoch, **_checkpointing(backend, job))
         finally:
             outcome.system_metrics = sampler.stop()
             outcome.other_load_cores = load.other_cores()
@@ -183,6 +186,13 @@ def _execute(job: Job, progress: Progress) -> JobResult:
         outcome.traceback = traceback.format_exc()
     outcome.wall_seconds = time.monotonic() - started
     return outcome
+
+
+def _checkpointing(backend: backends.Backend, job: Job) -> dict[str, Checkpoint]:
+    """train()'s checkpoint argument, when the job has a checkpoint folder and the backend takes one."""
+    if job.checkpoint_dir is None or "checkpoint" not in inspect.signature(backend.train).parameters:
+        return {}
+    return {"checkpoint": Checkpoint(Path(job.checkpoint_dir))}
 
 
 def _provenance(backend: backends.Backend, device: str) -> Provenance:

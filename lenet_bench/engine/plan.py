@@ -11,7 +11,7 @@ replaces the row of the spec as written, and is not judged against the spec's ex
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class Job:
     log_model: bool = True
     # The registry entry travels with the job: a worker process starts with only the built-in backends.
     backend_entry: backends.BackendEntry | None = None
+    # Where the run saves each epoch and resumes from (set by the driver; not part of what the run is).
+    checkpoint_dir: str | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> Spec:

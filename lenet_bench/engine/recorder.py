@@ -32,6 +32,7 @@ from lenet_bench.results.row import (
 from lenet_bench.results.table import ResultsError, ResultsFolder
 
 ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
+RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its checkpoint of that epoch
 from lenet_bench.results.tracking import Tracker, flatten
 from lenet_bench.results.view import VIEW_TAG, shared_view_state
 from lenet_bench.training.loop import time_to_target
@@ -92,6 +93,9 @@ def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) 
         "final_val_accuracy": result.history[-1].val_accuracy,
         "framework_version": result.framework_version,
     }
+    if result.resumed_from_epoch:
+        # Its timings span two processes: the epochs before the stop count, and the warm-up was paid twice.
+        fields["reason"] = f"resumed after epoch {result.resumed_from_epoch} (interrupted before)"
     for name in ("inference_images_per_sec", "latency_p50_ms", "latency_p95_ms", "peak_gpu_mb"):
         if name in result.timings:
             fields[name] = result.timings[name]
@@ -295,6 +299,8 @@ class Recorder:
         params, metrics, tags = convert.to_mlflow(row)
         status = tags.pop(STATUS_TAG)
         spec_params = flatten(job.spec.model_dump(mode="json"))
+        if run.resumed_from_epoch:
+            tags[RESUMED_TAG] = str(run.resumed_from_epoch)
         self.tracker.log(run_id, params={**spec_params, **params}, metrics=metrics, tags=tags,
                          series=history_series(run.history), timestamped=result.system_metrics)
         data = result.data

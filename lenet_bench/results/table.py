@@ -23,12 +23,12 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from lenet_bench.reference_folder import REFERENCE_MARKER, inside_reference
 from lenet_bench.results.convert import rows_from_frame, rows_to_frame
 from lenet_bench.results.row import ResultRow, Status
 
 RUNS_CSV = "runs.csv"
 SUMMARY_MD = "summary.md"
-REFERENCE_MARKER = "REFERENCE"  # a file in the project's committed reference results
 LOCK_TIMEOUT_S = 60
 _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
 SUMMARY_COLUMNS = {
@@ -55,8 +55,7 @@ class ResultsFolder:
     @property
     def is_reference(self) -> bool:
         """The project's reference results, or a folder anywhere inside them."""
-        path = self.path.resolve()
-        return any((folder / REFERENCE_MARKER).is_file() for folder in (path, *path.parents))
+        return inside_reference(self.path)
 
     # ------------------------------------------------------------ checks
 

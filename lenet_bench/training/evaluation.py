@@ -35,5 +35,6 @@ def finish_run(*, backend: str, device: str, framework_version: str, params: int
     return RunResult(
         backend=backend, device=device, framework_version=framework_version, params=params,
         test_loss=test_loss, test_accuracy=test_accuracy, test_predictions=np.asarray(predictions),
-        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=timings, model=model, **loop.timing_fields(),
+        data_seconds=data_seconds, eval_seconds=eval_seconds, timings=timings, model=model,
+        resumed_from_epoch=loop.resumed_from_epoch, **loop.timing_fields(),
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from lenet_bench import stopping
 from lenet_bench.spec.schema import TrainSpec
+from lenet_bench.training.checkpoint import BackendState, Checkpoint, LoopState
 from lenet_bench.training.result import EpochRecord, Progress
 
 
@@ -88,6 +89,7 @@ class LoopOutcome:
     history: list[EpochRecord]
     warmup_seconds: float
     warmup_images: int
+    resumed_from_epoch: int = 0  # the checkpoint's epoch this run went on from; 0: trained from the start
 
     def timing_fields(self) -> dict:
         """RunResult's timing fields: warm-up apart, the rest steady state."""
@@ -102,7 +104,8 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
                  take_sums: Callable[[], tuple[float, int]],
                  validate: Callable[[], tuple[float | None, float | None]],
                  warmup_steps: int, progress_every: int = 10,
-                 before_epoch: Callable[[int], None] | None = None) -> LoopOutcome:
+                 before_epoch: Callable[[int], None] | None = None,
+                 checkpoint: Checkpoint | None = None, state: BackendState | None = None) -> LoopOutcome:
     """The epoch loop both backends share: same batches, same learning rates, same clocks.
 
     `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
@@ -111,22 +114,31 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
     given, runs at the start of each epoch, on its clock. The clock is a Stopwatch
     that synchronizes the device before each reading. The first `warmup_steps` steps pay
     for allocation, kernel selection or tracing, and are timed apart.
+
+    With a `checkpoint` (and the backend's `state`), every complete epoch is saved, off the
+    clock, and a run that has one goes on after its last complete epoch: its history and
+    timings so far restored, and the first steps of this process timed apart as warm-up too
+    (they compile again).
     """
     per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
     total_steps = per_epoch * cfg.epochs
     warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
     progress.start(total_steps)
-    history: list[EpochRecord] = []
-    step, elapsed = 0, 0.0
-    warmup_seconds, warmup_images = 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    saved = checkpoint.load(state, per_epoch) if checkpoint and state else None
+    done = saved or LoopState(0, per_epoch, [], 0.0, 0)
+    history = list(done.history)
+    step, elapsed = per_epoch * done.epoch, history[-1].elapsed if history else 0.0
+    warmup_seconds, warmup_images = done.warmup_seconds, done.warmup_images
+    if step:
+        progress.advance(step)
+    for epoch in range(done.epoch + 1, cfg.epochs + 1):
         batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
         if cfg.schedule == "piecewise":
             lrs = [cfg.epoch_learning_rate(epoch)] * len(batches)
         else:
             lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
                    for i in range(len(batches))]
-        first = warmup_steps if epoch == 1 else 0
+        first = warmup_steps if epoch == done.epoch + 1 else 0
         chunks = ([slice(0, first)] if first else []) + [
             slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
         clock.start()
@@ -136,8 +148,8 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
             stopping.check()  # Ctrl-C or SIGTERM: stop between steps, where nothing is half done
             run_steps(batches[chunk], lrs[chunk])
             if first and chunk.start == 0:
-                warmup_seconds = clock.read()
-                warmup_images = sum(len(b) for b in batches[chunk])
+                warmup_seconds += clock.read()
+                warmup_images += sum(len(b) for b in batches[chunk])
             progress.advance(len(batches[chunk]))
         seconds = clock.read()
         elapsed += seconds
@@ -152,5 +164,7 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
         record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed,
                              eval_seconds)
         history.append(record)
+        if checkpoint and state:
+            checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images), state)
         progress.epoch_done(record)
-    return LoopOutcome(history, warmup_seconds, warmup_images)
+    return LoopOutcome(history, warmup_seconds, warmup_images, done.epoch)

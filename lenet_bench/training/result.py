@@ -40,6 +40,7 @@ class RunResult:
     data_seconds: float  # moving data into the framework / onto the device
     eval_seconds: float
     timings: dict[str, float] = field(default_factory=dict)  # inference throughput, latency, memory
+    resumed_from_epoch: int = 0  # trained on from a checkpoint of this epoch (after a stop); 0: from the start
     model: object = None  # the trained framework model, for saving
 
     @property

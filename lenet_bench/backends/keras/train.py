@@ -9,6 +9,7 @@ nothing measurable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import keras
@@ -22,6 +23,7 @@ from lenet_bench.backends.keras_common.model import to_channels_last
 from lenet_bench.backends.keras_common.optimizers import make_optimizer
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
+from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
@@ -91,14 +93,32 @@ class Trainer:
             self.step(self.x, self.y, tf.constant(index, tf.int64), tf.constant(lr, tf.float32))
 
 
+def training_state(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> BackendState:
+    """Every variable of the model (seed generators included) and of the built optimizer (its step count too)."""
+    variables = [*model.variables, *optimizer.variables]
+
+    def save(folder: Path) -> None:
+        save_arrays(folder / "keras.npz", [v.numpy() for v in variables])
+
+    def restore(folder: Path) -> None:
+        values = load_arrays(folder / "keras.npz")
+        if len(values) != len(variables):
+            raise ValueError(f"{len(values)} saved variables for {len(variables)}")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    return BackendState(save, restore)
+
+
 def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
-          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+          progress: Progress, max_steps_per_epoch: int | None = None,
+          checkpoint: Checkpoint | None = None) -> RunResult:
     with tf.device(tf_device(device)):
-        return _train(model, spec, data, seed, device, progress, max_steps_per_epoch)
+        return _train(model, spec, data, seed, device, progress, max_steps_per_epoch, checkpoint)
 
 
 def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
-           progress: Progress, max_steps_per_epoch: int | None) -> RunResult:
+           progress: Progress, max_steps_per_epoch: int | None, checkpoint: Checkpoint | None) -> RunResult:
     clock_sync = sync(device)
     keras.utils.set_random_seed(seed)
     if device == "gpu":
@@ -132,7 +152,8 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
                         run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
                         warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY,
-                        before_epoch=estimate_hessian if sdlm else None)
+                        before_epoch=estimate_hessian if sdlm else None,
+                        checkpoint=checkpoint, state=training_state(model, optimizer))
     return finish_run(backend=NAME, device=device, framework_version=framework_version(),
                       params=count_params(model), loop=loop,
                       evaluate_test=lambda: evaluate(model, x_test, y_test, loss_fn),

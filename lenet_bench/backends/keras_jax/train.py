@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -32,6 +33,7 @@ from lenet_bench.backends.keras_jax.model import (
 )
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
+from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
 from lenet_bench.training.loop import train_epochs
 from lenet_bench.training.result import Progress, RunResult
@@ -127,6 +129,20 @@ class Trainer:
         self.sums = self._zero_sums()
         return loss_sum, hits
 
+    def training_state(self) -> BackendState:
+        """The step's state (model and optimizer variables, seed generators among the non-trainable ones)."""
+
+        def save(folder: Path) -> None:
+            save_arrays(folder / "keras_jax.npz", [np.asarray(v) for v in jax.tree.leaves(self.state)])
+
+        def restore(folder: Path) -> None:
+            values, structure = load_arrays(folder / "keras_jax.npz"), jax.tree.structure(self.state)
+            if len(values) != structure.num_leaves:
+                raise ValueError(f"{len(values)} saved variables for {structure.num_leaves}")
+            self.state = jax.device_put(jax.tree.unflatten(structure, values), self.device)
+
+        return BackendState(save, restore)
+
     def model_state(self) -> ModelState:
         return self.state[0], self.state[1]
 
@@ -140,14 +156,15 @@ class Trainer:
 
 
 def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
-          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+          progress: Progress, max_steps_per_epoch: int | None = None,
+          checkpoint: Checkpoint | None = None) -> RunResult:
     check_supported(spec)
     with jax.default_device(jax_device(device)):
-        return _train(model, spec, data, seed, device, progress, max_steps_per_epoch)
+        return _train(model, spec, data, seed, device, progress, max_steps_per_epoch, checkpoint)
 
 
 def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
-           progress: Progress, max_steps_per_epoch: int | None) -> RunResult:
+           progress: Progress, max_steps_per_epoch: int | None, checkpoint: Checkpoint | None) -> RunResult:
     sync = DeviceSync()
     dev = jax_device(device)
     clock = timing.Stopwatch(sync)
@@ -170,7 +187,8 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
 
     loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
                         run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
-                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY)
+                        warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY,
+                        checkpoint=checkpoint, state=trainer.training_state())
     trainer.write_back()
 
     def predict_batch(xb: jax.Array) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +29,7 @@ from lenet_bench.backends.torch.model import (
 from lenet_bench.backends.torch.sdlm import SDLM, diagonal_hessian
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
+from lenet_bench.training.checkpoint import BackendState, Checkpoint
 from lenet_bench.training.evaluation import finish_run
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
@@ -89,6 +91,27 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return loss_sum, hits
 
 
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, device: str) -> BackendState:
+    """Model, optimizer and PyTorch's generators (CPU, and CUDA on the GPU), in one file of a checkpoint."""
+
+    def save(folder: Path) -> None:
+        generators = {"cpu": torch.get_rng_state()}
+        if device == "gpu":
+            generators["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generators},
+                   folder / "torch.pt")
+
+    def restore(folder: Path) -> None:
+        saved = torch.load(folder / "torch.pt", map_location=next(model.parameters()).device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"]["cpu"].cpu())
+        if "cuda" in saved["rng"]:
+            torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
+
+    return BackendState(save, restore)
+
+
 @contextmanager
 def _cpu_kernels_for(batch_size: int, device: str) -> Iterator[None]:
     """One thread and no oneDNN for the training of very small batches on the CPU (see SMALL_BATCH)."""
@@ -107,7 +130,8 @@ def _cpu_kernels_for(batch_size: int, device: str) -> Iterator[None]:
 
 
 def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: str,
-          progress: Progress, max_steps_per_epoch: int | None = None) -> RunResult:
+          progress: Progress, max_steps_per_epoch: int | None = None,
+          checkpoint: Checkpoint | None = None) -> RunResult:
     dev = torch_device(device)
     clock_sync = sync(device)
     torch.manual_seed(seed)
@@ -158,7 +182,8 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
         loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress,
                             run_steps=run_steps, take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS,
                             progress_every=PROGRESS_EVERY,
-                            before_epoch=estimate_hessian if spec.train.optimizer.name == "sdlm" else None)
+                            before_epoch=estimate_hessian if spec.train.optimizer.name == "sdlm" else None,
+                            checkpoint=checkpoint, state=training_state(model, optimizer, device))
     return finish_run(backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
                       loop=loop, evaluate_test=evaluate_test, predict_batch=lambda xb: logits(model, xb),
                       x_test=x_test, sync=clock_sync, data_seconds=data_seconds, model=model,
