@@ -63,8 +63,9 @@ def overhead_table(run_phases: list[dict[str, float]], driver_phases: dict[str, 
 
 def overhead_markdown(table: pd.DataFrame, wall_seconds: float, capacity: int, runs: int) -> str:
     outside = 1 - float(table.loc[table["phase"] == TRAINING, "share"].sum()) if len(table) else 0.0
-    rows = [{"phase": r.phase, "seconds": f"{r.seconds:,.1f}", "share": f"{100 * r.share:.1f}%"}
-            for r in table.itertuples()]
+    rows = [{"phase": phase, "seconds": f"{seconds:,.1f}", "share": f"{100 * share:.1f}%"}
+            for phase, seconds, share in zip(table["phase"], table["seconds"].astype(float),
+                                             table["share"].astype(float), strict=True)]
     return (f"# Where the time went\n\nThe last invocation: {runs} run(s) trained, {wall_seconds:,.1f} s of wall time, "
             f"{capacity} run(s) at a time (shares are of wall x runs at once). Outside training: "
             f"{100 * outside:.1f}%.\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")

@@ -109,7 +109,7 @@ def design_of(frame: pd.DataFrame, variants: Sequence | None = None) -> Design:
             present = sorted(rows[name].astype(str).unique())
             if len(present) > 1:
                 reference = _REFERENCE_LEVELS[name]
-                found[name] = sorted(present, key=lambda level, ref=reference: (level != ref, level))
+                found[name] = sorted(present, key=lambda level: (level != reference, level))  # noqa: B023
         factors[str(group)] = {name: [lv for lv in levels if lv in set(rows[f"factor:{name}"].astype(str))]
                                for name, levels in found.items()}
     return Design(runs=runs, factors=factors, notes=notes)
@@ -123,18 +123,22 @@ def _usable(frame: pd.DataFrame) -> pd.DataFrame:
     runs = with_groups(frame)
     runs = runs[runs["status"].astype(str) == "completed"] if "status" in runs else runs
     runs = runs[pd.to_numeric(runs["test_accuracy"], errors="coerce").notna()].copy()
-    base = runs["base_spec"].fillna("").astype(str) if "base_spec" in runs else runs["spec"].astype(str)
+    base = _text(runs, "base_spec")
     runs["base_spec"] = base.where(base != "", runs["spec"].astype(str))
-    overrides = runs["overrides"].fillna("").astype(str) if "overrides" in runs else ""
-    runs["group"] = runs["base_spec"] + (overrides.map(lambda o: f"@{o}" if o else "") if len(runs) else "")
-    executor = runs["executor"].fillna("").astype(str) if "executor" in runs else ""
-    runs["conditions"] = runs["conditions"].astype(str) + (executor.map(lambda e: f", {e}" if e else "")
-                                                           if len(runs) else "")
+    runs["group"] = runs["base_spec"] + _text(runs, "overrides").map(lambda o: f"@{o}" if o else "")
+    runs["conditions"] = runs["conditions"].astype(str) + _text(runs, "executor").map(lambda e: f", {e}" if e else "")
     for name in RUN_FACTORS:
         runs[f"factor:{name}"] = runs[name].astype(str)
     for metric in METRICS:
         runs[metric.column] = pd.to_numeric(runs[metric.column], errors="coerce") if metric.column in runs else np.nan
     return runs
+
+
+def _text(runs: pd.DataFrame, column: str) -> pd.Series:
+    """A column as text ('' where missing), or a column of '' where the table has none."""
+    if column not in runs:
+        return pd.Series("", index=runs.index, dtype=str)
+    return runs[column].fillna("").astype(str)
 
 
 def _axis_name(axis: str) -> str:
@@ -202,7 +206,7 @@ def _back(value: float, metric: Metric) -> float:
     return 100 * math.expm1(value) if metric.relative else value
 
 
-def one_sample(differences: Sequence[float]) -> Estimate | None:
+def one_sample(differences: Sequence[float] | np.ndarray) -> Estimate | None:
     """Per-seed paired differences against zero: t-test, 95% CI and the seeds an effect this size needs."""
     from scipy import stats
 
@@ -221,7 +225,7 @@ def one_sample(differences: Sequence[float]) -> Estimate | None:
     return Estimate("paired", n, mean, float(interval.low), float(interval.high), float(result.pvalue), abs(mean) / sd)
 
 
-def two_sample(level: Sequence[float], reference: Sequence[float]) -> Estimate | None:
+def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> Estimate | None:
     """Unpaired: Welch's t-test of the level's per-seed means against the reference's."""
     from scipy import stats
 
@@ -367,8 +371,9 @@ def effects_table(frame: pd.DataFrame, variants: Sequence | None = None) -> tupl
         if len(testable):
             table.loc[testable.index, "p_adjusted"] = multipletests(testable["p"], alpha=ALPHA, method=CORRECTION)[1]
             # Planned at alpha/m, the strictest threshold Holm's method can apply to a family of m effects.
-            table.loc[testable.index, "seeds_needed"] = [
-                seeds_needed(r.method, r.effect_size, ALPHA / len(testable)) for r in testable.itertuples()]
+            table.loc[list(testable.index), "seeds_needed"] = [
+                seeds_needed(str(method), float(size), ALPHA / len(testable))
+                for method, size in zip(testable["method"], testable["effect_size"], strict=True)]
     constant = table["p"].isna() & table["ci_low"].notna() & (table["effect"] != 0)
     table["distinguishable"] = (table["p_adjusted"] < ALPHA) | constant
     table.loc[table["distinguishable"] | (table["n"] < 2), "seeds_needed"] = np.nan

@@ -293,7 +293,9 @@ class Spec(_Strict):
     def _backends_can_train_it(cls, names: list[str], info: ValidationInfo) -> list[str]:
         """A backend that cannot train this spec is found here, by `validate`, not when it trains."""
         train = info.data.get("train")
-        for name in names if train is not None else ():
+        if train is None:
+            return names  # the train section is invalid, and reported on its own
+        for name in names:
             reason = backend_registry.entry(name).unsupported(train.optimizer.name)
             if reason:
                 raise ValueError(f"{reason} (drop {name} from this spec's backends, or change train.optimizer)")
