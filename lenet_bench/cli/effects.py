@@ -71,20 +71,22 @@ def cmd_effects(args: argparse.Namespace) -> int:
     if table.empty:
         console.print("no factor varies among the completed runs: nothing to compare", markup=False)
         return EXIT_OK
-    rich_table = Table(title=f"{args.results}: effects of design choices",
-                       caption="level against reference, paired by seed; 95% CI unadjusted, p adjusted with Holm's "
-                               "method per metric; timings only within one condition; resolved: distinguishable "
-                               "from zero, or about how many seeds would tell (80% power)")
-    for name in ("matrix", "choice", "metric", "conditions"):
-        rich_table.add_column(name, overflow="fold")
-    rich_table.add_column("n", justify="right")
-    for name in ("effect [95% CI]", "p (Holm)", "resolved"):
-        rich_table.add_column(name, justify="right" if name != "resolved" else "left", no_wrap=True)
-    for _, row in table.iterrows():
-        colour = "green" if row["distinguishable"] else "dim"
-        rich_table.add_row(escape(str(row["group"])), escape(f"{row['factor']}: {row['level']} vs {row['reference']}"),
-                           str(row["metric"]), escape(str(row["conditions"])), str(int(row["n"])),
-                           effects.format_effect(row), effects.p_text(row["p_adjusted"]),
-                           f"[{colour}]{escape(effects.short_verdict(row))}[/]")
-    output.print(rich_table)
+    caption = ("level against reference, paired by seed; 95% CI unadjusted, p adjusted with Holm's method per metric; "
+               "timings only within one condition; resolved: distinguishable from zero, or about how many seeds "
+               "would tell (80% power)")
+    groups = list(dict.fromkeys(table["group"]))
+    for index, group in enumerate(groups):
+        rich_table = Table(title=f"{args.results}: {group}", caption=caption if index == len(groups) - 1 else None)
+        rich_table.add_column("choice", overflow="fold")
+        rich_table.add_column("metric", no_wrap=True)
+        rich_table.add_column("conditions", overflow="fold", max_width=26)
+        rich_table.add_column("n", justify="right")
+        for name in ("effect [95% CI]", "p (Holm)", "resolved"):
+            rich_table.add_column(name, justify="right" if name != "resolved" else "left", no_wrap=True)
+        for _, row in table[table["group"] == group].iterrows():
+            colour = "green" if row["distinguishable"] else "dim"
+            rich_table.add_row(escape(f"{row['factor']}: {row['level']} vs {row['reference']}"), str(row["metric"]),
+                               escape(str(row["conditions"])), str(int(row["n"])), effects.format_effect(row),
+                               effects.p_text(row["p_adjusted"]), f"[{colour}]{escape(effects.short_verdict(row))}[/]")
+        output.print(rich_table)
     return EXIT_OK
