@@ -22,8 +22,8 @@ import importlib
 import time
 
 import numpy as np
-
 from ab_rounds import compare_in_rounds, parse_arguments, spec_named
+
 from lenet_bench import backends
 
 backends.activate("keras")  # TensorFlow's environment, thread pools and determinism as the harness sets them
@@ -34,6 +34,7 @@ keras_model = importlib.import_module("lenet_bench.backends.keras.model")
 keras_train = importlib.import_module("lenet_bench.backends.keras.train")
 from lenet_bench.backends.keras_common.model import _POOLS  # noqa: E402
 from lenet_bench.backends.keras_common.optimizers import make_optimizer  # noqa: E402
+
 POOL_SIZE = 8192
 
 

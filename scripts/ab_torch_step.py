@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 import torch
+from ab_rounds import compare_in_rounds, parse_arguments, spec_named
 from torch import nn
 
-from ab_rounds import compare_in_rounds, parse_arguments, spec_named
 from lenet_bench import backends
 
 backends.activate("torch")  # thread pools sized as the harness sizes them

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import require_backend
+
 from lenet_bench import backends
 from lenet_bench.engine.process import in_fresh_process
 

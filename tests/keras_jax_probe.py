@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lenet_bench import backends
 from lenet_bench.data import load_dataset, prepare
 from lenet_bench.spec import Spec

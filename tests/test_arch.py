@@ -39,7 +39,7 @@ def test_lenet5_forward_flops():
 
 
 def test_output_shapes_follow_padding_and_pooling():
-    layers = {l.name: l.output_shape for l in make_spec(LENET_20_50, 28).summary().layers}
+    layers = {layer.name: layer.output_shape for layer in make_spec(LENET_20_50, 28).summary().layers}
     assert layers["conv1"] == (20, 28, 28) and layers["maxpool1"] == (20, 14, 14)
     assert layers["conv2"] == (50, 14, 14) and layers["maxpool2"] == (50, 7, 7)
     assert layers["flatten"] == (2450,)

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import math
 
+import conformance_bodies as bodies
 import numpy as np
 import pytest
-
-import conformance_bodies as bodies
 from backend_cases import body_result, case_runner  # noqa: F401 (fixtures)
 from conformance_bodies import MAX_STEPS, SMALL
 from conftest import SPEC_FOLDERS
+
 from lenet_bench import backends
 from lenet_bench.spec import Spec, load_variants
 from lenet_bench.training.result import RunResult
 from lenet_bench.training.weights import initial_weights
-
 
 # Written out here, not read from specs/, so the published counts are checked whatever specs/ holds.
 LENET5 = {  # LeNet-5 with C5 as a 120-unit dense layer reading the 16x5x5 map

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lenet_bench.engine.baseline import logistic_regression_baseline
 from lenet_bench.data import load_dataset, prepare
+from lenet_bench.engine.baseline import logistic_regression_baseline
 
 
 def mnist_dir() -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lenet_bench import backends, bench
+from lenet_bench import bench
 from lenet_bench.cli import main
 from lenet_bench.spec import load_variants
 

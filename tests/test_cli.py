@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SPEC_FOLDERS
+
 from lenet_bench.cli import build_parser, main
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from conftest import SPEC_FOLDERS
+
 from lenet_bench.cli import main
 from lenet_bench.results.table import ResultsFolder
 

@@ -413,12 +413,23 @@ def test_registry_imports_no_numpy_and_no_framework():
 
 
 def test_public_api_is_importable_from_the_package():
-    from lenet_bench.data import (CACHE_DIR_ENV, DATA_DIR_ENV, DataError, DatasetLoader, PreparedData,  # noqa: F401
-                                  RawDataset, cache_dir, load_dataset, preparation_key, prepare, preprocess_images)
+    from lenet_bench.data import (  # noqa: F401
+        CACHE_DIR_ENV,
+        DATA_DIR_ENV,
+        DataError,
+        DatasetLoader,
+        PreparedData,
+        RawDataset,
+        cache_dir,
+        load_dataset,
+        preparation_key,
+        prepare,
+        preprocess_images,
+    )
 
     assert callable(prepare) and prepare.__name__ == "prepare"  # the function, not a module of the same name
     with pytest.raises(AttributeError, match="to_channels_last"):
-        data.to_channels_last  # moved to backends/keras_common/model.py
+        _ = data.to_channels_last  # moved to backends/keras_common/model.py
 
 
 # --- hostile, corrupt and unreadable data: a DataError naming the file, never a traceback -----------------

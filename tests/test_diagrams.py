@@ -9,10 +9,10 @@ from itertools import combinations
 from typing import ClassVar
 
 import pytest
+from conftest import SPEC_FOLDERS
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from conftest import SPEC_FOLDERS
 from lenet_bench.results.diagrams import architecture_diagram
 from lenet_bench.spec import load_variants
 from lenet_bench.spec.arch import ArchSummary, Conv, Dense, Flatten, Layer, Pool

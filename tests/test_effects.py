@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SPEC_FOLDERS
+
 from lenet_bench.cli import main
 from lenet_bench.results import effects
 from lenet_bench.results.convert import rows_to_frame

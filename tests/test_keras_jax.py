@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from backend_cases import skip_or_fail_unavailable
 from keras_jax_probe import report
+
 from lenet_bench.engine.process import in_fresh_process
 
 pytestmark = pytest.mark.slow  # its fresh process imports JAX, trains and compiles several steps: well over 10 s

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SPEC_FOLDERS, require_backend
+
 from lenet_bench.data import prepare
 from lenet_bench.results.reproduction import reproduction_markdown, reproduction_table
 from lenet_bench.spec import ModelSpec, Spec, arch, load_variants
@@ -149,7 +149,7 @@ def test_lecun_init_is_uniform_in_2_4_over_the_fan_in(faithful):
     assert [w.shape for w in weights] == summary.weight_shapes
     fan_ins = {"conv1": 25, "subsample1": 4, "subsample2": 4, "conv3": 400, "dense1": 120}
     arrays = iter(weights)
-    for layer in (l for l in summary.layers if l.weight_shapes):
+    for layer in (found for found in summary.layers if found.weight_shapes):
         w, b = next(arrays), next(arrays)
         if isinstance(layer, arch.PartialConv):
             per_map = np.array([25.0 * len(maps) for maps in TABLE_I])  # 75, 100 or 150
@@ -337,7 +337,7 @@ def test_each_layer_back_propagates_squared_weights_and_squared_inputs(kind):
             # The coefficient is shared by each 2x2 block's 4 connections: sum of x^2 over them.
             expected = (torch.nn.functional.avg_pool2d(x_in.square(), 2) * 4 * d2a).sum((0, 2, 3))
         else:
-            jac = jacobian(lambda w: functional_call(linear, {**dict(linear.named_parameters()), name: w}, (x_in,)),
+            jac = jacobian(lambda w, name=name: functional_call(linear, {**dict(linear.named_parameters()), name: w}, (x_in,)),
                            param.detach()).reshape(a.numel(), -1)  # each weight enters a unit once: x_j
             expected = (jac.square() * d2a.reshape(-1, 1)).sum(0).reshape(param.shape)
         np.testing.assert_allclose(ours[id(param)].numpy() * len(x), expected.numpy(), rtol=1e-9, atol=1e-15)

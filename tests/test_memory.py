@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 
 from conftest import SPEC_FOLDERS, require_backend
+
 from lenet_bench.engine import execute
 from lenet_bench.engine.plan import RunOptions, plan_jobs
 from lenet_bench.spec import load_variants

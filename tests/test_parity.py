@@ -9,16 +9,15 @@ backend's own `train()` they must still hold the same weights. The bodies
 
 from __future__ import annotations
 
-
 import numpy as np
-import pytest
-
 import parity_bodies as bodies
+import pytest
 from backend_cases import body_result, case_runner  # noqa: F401 (fixtures)
 from conftest import SPEC_FOLDERS
+from parity_bodies import LENET5_MODEL, OPTIMIZERS, TEST_IMAGES
+
 from lenet_bench import backends
 from lenet_bench.spec import Spec, load_variants
-from parity_bodies import LENET5_MODEL, OPTIMIZERS, TEST_IMAGES
 
 REFERENCE = "torch"
 COMPARED = [name for name in backends.names() if name != REFERENCE]  # each compared with PyTorch

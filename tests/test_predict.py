@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 from scipy import ndimage
+from trained_run import TrainedStore, noop_run, quick_torch_run
 
 from lenet_bench.cli import main
 from lenet_bench.predict import NoDigit, TrainedModel, load_digit, normalize_digit
 from lenet_bench.predict.trained import RunUnusable
-from trained_run import TrainedStore, noop_run, quick_torch_run
 
 Maker = Callable[[np.ndarray, np.random.Generator], Image.Image]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import require_backend
+
 from lenet_bench import backends
 from lenet_bench.engine.driver import Driver
 from lenet_bench.engine.plan import RunOptions

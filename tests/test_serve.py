@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO, require_backend
+from PIL import Image
+from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, require_browser, stop
+from trained_run import noop_run, quick_torch_run
+
 from lenet_bench.cli import main
 from lenet_bench.predict import TrainedModel, normalize_digit
 from lenet_bench.serve.reading import grey_panel
 from lenet_bench.spec import Spec
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, require_browser, stop
-from trained_run import noop_run, quick_torch_run
 
 SCREENSHOT = REPO / "results" / "reference" / "serve_page.png"
 START_TIMEOUT_S = 180  # imports and loading the model on a busy 2-core machine

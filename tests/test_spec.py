@@ -8,11 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import SPEC_FOLDERS
+
 from lenet_bench.cli import main
 from lenet_bench.spec import SpecError, load_variants
-
 
 LENET5 = """
 name: {name}
@@ -245,8 +244,8 @@ def test_longest_allowed_names_fit_mlflow(tmp_path):
 
     from lenet_bench import backends
     from lenet_bench.data import registry
-    from lenet_bench.engine.plan import Job
     from lenet_bench.engine import recorder
+    from lenet_bench.engine.plan import Job
     from lenet_bench.results import compare, convert
     from lenet_bench.results.row import Status
     from lenet_bench.results.tracking import _param_text, flatten

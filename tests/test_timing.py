@@ -7,16 +7,15 @@ running, without timing anything and without a GPU.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import importlib
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import require_backend
+
 from lenet_bench.backends.torch import model as torch_model
 from lenet_bench.data import PreparedData
 from lenet_bench.engine import hardware

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, require_backend
+
 from lenet_bench.cli import main
 
 _TRAINED: dict[tuple[Path, str], TrainedStore] = {}

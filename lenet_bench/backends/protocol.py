@@ -27,10 +27,10 @@ class ReferenceResult(NamedTuple):
 
 class Backend(Protocol):
     @property
-    def NAME(self) -> str: ...  # noqa: N802 - a module constant in every backend
+    def NAME(self) -> str: ...
 
     @property
-    def MLFLOW_FLAVOR(self) -> str | None:  # noqa: N802
+    def MLFLOW_FLAVOR(self) -> str | None:
         """The mlflow module that saves its models ("pytorch", "keras"); None: not saved."""
 
     def configure(self, cores: int) -> None:

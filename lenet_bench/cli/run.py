@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
     from lenet_bench.engine.driver import Driver, Interrupted
-    from lenet_bench.stopping import stops_as_flag
     from lenet_bench.results.table import ResultsError
     from lenet_bench.results.tracking import TrackingError
+    from lenet_bench.stopping import stops_as_flag
 
     driver = Driver(options)
     try:

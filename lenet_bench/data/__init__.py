@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lenet_bench.data.errors import DataError
-    from lenet_bench.data.preparation import (NORMALIZATIONS, PreparedData, preparation_key, prepare,
-                                              preprocess_images)
-    from lenet_bench.data.sources import (CACHE_DIR_ENV, DATA_DIR_ENV, DatasetLoader, RawDataset, cache_dir,
-                                          load_dataset)
+    from lenet_bench.data.preparation import NORMALIZATIONS, PreparedData, preparation_key, prepare, preprocess_images
+    from lenet_bench.data.sources import CACHE_DIR_ENV, DATA_DIR_ENV, DatasetLoader, RawDataset, cache_dir, load_dataset
 
 _EXPORTS = {
     "DataError": "errors",

@@ -15,9 +15,9 @@ import dataclasses
 import math
 import time
 from collections import deque
-from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
+from pathlib import Path
 
 from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration

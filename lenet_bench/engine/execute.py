@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from concurrent.futures.process import BrokenProcessPool
 import time
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

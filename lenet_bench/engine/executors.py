@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from lenet_bench.engine import hardware
@@ -109,7 +109,7 @@ class LocalWorkers:
             except concurrent.futures.process.BrokenProcessPool:
                 self._pools[slot] = None  # a fresh process for the next job
                 outer.set_result(died(job, f"worker {slot} (cores {self.groups[slot]}) died during the run"))
-            except BaseException as err:  # noqa: BLE001 - the run's failure, handed to the driver
+            except BaseException as err:
                 outer.set_result(died(job, f"{type(err).__name__}: {err}"))
 
         inner.add_done_callback(done)
@@ -162,7 +162,7 @@ class DaskExecutor:
             self._tasks.discard(finished)
             try:
                 outer.set_result(finished.result())
-            except BaseException as err:  # noqa: BLE001 - a worker lost, or the run's exception
+            except BaseException as err:
                 outer.set_result(died(job, f"Dask: {type(err).__name__}: {err}"))
 
         self._tasks.add(task)

@@ -53,7 +53,7 @@ def _module_files(module: str) -> list[Path]:
     return sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
 
 
-@functools.lru_cache(maxsize=None)  # the code does not change during an invocation
+@functools.cache  # the code does not change during an invocation
 def code_version(backend: str) -> str:
     entry = backends.entry(backend)
     modules = (*SHARED_RESULT_CODE, entry.module, *entry.shared_code)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -30,12 +30,12 @@ from lenet_bench.results.row import (
     timing_condition,
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
-
-ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
-RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its checkpoint of that epoch
 from lenet_bench.results.tracking import Tracker, flatten
 from lenet_bench.results.view import VIEW_TAG, shared_view_state
 from lenet_bench.training.loop import time_to_target
+
+ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
+RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its checkpoint of that epoch
 
 if TYPE_CHECKING:
     import mlflow.entities

@@ -109,7 +109,7 @@ def design_of(frame: pd.DataFrame, variants: Sequence | None = None) -> Design:
             present = sorted(rows[name].astype(str).unique())
             if len(present) > 1:
                 reference = _REFERENCE_LEVELS[name]
-                found[name] = sorted(present, key=lambda level: (level != reference, level))  # noqa: B023
+                found[name] = sorted(present, key=lambda level: (level != reference, level))
         factors[str(group)] = {name: [lv for lv in levels if lv in set(rows[f"factor:{name}"].astype(str))]
                                for name, levels in found.items()}
     return Design(runs=runs, factors=factors, notes=notes)

@@ -49,9 +49,8 @@ class _Strict(BaseModel):
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # YAML reads `true` as a bool and pydantic would take it as 1: a number must be written as one.
-        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation):
-            if _holds_bool(value):
-                raise ValueError(f"expected a number, not a boolean (true/false); received {value!r:.80}")
+        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation) and _holds_bool(value):
+            raise ValueError(f"expected a number, not a boolean (true/false); received {value!r:.80}")
         return value
 
 
