@@ -76,6 +76,18 @@ def subprocess_script(mnist_dir, body: str, *argv: str) -> str:
     """) + textwrap.dedent(body) + f"\nsys.exit(main({args!r}))\n"
 
 
+def started_slow_run(workspace, mnist_dir, body: str = "") -> subprocess.Popen:
+    """The CLI in a process of its own, returned once seed 1 is training (slowly, so a signal lands mid-run)."""
+    script = subprocess_script(mnist_dir, textwrap.dedent(body) + "noop_backend.SLOW_SEEDS.add(1)\n")
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    assert job.stdout is not None
+    for line in job.stdout:
+        if "noop: training slowly" in line:
+            break
+    return job
+
+
 # ------------------------------------------------------------------ logging and results
 
 def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist_dir, noop, capsys, monkeypatch):
@@ -341,15 +353,9 @@ def test_a_killed_suite_keeps_its_finished_runs_and_the_next_marks_its_orphans_k
 def test_sigterm_in_a_background_job_stops_like_ctrl_c(workspace, mnist_dir, noop):
     """kill (SIGTERM), and SIGINT to a job whose shell started it with SIGINT ignored, mark the run KILLED."""
     write_spec(workspace)
-    script = subprocess_script(mnist_dir, """
+    job = started_slow_run(workspace, mnist_dir, """
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a non-interactive shell leaves it
-        noop_backend.SLOW_SEEDS.add(1)
     """)
-    job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    for line in job.stdout:
-        if "noop: training slowly" in line:
-            break
     job.send_signal(signal.SIGTERM)
     assert job.wait(timeout=60) == 130
     results = table(workspace)
@@ -472,12 +478,7 @@ def test_a_second_signal_while_stopping_does_not_break_the_cleanup(workspace, mn
     """Stops are a flag checked between steps: a second Ctrl-C 0.3 s after the first, or a SIGTERM on top,
     only says "stopping..."; the runs in flight and the invocation still end KILLED, exit 130, no traceback."""
     write_spec(workspace)
-    script = subprocess_script(mnist_dir, "noop_backend.SLOW_SEEDS.add(1)\n")
-    job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    for line in job.stdout:
-        if "noop: training slowly" in line:
-            break
+    job = started_slow_run(workspace, mnist_dir)
     job.send_signal(signal.SIGINT)
     for pause, again in ((0.02, signal.SIGINT), (0.0, signal.SIGTERM), (0.3, signal.SIGINT)):
         time.sleep(pause)  # during the cleanup, or as the process exits: neither may break it
