@@ -37,6 +37,7 @@ from lenet_bench.training.checkpoint import Checkpoint
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
 REFERENCE_RESULTS = Path("results/reference")
+DEFAULT_SPECS = Path("specs")  # the default suite, as `effects` and `report` read it
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for  # the project's measured speeds, for the estimate of a new machine
 
 
@@ -257,10 +258,25 @@ class Driver:
         if not any(o.status is Status.COMPLETED for o in outcomes):
             return []
         try:
-            return report.write_comparison(results.read(), results.path, variants)
+            return report.write_comparison(results.read(), results.path, variants + _default_suite(variants))
         except OSError as err:
             console.print(f"warning: could not write the comparison to {results.path} ({err})", markup=False)
             return []
+
+
+def _default_suite(variants: list[Variant]) -> list[Variant]:
+    """The variants of specs/ that this invocation did not load: the results folder holds their runs too, and
+    their matrices name the factors of effects.md (an invocation of one file must not lose them)."""
+    from lenet_bench.spec import SpecError, load_variants
+
+    if not DEFAULT_SPECS.is_dir():
+        return []
+    try:
+        found = load_variants([DEFAULT_SPECS])
+    except SpecError:
+        return []  # only a help for the report: a broken default suite is for `validate` to say
+    loaded = {v.name for v in variants}
+    return [v for v in found if v.name not in loaded]
 
 
 def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
