@@ -4,6 +4,7 @@ failures, Ctrl-C. Runs inline with the no-op backend; test_executors.py covers w
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -76,11 +77,12 @@ def subprocess_script(mnist_dir, body: str, *argv: str) -> str:
     """) + textwrap.dedent(body) + f"\nsys.exit(main({args!r}))\n"
 
 
-def started_slow_run(workspace, mnist_dir, body: str = "") -> subprocess.Popen:
+def started_slow_run(workspace, mnist_dir, body: str = "", *argv: str, seconds: float = 60) -> subprocess.Popen:
     """The CLI in a process of its own, returned once seed 1 is training (slowly, so a signal lands mid-run)."""
-    script = subprocess_script(mnist_dir, textwrap.dedent(body) + "noop_backend.SLOW_SEEDS.add(1)\n")
+    script = subprocess_script(mnist_dir, textwrap.dedent(body) + "noop_backend.SLOW_SEEDS.add(1)\n", *argv)
     job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "LENET_BENCH_NOOP_SLOW_SECONDS": str(seconds)})
     assert job.stdout is not None
     for line in job.stdout:
         if "noop: training slowly" in line:
@@ -525,3 +527,37 @@ def test_the_baseline_is_logged_once_per_data_not_once_per_invocation(workspace,
     assert cli_run(workspace, mnist_dir, "--device", "cpu", "--seed", "0", "--force") == 0
     kinds = runs_of(workspace)["tags.lenet_bench.kind"].value_counts().to_dict()
     assert kinds == {"invocation": 2, "run": 2, "baseline": 1}
+
+
+def test_a_run_another_live_invocation_trains_is_skipped_and_said_not_trained_twice(workspace, mnist_dir, noop,
+                                                                                  capsys):
+    write_spec(workspace)
+    first = started_slow_run(workspace, mnist_dir, "", "--device", "cpu", seconds=25)  # seed 1 trains over there
+    try:
+        assert main(["run", "specs", "--data-dir", str(mnist_dir), "--tracking-uri", "sqlite:///mlflow.db",
+                     "--results", "results", "--device", "cpu"]) == 0
+        assert ("tiny", 1) not in noop.TRAINED, "the run the other invocation trains is not trained again"
+        err = " ".join(capsys.readouterr().err.split())
+        assert "skipping 1 run(s) of tiny: being trained by another invocation (pid" in err
+    finally:
+        assert first.wait(timeout=120) == 0
+    results = table(workspace)
+    assert results.loc["tiny/noop/cpu/seed1", "status"] == "completed"  # the owner's row, not the skip
+    assert not (workspace / "results" / ".claims").exists()
+
+
+def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
+    from lenet_bench.engine.claims import Claims
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / ".claims"
+    folder.mkdir()
+    import json
+    import socket
+
+    (folder / "abc").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0}))
+    claims = Claims(tmp_path)
+    assert claims.claim("abc") is None and claims.held == {"abc"}
+    assert Claims(tmp_path).claim("abc").startswith("being trained by another invocation")
+    claims.release_all()
+    assert not folder.exists()

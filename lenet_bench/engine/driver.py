@@ -23,6 +23,7 @@ from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
 from lenet_bench.engine import estimate, executors, hardware, phases
+from lenet_bench.engine.claims import Claims
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
@@ -73,6 +74,7 @@ class Driver:
         self.driver_phases: dict[str, float] = {}  # seconds of the driver's own work, per phase (phases.py)
         self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
         self.timed = phases.PhaseTimer(self.driver_phases)
+        self.claims: Claims | None = None
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
         started = time.perf_counter()
@@ -80,6 +82,7 @@ class Driver:
         jobs = plan_jobs(variants, options)
         results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
         results.check_writable()  # before any training: a folder that cannot take the results is found now
+        self.claims = Claims(results.path)
         tracker = self.tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
         executor = make_executor(options)
         recorder = Recorder(tracker, results, executor=executor.name, concurrent_workers=executor.capacity,
@@ -103,6 +106,7 @@ class Driver:
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
+            self.claims.release_all()
             # A stopped invocation only records: drawing figures is no cleanup (`report` draws them later).
             with self.timed("reports (tables, figures)"):
                 written = self._write_reports(results, outcomes, variants) if status == "FINISHED" else []
@@ -142,6 +146,10 @@ class Driver:
                 if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
                     outcomes.append(self._report(recorder.reused(job, recorded[print_])))
                     continue
+            claimed = self.claims.claim(print_) if self.claims else None
+            if claimed:  # another live invocation trains it into this results folder
+                skipped.append(recorder.skipped(job, claimed))
+                continue
             elif saved:
                 saved.remove()  # --force trains again from scratch
             to_run.append(self._pending(job, print_, estimate.training_flops(job, dataset_size), saved))
@@ -218,6 +226,8 @@ class Driver:
                         outcome = recorder.record(item.job, run_id, executed, fingerprint=item.fingerprint,
                                                   code_version=code_version(item.job.backend))
                     started.pop(run_id)
+                    if self.claims:
+                        self.claims.release(item.fingerprint)
                     if outcome.status is Status.COMPLETED:
                         drop_checkpoint(item.job)
                     outcomes.append(outcome)

@@ -53,7 +53,7 @@ def time_to_train_table(frame: pd.DataFrame, variants: Sequence | None = None) -
     recorded = pd.to_numeric(frame.get("target_accuracy", pd.Series(np.nan, index=frame.index)), errors="coerce")
     frame["counted"] = np.where(recorded.notna(), "training + evaluations", "training only")
     targets = {v.name: v.spec.train.target_accuracy for v in variants or ()}
-    frame["target_accuracy"] = recorded.fillna(frame["spec"].map(targets))
+    frame["target_accuracy"] = recorded.fillna(pd.to_numeric(frame["spec"].map(targets), errors="coerce"))
     runs = with_groups(frame)
     runs = runs[(runs["status"].astype(str) == "completed") & pd.to_numeric(runs["target_accuracy"],
                                                                           errors="coerce").notna()]

@@ -1,0 +1,86 @@
+"""Runs claimed by the invocation that trains them, so that two invocations on one results folder do not
+both train the same run.
+
+A claim is a file `<results>/.claims/<fingerprint>`, created exclusively (O_EXCL), holding the owner's
+host and process id. Another invocation that finds a live owner skips the run and says who trains it; a
+claim whose owner is gone (killed with -9, a crash) is taken over. Claims are released when the run is
+recorded, and every claim of an invocation when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+CLAIMS = ".claims"
+FRESH_S = 5.0  # an unreadable claim younger than this is being written, not abandoned
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+class Claims:
+    def __init__(self, results_folder: Path):
+        self.folder = Path(results_folder) / CLAIMS
+        self.held: set[str] = set()
+        self.me = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def claim(self, fingerprint: str) -> str | None:
+        """None when this invocation now holds the run; else who trains it (the reason to skip it)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / fingerprint
+        for _ in range(2):  # a second try after taking over a dead owner's claim
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner(path)
+                if owner is None and time.time() - _modified(path) < FRESH_S:
+                    return "being claimed by another invocation this very moment"
+                if owner is None or (owner.get("host") == self.me["host"] and not _alive(int(owner.get("pid", 0)))):
+                    path.unlink(missing_ok=True)  # its owner is gone: the run is free again
+                    continue
+                since = time.strftime("%H:%M:%S", time.localtime(owner.get("since", 0)))
+                return (f"being trained by another invocation (pid {owner.get('pid')} on {owner.get('host')}, since "
+                        f"{since}); it will be in the results folder when that one records it")
+            with os.fdopen(fd, "w") as file:
+                json.dump({**self.me, "since": time.time()}, file)
+            self.held.add(fingerprint)
+            return None
+        return "its claim could not be taken (another invocation keeps taking it)"
+
+    @staticmethod
+    def _owner(path: Path) -> dict | None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # half written by a process that died: nobody holds it
+
+    def release(self, fingerprint: str) -> None:
+        if fingerprint in self.held:
+            (self.folder / fingerprint).unlink(missing_ok=True)
+            self.held.discard(fingerprint)
+
+    def release_all(self) -> None:
+        for fingerprint in list(self.held):
+            self.release(fingerprint)
+        try:
+            self.folder.rmdir()  # only when empty: another invocation's claims stay
+        except OSError:
+            pass
