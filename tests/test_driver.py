@@ -529,6 +529,7 @@ def test_the_baseline_is_logged_once_per_data_not_once_per_invocation(workspace,
     assert kinds == {"invocation": 2, "run": 2, "baseline": 1}
 
 
+@pytest.mark.slow
 def test_a_run_another_live_invocation_trains_is_skipped_and_said_not_trained_twice(workspace, mnist_dir, noop,
                                                                                   capsys):
     write_spec(workspace)

@@ -3,6 +3,7 @@ same rows; a worker killed mid-run fails that run only; an interrupted driver ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -114,32 +115,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A Dask scheduler and two workers on loopback, one offering a GPU resource; all stopped afterwards."""
+@contextlib.contextmanager
+def dask_cluster(tmp_path: Path, workers: dict[str, dict[str, str]]):
+    """A Dask scheduler and workers on loopback, started as the README starts them (`dask worker ADDRESS
+    --nthreads 1`, so under Dask's nanny), one per entry of `workers`: name -> extra environment (and the
+    GPU resource for a name starting with gpu); all stopped afterwards. Yields the scheduler's address."""
     dask = str(Path(sys.executable).parent / "dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     logs = tmp_path / "dask-logs"
-    logs.mkdir()
+    logs.mkdir(exist_ok=True)
     common = ["--no-dashboard"]
     processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), *common],
                                   env=env, stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT)]
     try:
         worker = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", *common]
-        processes.append(subprocess.Popen([*worker, "--name", "cpu-worker"], env=env,
-                                          stdout=open(logs / "cpu.log", "w"), stderr=subprocess.STDOUT))
-        processes.append(subprocess.Popen([*worker, "--name", "gpu-worker", "--resources", "GPU=1"],
-                                          env={**env, "LENET_BENCH_NOOP_GPU": "1"},
-                                          stdout=open(logs / "gpu.log", "w"), stderr=subprocess.STDOUT))
+        for name, extra_env in workers.items():
+            resources = ["--resources", "GPU=1"] if name.startswith("gpu") else []
+            processes.append(subprocess.Popen([*worker, "--name", name, *resources], env={**env, **extra_env},
+                                              stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT))
         from distributed import Client
 
         deadline = time.monotonic() + 60
         while True:
             try:
                 with Client(address, timeout=5) as client:
-                    client.wait_for_workers(2, timeout=60)
+                    client.wait_for_workers(len(workers), timeout=60)
                 break
             except (OSError, TimeoutError):
                 if time.monotonic() > deadline:
@@ -155,6 +157,13 @@ def cluster(tmp_path):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Two workers, one offering a GPU resource (it plays a GPU for the no-op backend)."""
+    with dask_cluster(tmp_path, {"cpu-worker": {}, "gpu-worker": {"LENET_BENCH_NOOP_GPU": "1"}}) as address:
+        yield address
 
 
 @pytest.mark.slow
@@ -225,3 +234,21 @@ def test_a_daemonic_process_such_as_a_dask_worker_under_its_nanny_can_start_an_e
     answer = results.get(timeout=120)
     daemon.join(timeout=30)
     assert isinstance(answer, int) and answer not in (os.getpid(), daemon.pid), answer
+
+
+@pytest.mark.slow
+def test_one_nanny_worker_runs_keras_and_keras_jax_one_after_the_other(workspace, mnist_dir, tmp_path):
+    """The README's worker (`dask worker ADDRESS --nthreads 1`, under its nanny, so daemonic) runs Keras on
+    TensorFlow and Keras on JAX in one invocation: the engine its process cannot host runs in a helper."""
+    from lenet_bench import backends
+
+    missing = [reason for name in ("keras", "keras-jax") if (reason := backends.installed_reason(name))]
+    if missing:  # never imported here: this process must not fix Keras' engine for the others
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("; ".join(missing))
+    (workspace / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC).replace("[noop]", "[keras, keras-jax]")
+                                                  .replace("epochs: 2, seeds: [0, 1, 2]", "epochs: 1, seeds: [0]")
+                                                  .replace("name: sgd}", "name: sgd}, max_steps_per_epoch: 3"))
+    with dask_cluster(tmp_path, {"cpu-worker": {}}) as address:
+        assert run(workspace, mnist_dir, "dask", "--cluster", address, "--device", "cpu") == 0
+    table = pd.read_csv(workspace / "dask" / "runs.csv").set_index("run")
+    assert set(table["status"]) == {"completed"} and set(table["backend"]) == {"keras", "keras-jax"}, table["reason"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from conftest import SPEC_FOLDERS, require_backend
 
 from lenet_bench.engine import execute
@@ -19,6 +20,7 @@ def _alive(kind: type, test=lambda obj: True) -> int:
     return sum(1 for obj in gc.get_objects() if issubclass(type(obj), kind) and test(obj))  # type(): no proxy lookups
 
 
+@pytest.mark.slow
 def test_a_finished_keras_run_leaves_no_model_and_no_training_set(mnist_dir):
     require_backend("keras")
     import keras

@@ -302,6 +302,7 @@ def test_drawing_a_digit_shows_the_guess_and_every_layer(page, server, tmp_path)
     assert not any(p["rendered"] or p["white"] for p in rendered_panels(page))
 
 
+@pytest.mark.slow
 def test_a_client_that_disconnects_mid_upload_is_one_line_and_the_server_stays_up(server, trained_store):
     import socket
 
