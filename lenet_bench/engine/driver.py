@@ -147,11 +147,11 @@ class Driver:
                     outcomes.append(self._report(recorder.reused(job, recorded[print_])))
                     continue
             claimed = self.claims.claim(print_) if self.claims else None
-            if claimed:  # another live invocation trains it into this results folder
+            if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
                 skipped.append(recorder.skipped(job, claimed))
                 continue
-            elif saved:
-                saved.remove()  # --force trains again from scratch
+            if self.options.force and saved:
+                saved.remove()  # --force trains again from scratch (and checkpoints it anew)
             to_run.append(self._pending(job, print_, estimate.training_flops(job, dataset_size), saved))
         announce_skips(skipped)
         outcomes += skipped

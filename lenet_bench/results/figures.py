@@ -217,12 +217,19 @@ def effects_forest(table: pd.DataFrame) -> Figure:
     for ax, metric in zip(axes, panels, strict=True):
         rows = table[table["metric"] == metric].reset_index(drop=True)
         positions = np.arange(len(rows))[::-1]
+        # Two seeds give t(0.975, 1) = 12.7 and intervals of thousands of percent: cut them at a width the
+        # point estimates can be read beside, and mark the cut end with an arrow.
+        reach = 2.5 * float(np.nanmax(np.abs(rows["effect"]))) if rows["effect"].notna().any() else 1.0
+        reach = max(reach, float(np.nanmedian(np.abs(rows[["ci_low", "ci_high"]].to_numpy()))) if len(rows) else 1.0)
         colours = {key: f"C{i % 10}" for i, key in enumerate(dict.fromkeys(rows["group"] + "/" + rows["factor"]))}
         for y, (_, row) in zip(positions, rows.iterrows(), strict=True):
             colour = colours[row["group"] + "/" + row["factor"]]
             low, high = row["ci_low"], row["ci_high"]
             if np.isfinite(low) and np.isfinite(high):
-                ax.plot([low, high], [y, y], color=colour, linewidth=1.5)
+                ax.plot([max(low, -reach), min(high, reach)], [y, y], color=colour, linewidth=1.5)
+                for end, arrow in ((low, "<"), (high, ">")):
+                    if abs(end) > reach:
+                        ax.plot(np.sign(end) * reach, y, arrow, color=colour, markersize=5)
             ax.plot(row["effect"], y, "o", color=colour, markersize=5,
                     markerfacecolor=colour if row["distinguishable"] else "white")
         labels = [f"{r.group}: {r.factor} {r.level} vs {r.reference}"
