@@ -1,9 +1,9 @@
 """Comparisons of results rows: mean ± 95% CI over seeds per group, as a table, Markdown and figures.
 
 Rows are grouped by setup (the variant, with any command-line overrides), backend, device
-and the conditions their timings were taken under (hardware class, and whether other work
-ran on the run's cores), so a mean never mixes a run on other hardware, or under load,
-with this machine's quiet numbers.
+and the conditions their timings were taken under (hardware class and cores, whether other work
+ran on the run's cores, and the executor), so a mean never mixes a run on other hardware, under
+load, or beside other workers with this machine's quiet inline numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ GROUPING_COLUMNS = ("setup", "spec", "overrides", "backend", "device", "seed", "
 
 
 def with_groups(df: pd.DataFrame) -> pd.DataFrame:
-    """The table with its derived grouping columns: setup (spec@overrides) and conditions (hardware, load)."""
+    """The table with its derived grouping columns: setup (spec@overrides) and conditions (hardware and cores,
+    load, executor): the one definition that compare, effects and time to train group timings by."""
     df = df.copy()
     if df.empty:
         return df.assign(setup=pd.Series(dtype=str), conditions=pd.Series(dtype=str))
@@ -38,8 +39,10 @@ def with_groups(df: pd.DataFrame) -> pd.DataFrame:
     df["setup"] = df["spec"].astype(str) + overrides.map(lambda o: f"@{o}" if o else "")
     hardware = df["hardware"].fillna("").astype(str) if "hardware" in df else pd.Series("", index=df.index)
     loaded = (df["timing"] == "loaded") if "timing" in df else pd.Series(False, index=df.index)
+    executor = df["executor"].fillna("").astype(str) if "executor" in df else pd.Series("", index=df.index)
     df["conditions"] = (hardware.where(hardware != "", "unrecorded")
-                        + loaded.map(lambda busy: ", loaded" if busy else ""))
+                        + loaded.map(lambda busy: ", loaded" if busy else "")
+                        + executor.map(lambda name: f", {name}" if name else ""))
     return df
 
 
@@ -99,7 +102,7 @@ def compare_markdown(table: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING,
     return ("# lenet_bench comparison\n\nMean ± half-width of the 95% Student-t confidence interval over the n runs "
             "(seeds) of each group; the mean alone when n = 1. Best mean test accuracy first. `setup`: the spec, "
             "with `@overrides` when the command line changed it; `conditions`: the hardware the timings were taken "
-            "on, and `loaded` when other work ran on the run's cores (timings of different conditions are never "
+            "on, `loaded` when other work ran on the run's cores, and the executor (timings of different conditions are never "
             "averaged together).\n\n" + text + "\n")
 
 

@@ -126,7 +126,6 @@ def _usable(frame: pd.DataFrame) -> pd.DataFrame:
     base = _text(runs, "base_spec")
     runs["base_spec"] = base.where(base != "", runs["spec"].astype(str))
     runs["group"] = runs["base_spec"] + _text(runs, "overrides").map(lambda o: f"@{o}" if o else "")
-    runs["conditions"] = runs["conditions"].astype(str) + _text(runs, "executor").map(lambda e: f", {e}" if e else "")
     for name in RUN_FACTORS:
         runs[f"factor:{name}"] = runs[name].astype(str)
     for metric in METRICS:
@@ -392,14 +391,22 @@ def format_effect(row: pd.Series) -> str:
     return text
 
 
-def verdict(row: pd.Series) -> str:
+def _resolution(row: pd.Series) -> str:
+    """one seed | distinguishable | identical | unresolved: what `verdict` and `short_verdict` put in words."""
     if row["n"] < 2:
-        return "one seed: no interval"
+        return "one seed"
     if row["distinguishable"]:
-        return "distinguishable from zero"
+        return "distinguishable"
     if row["effect"] == 0 and row["ci_low"] == row["ci_high"]:
-        return "identical in every pair"
-    needed = row["seeds_needed"]
+        return "identical"
+    return "unresolved"
+
+
+def verdict(row: pd.Series) -> str:
+    state, needed = _resolution(row), row["seeds_needed"]
+    if state != "unresolved":
+        return {"one seed": "one seed: no interval", "distinguishable": "distinguishable from zero",
+                "identical": "identical in every pair"}[state]
     if not math.isfinite(needed):
         return f"not distinguishable at {row['n']} seeds; an effect this small needs over {SEEDS_NEEDED_CAP} seeds"
     return f"not distinguishable at {row['n']} seeds; about {int(needed)} seeds would tell"
@@ -407,13 +414,9 @@ def verdict(row: pd.Series) -> str:
 
 def short_verdict(row: pd.Series) -> str:
     """The verdict in a table cell: 'yes', 'no: ~26 seeds', 'identical', 'one seed'."""
-    if row["n"] < 2:
-        return "one seed"
-    if row["distinguishable"]:
-        return "yes"
-    if row["effect"] == 0 and row["ci_low"] == row["ci_high"]:
-        return "identical"
-    needed = row["seeds_needed"]
+    state, needed = _resolution(row), row["seeds_needed"]
+    if state != "unresolved":
+        return {"one seed": "one seed", "distinguishable": "yes", "identical": "identical"}[state]
     return f"no: ~{int(needed)} seeds" if math.isfinite(needed) else f"no: >{SEEDS_NEEDED_CAP} seeds"
 
 
