@@ -81,3 +81,12 @@ def stops_as_interrupts() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def specs_or_default(paths: list[str | Path] | None) -> list[str | Path] | None:
+    """The spec paths a command was given, else the default suite where there is one, else None."""
+    from lenet_bench.spec import DEFAULT_SUITE
+
+    if paths:
+        return paths
+    return [DEFAULT_SUITE] if DEFAULT_SUITE.is_dir() else None

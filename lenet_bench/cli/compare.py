@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error, specs_or_default
 from lenet_bench.console import console, output
 
 
@@ -126,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ResultsError as err:
         error(str(err))
         return EXIT_INVALID
-    spec_paths = args.specs or (["specs"] if Path("specs").is_dir() else None)
+    spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
     written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path, variants)]
     histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])

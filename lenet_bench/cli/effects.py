@@ -12,10 +12,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, error, specs_or_default
 from lenet_bench.console import console, output
-
-DEFAULT_SPECS = "specs"
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -52,7 +50,7 @@ def cmd_effects(args: argparse.Namespace) -> int:
     if not any(r.status.value == "completed" for r in rows):
         error(f"{folder.runs_csv} has no completed runs: nothing to compare")
         return EXIT_INVALID
-    spec_paths = args.specs or ([DEFAULT_SPECS] if Path(DEFAULT_SPECS).is_dir() else None)
+    spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
     table, notes = effects.effects_table(rows_to_frame(rows), variants)
     if args.readme_section:

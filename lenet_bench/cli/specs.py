@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, add_selection, error
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_selection, error
 from lenet_bench.console import console, duration, output
 from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import Spec, load_variants
@@ -44,13 +44,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         error(str(err))
         return EXIT_INVALID
     from lenet_bench.engine import estimate, hardware
-    from lenet_bench.engine.driver import REFERENCE_RESULTS, skip_reason_here
-    from lenet_bench.results.table import ResultsError, ResultsFolder
+    from lenet_bench.engine.driver import skip_reason_here
 
-    try:
-        book = estimate.SpeedBook([*ResultsFolder(Path("results")).read(), *ResultsFolder(REFERENCE_RESULTS).read()])
-    except ResultsError:
-        book = estimate.SpeedBook([])
+    book = estimate.measured_speeds(DEFAULT_RESULTS)
     cores = len(hardware.allowed_cores())
     table = Table(title=f"{len(jobs)} run(s)", caption="train TFLOP: images x epochs x training FLOPs per image; "
                   f"est. time: inline on this machine ({cores} core(s)), from speeds measured in results/ and "

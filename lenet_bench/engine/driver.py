@@ -29,17 +29,15 @@ from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
 from lenet_bench.engine.recorder import Outcome, Recorder
 from lenet_bench.results.row import Status
-from lenet_bench.results.table import ResultsError, ResultsFolder
+from lenet_bench.results.table import ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
-from lenet_bench.spec import Variant
+from lenet_bench.spec import DEFAULT_SUITE, Variant
 from lenet_bench.training import checkpoint
 from lenet_bench.training.checkpoint import Checkpoint
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
-REFERENCE_RESULTS = Path("results/reference")
-DEFAULT_SPECS = Path("specs")  # the default suite, as `effects` and `report` read it
-STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for  # the project's measured speeds, for the estimate of a new machine
+STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for
 
 
 @dataclass
@@ -126,8 +124,8 @@ class Driver:
         skipped: list[Outcome] = []
         for job in jobs:
             reason = self._skip_reason(job)
-            cache = data_cache(job.data_dir)
             if reason is None:
+                cache = data_cache(job.data_dir)
                 try:
                     data_key = cache.key(job.spec.data)
                     dataset_size = len(cache.raw(job.spec.data.dataset).y_train)
@@ -182,13 +180,7 @@ class Driver:
         """Say how long the runs left will take, from speeds measured before; the seconds (NaN: unknown)."""
         if not to_run:
             return math.nan
-        measured = results.read()
-        if REFERENCE_RESULTS.resolve() != results.path.resolve() and (REFERENCE_RESULTS / "runs.csv").is_file():
-            try:
-                measured += ResultsFolder(REFERENCE_RESULTS).read()
-            except ResultsError:
-                pass  # only an estimate: a broken reference table costs the estimate, not the invocation
-        book = estimate.SpeedBook(measured)
+        book = estimate.measured_speeds(results.path)
         guesses = [book.estimate(item.job, executor.cores_per_run, item.work) for item in to_run]
         seconds = estimate.invocation_seconds(guesses, executor.capacity)
         unknown = sum(not math.isfinite(g.seconds) for g in guesses)
@@ -279,10 +271,10 @@ def _default_suite(variants: list[Variant]) -> list[Variant]:
     their matrices name the factors of effects.md (an invocation of one file must not lose them)."""
     from lenet_bench.spec import SpecError, load_variants
 
-    if not DEFAULT_SPECS.is_dir():
+    if not DEFAULT_SUITE.is_dir():
         return []
     try:
-        found = load_variants([DEFAULT_SPECS])
+        found = load_variants([DEFAULT_SUITE])
     except SpecError:
         return []  # only a help for the report: a broken default suite is for `validate` to say
     loaded = {v.name for v in variants}

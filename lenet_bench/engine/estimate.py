@@ -14,14 +14,17 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lenet_bench.data.registry import DATASETS
 from lenet_bench.engine.plan import Job
 from lenet_bench.results.row import ResultRow, Status
+from lenet_bench.results.table import ResultsError, ResultsFolder
 
 # Around training, per run, when nothing measured says otherwise: data, baseline (cached), evaluation,
 # inference timing and MLflow logging took 2-6 s per run in the reference suite.
 DEFAULT_OVERHEAD_S = 4.0
+REFERENCE_RESULTS = Path("results/reference")  # the project's measured speeds, for the estimate on a new machine
 
 
 def training_images(job: Job, dataset_size: int | None = None) -> int:
@@ -74,6 +77,18 @@ class SpeedBook:
                     return Estimate(work / (gflops * 1e9) + self.overhead_s,
                                     f"{key[0]} measured ({len(speeds)} run(s), {gflops:.1f} GFLOP/s)")
         return Estimate(math.nan, f"no {job.backend}/{job.device} run measured yet")
+
+
+def measured_speeds(results: Path) -> SpeedBook:
+    """The speeds measured in `results` and in the project's reference results. A folder that cannot be read
+    is left out: an estimate is no reason to fail, nor to lose the other folder's speeds."""
+    rows: list[ResultRow] = []
+    for folder in dict.fromkeys(path.resolve() for path in (Path(results), REFERENCE_RESULTS)):
+        try:
+            rows += ResultsFolder(folder).read()
+        except ResultsError:
+            pass
+    return SpeedBook(rows)
 
 
 def invocation_seconds(estimates: list[Estimate], capacity: int) -> float:

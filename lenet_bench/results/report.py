@@ -34,18 +34,15 @@ def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | N
     to_target = time_to_train.time_to_train_table(current, variants)
     (folder / time_to_train.TIME_TO_TRAIN_MD).write_text(time_to_train.time_to_train_markdown(to_target))
     written = [COMPARE_MD, reproduction.REPRODUCTION_MD, EFFECTS_MD, time_to_train.TIME_TO_TRAIN_MD]
-    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_figure(table),
+    from lenet_bench.results.figures import effects_forest  # matplotlib: only when figures are drawn
+
+    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_forest(table),
                time_to_train.TIME_TO_TRAIN_PNG: time_to_train.time_to_train_figure(to_target)}
     for name, figure in figures.items():
         figure.savefig(folder / name)
         written.append(name)
     return written
 
-
-def effects_figure(table):
-    from lenet_bench.results import figures
-
-    return figures.effects_forest(table)
 
 
 def write_learning_curves(rows: list[ResultRow], histories: dict[str, list[EpochRecord]], folder: Path) -> list[str]:

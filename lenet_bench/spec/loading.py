@@ -31,6 +31,7 @@ from lenet_bench.data import registry
 from lenet_bench.spec import arch, bounded_yaml
 from lenet_bench.spec.schema import SPEC_SUFFIXES, Spec
 
+DEFAULT_SUITE = Path("specs")  # the specs `effects`, `report` and run's reports read when none are named
 MAX_VARIANTS = 10_000  # per invocation, every matrix cell counted before any is built
 MAX_LAYERS = 100
 MAX_PARAMS = 50_000_000  # LeNet-5 has 61,706; the 20/50/500 LeNet 1,256,080
