@@ -118,9 +118,13 @@ def save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
     np.savez(path, *[np.asarray(a) for a in arrays])
 
 
-def load_arrays(path: Path) -> list[np.ndarray]:
+def load_arrays(path: Path, expected: int) -> list[np.ndarray]:
+    """The arrays save_arrays wrote; a ValueError when they are not the `expected` number of variables."""
     with np.load(path, allow_pickle=False) as stored:
-        return [stored[f"arr_{i}"] for i in range(len(stored.files))]  # np.savez's names for positional arrays
+        values = [stored[f"arr_{i}"] for i in range(len(stored.files))]  # np.savez's names for positional arrays
+    if len(values) != expected:
+        raise ValueError(f"{len(values)} saved variables for {expected}")
+    return values
 
 
 def _loop_json(state: LoopState) -> dict:

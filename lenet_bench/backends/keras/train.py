@@ -101,9 +101,7 @@ def training_state(model: keras.Model, optimizer: keras.optimizers.Optimizer) ->
         save_arrays(folder / "keras.npz", [v.numpy() for v in variables])
 
     def restore(folder: Path) -> None:
-        values = load_arrays(folder / "keras.npz")
-        if len(values) != len(variables):
-            raise ValueError(f"{len(values)} saved variables for {len(variables)}")
+        values = load_arrays(folder / "keras.npz", len(variables))
         for variable, value in zip(variables, values):
             variable.assign(value)
 

@@ -136,9 +136,8 @@ class Trainer:
             save_arrays(folder / "keras_jax.npz", [np.asarray(v) for v in jax.tree.leaves(self.state)])
 
         def restore(folder: Path) -> None:
-            values, structure = load_arrays(folder / "keras_jax.npz"), jax.tree.structure(self.state)
-            if len(values) != structure.num_leaves:
-                raise ValueError(f"{len(values)} saved variables for {structure.num_leaves}")
+            structure = jax.tree.structure(self.state)
+            values = load_arrays(folder / "keras_jax.npz", structure.num_leaves)
             self.state = jax.device_put(jax.tree.unflatten(structure, values), self.device)
 
         return BackendState(save, restore)
