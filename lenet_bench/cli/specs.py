@@ -55,7 +55,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                    "optimizer", "expect", "here"):
         numeric = column in ("params", "MFLOPs/img", "train TFLOP", "est. time", "epochs", "batch")
         table.add_column(column, justify="right" if numeric else "left")
-    guesses, reasons = [], []
+    guesses, worker_guesses, reasons = [], [], []
     for job in jobs:
         spec = job.spec
         summary = spec.summary()
@@ -63,6 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         reason = skip_reason_here(job, cluster=False, inline=False)
         guess = book.estimate(job, cores) if reason is None else estimate.Estimate(math.nan, "skipped")
         guesses.append(guess)
+        # --workers 2 gives each run its own share of the cores: its speed is the one measured on that share.
+        worker_guesses.append(book.estimate(job, max(cores // 2, 1)) if reason is None else guess)
         reasons.append(reason)
         table.add_row(job.name, f"{summary.params:,}", f"{summary.flops / 1e6:.3f}",
                       f"{estimate.training_flops(job) / 1e12:.2f}", duration(guess.seconds) if reason is None else "",
@@ -74,14 +76,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     total = sum(estimate.training_flops(job) for job in jobs) / 1e12
     console.print(f"{len(jobs)} run(s), {sum(map(bool, reasons))} of them skipped here; {total:,.1f} TFLOP of training",
                   markup=False)
-    by_backend: dict[str, list[estimate.Estimate]] = {}
-    for guess, job, reason in zip(guesses, jobs, reasons, strict=True):
+    by_backend: dict[str, tuple[list[estimate.Estimate], list[estimate.Estimate]]] = {}
+    for guess, worker_guess, job, reason in zip(guesses, worker_guesses, jobs, reasons, strict=True):
         if reason is None:
-            by_backend.setdefault(job.backend, []).append(guess)
-    for backend, found in by_backend.items():
+            inline, workers = by_backend.setdefault(job.backend, ([], []))
+            inline.append(guess)
+            workers.append(worker_guess)
+    for backend, (found, on_workers) in by_backend.items():
         unknown = sum(not math.isfinite(g.seconds) for g in found)
         console.print(f"  {backend}: {len(found)} run(s), about {duration(estimate.invocation_seconds(found, 1))} "
-                      f"inline, {duration(estimate.invocation_seconds(found, 2))} with --workers 2"
+                      f"inline, {duration(estimate.invocation_seconds(on_workers, 2))} with --workers 2"
                       + (f" ({unknown} never measured, not counted)" if unknown else ""), markup=False)
     if args.layers:
         for variant in {job.variant.name: job.variant for job in jobs}.values():

@@ -4,8 +4,11 @@ A run's work is images x epochs x training FLOPs per image (the layer descriptio
 speed is the median achieved training GFLOP/s of completed, quietly timed runs in the results
 folders at hand (the user's, then the project's reference results; runs timed under load only
 where no quiet run was), taken from the closest match:
-the same variant, backend, device and cores; then backend, device and cores; then backend and
-device. Each run adds the time measured around its training (data, baseline, evaluation, logging).
+the same variant, backend, device and cores; then the same variant on other cores, scaled by how
+this backend's speed changes between those core counts (the median ratio over the variants measured
+on both: a 20/50 LeNet on one core of a worker runs 0.7x its two-core speed, far from the backend's
+median over small and large models); then backend, device and cores; then backend and device.
+Each run adds the time measured around its training (data, baseline, evaluation, logging).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class SpeedBook:
     """Measured training speeds, looked up for a job (see the module's docstring)."""
 
     def __init__(self, rows: Iterable[ResultRow]):
+        # (quiet, key) -> GFLOP/s, the key one of: ("variant", variant, backend, device, cores),
+        # ("backend", backend, device, cores), ("device", backend, device)
         self._speeds: dict[tuple, list[float]] = {}
         overheads = []
         for row in rows:
@@ -69,14 +74,51 @@ class SpeedBook:
 
     def estimate(self, job: Job, cores: int, work: float | None = None) -> Estimate:
         work = training_flops(job) if work is None else work
-        for key in self._keys(job.variant.name, job.backend, job.device, cores):
-            for quiet in (True, False):  # speeds taken under load only where nothing quiet was measured
-                speeds = self._speeds.get((quiet, *key))
-                if speeds:
-                    gflops = statistics.median(speeds)
-                    return Estimate(work / (gflops * 1e9) + self.overhead_s,
-                                    f"{key[0]} measured ({len(speeds)} run(s), {gflops:.1f} GFLOP/s)")
+        exact, by_backend, by_device = self._keys(job.variant.name, job.backend, job.device, cores)
+        for quiet in (True, False):  # speeds taken under load only where nothing quiet was measured
+            found = self._measured(quiet, exact) or self._on_other_cores(quiet, exact)
+            if found:
+                return Estimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
+        for key in (by_backend, by_device):
+            for quiet in (True, False):
+                found = self._measured(quiet, key)
+                if found:
+                    return Estimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
         return Estimate(math.nan, f"no {job.backend}/{job.device} run measured yet")
+
+    def _measured(self, quiet: bool, key: tuple) -> tuple[float, str] | None:
+        speeds = self._speeds.get((quiet, *key))
+        if not speeds:
+            return None
+        gflops = statistics.median(speeds)
+        return gflops, f"{key[0]} measured ({len(speeds)} run(s), {gflops:.1f} GFLOP/s)"
+
+    def _variant_speeds(self, quiet: bool, backend: str, device: str, cores: int) -> dict[str, float]:
+        """Median GFLOP/s of every variant measured with `backend` on `device` and `cores`."""
+        return {key[2]: statistics.median(speeds) for key, speeds in self._speeds.items()
+                if key[0] == quiet and key[1] == "variant" and key[3:] == (backend, device, cores)}
+
+    def _on_other_cores(self, quiet: bool, exact: tuple) -> tuple[float, str] | None:
+        """The variant's speed on the nearest other core count, scaled to `cores` by how the backend's speed
+        changes between the two: the median ratio over variants measured on both, else the ratio of the
+        backend's medians; None when the variant or the backend was never measured on both counts."""
+        _, variant, backend, device, cores = exact
+        others = sorted({key[5] for key in self._speeds if key[0] == quiet and key[1:5] == exact[:4]} - {cores},
+                        key=lambda count: abs(count - cores))
+        for other in others:
+            speed = statistics.median(self._speeds[(quiet, "variant", variant, backend, device, other)])
+            wanted = self._variant_speeds(quiet, backend, device, cores)
+            ratios = [wanted[name] / measured for name, measured in
+                      self._variant_speeds(quiet, backend, device, other).items() if name in wanted]
+            if ratios:
+                scale, basis = statistics.median(ratios), f"the median ratio of {len(ratios)} variant(s) on both"
+            else:
+                here, there = (self._speeds.get((quiet, "backend", backend, device, count)) for count in (cores, other))
+                if not here or not there:
+                    continue
+                scale, basis = statistics.median(here) / statistics.median(there), "the ratio of the backend's medians"
+            return speed * scale, f"variant measured on {other} core(s), x{scale:.2f} for {cores} ({basis})"
+        return None
 
 
 def measured_speeds(results: Path) -> SpeedBook:
