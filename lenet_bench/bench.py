@@ -33,6 +33,7 @@ import numpy as np
 
 from lenet_bench import backends
 from lenet_bench.data import DataError, PreparedData
+from lenet_bench.device import Device
 from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, data_cache
 from lenet_bench.engine.plan import Job
@@ -64,7 +65,7 @@ def _median(samples: list[float]) -> float:
 class BenchRow:
     variant: str
     backend: str
-    device: str
+    device: Device
     batch_size: int
     train_flops: int  # analytic, per training image
     steps: int | None = None  # optimizer steps per timed epoch; None: the whole training split
@@ -87,7 +88,7 @@ class BenchRow:
         harness, reference = _median(self.harness), _median(self.reference)
         ceiling = ceiling or math.nan
         return {
-            "variant": self.variant, "backend": self.backend, "device": self.device, "batch_size": self.batch_size,
+            "variant": self.variant, "backend": self.backend, "device": str(self.device), "batch_size": self.batch_size,
             "steps": self.steps or "all", "repeats": self.repeats, "train_images": self.train_images,
             "status": self.status, "reason": self.reason,
             "harness_images_per_sec": harness,
@@ -178,7 +179,7 @@ def _measure_round(backend: backends.Backend, job: Job, spec: Spec, data: Prepar
         row.round_ratios.append(_median(rates) / _median(measured.rates))
 
 
-def measure_ceiling(device: str) -> tuple[float, str] | None:
+def measure_ceiling(device: Device) -> tuple[float, str] | None:
     """(FLOP/s, backend) of a large float32 product on `device`, with the first registered backend that can."""
     for name in backends.names():
         if backends.host_conflict(name) or backends.unavailable_reason(name, device):

@@ -23,6 +23,7 @@ from typing import cast
 
 from lenet_bench.backend_registry import BackendEntry, Engine, entry, names, register, unregister
 from lenet_bench.backends.protocol import Backend
+from lenet_bench.device import Device
 
 __all__ = ["Backend", "BackendEntry", "BackendUnavailable", "Engine", "activate", "entry", "framework_versions",
            "get", "host_conflict", "installed_reason", "names", "quiet_stderr", "register", "unavailable_reason",
@@ -85,7 +86,7 @@ def activate(name: str) -> Backend:
 get = activate  # the backend, set up on first use
 
 
-def unavailable_reason(name: str, device: str) -> str | None:
+def unavailable_reason(name: str, device: Device) -> str | None:
     """None when `name` can run on `device` here, else why not (recorded as the skip reason)."""
     try:
         backend = activate(name)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from lenet_bench.device import Device
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -36,7 +38,7 @@ class Backend(Protocol):
     def configure(self, cores: int) -> None:
         """Size the framework's thread pools to `cores` (before its first op where it matters)."""
 
-    def unavailable_reason(self, device: str) -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         """None when `device` can be used from this process, else why not."""
 
     def framework_version(self) -> str: ...
@@ -44,13 +46,13 @@ class Backend(Protocol):
     def release(self) -> None:
         """Free what finished runs left in the framework (models, compiled functions, cached memory)."""
 
-    def device_info(self, device: str) -> dict[str, str]:
+    def device_info(self, device: Device) -> dict[str, str]:
         """What the run's accelerator is (name, driver, CUDA version); empty for the CPU."""
 
     def mlflow_save_options(self) -> dict[str, Any]:
         """Keyword arguments for mlflow.<MLFLOW_FLAVOR>.save_model (pip requirements at least)."""
 
-    def build(self, spec: Spec, seed: int, device: str) -> Any:
+    def build(self, spec: Spec, seed: int, device: Device) -> Any:
         """The spec's model, with canonical initial weights for `seed` unless init is 'framework'."""
 
     def count_params(self, model: Any) -> int: ...
@@ -60,22 +62,22 @@ class Backend(Protocol):
 
     def set_weights(self, model: Any, weights: list[np.ndarray]) -> None: ...
 
-    def predict_logits(self, model: Any, x: np.ndarray, device: str) -> np.ndarray:
+    def predict_logits(self, model: Any, x: np.ndarray, device: Device) -> np.ndarray:
         """x: float32 NCHW; returns (N, classes) logits."""
 
     def layer_outputs(self, model: Any, x: np.ndarray) -> list[np.ndarray]:
         """On the CPU, the output of every layer of the description (spec.arch), in order, NCHW or (N, units)."""
 
-    def train(self, model: Any, spec: Spec, data: PreparedData, seed: int, device: str,
+    def train(self, model: Any, spec: Spec, data: PreparedData, seed: int, device: Device,
               progress: Progress, max_steps_per_epoch: int | None = None,
               checkpoint: Checkpoint | None = None) -> RunResult:
         """With a `checkpoint`: save every complete epoch there, and go on from the one it holds.
         (Optional for backends registered from outside: one whose `train` has no `checkpoint` starts afresh.)"""
 
-    def reference_loop(self, spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+    def reference_loop(self, spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
         """The bench's plain loop: the framework's usual way to train, one warm-up epoch then `repeats` timed ones."""
 
-    def matmul_flops(self, device: str, size: int, repeats: int) -> float:
+    def matmul_flops(self, device: Device, size: int, repeats: int) -> float:
         """FLOP/s of a float32 size x size matrix product: about the most the device delivers."""
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selection, error, positive_int
 from lenet_bench.console import console, output
+from lenet_bench.device import Device
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -72,7 +73,7 @@ def print_table(records: list[dict[str, object]], full: bool, steps: int, repeat
     output.print(table)
 
 
-def print_ceilings(ceilings: dict[str, tuple[float, str]], records: list[dict[str, object]]) -> None:
+def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict[str, object]]) -> None:
     from lenet_bench.bench import CEILING_REPEATS, CEILING_SIZE
 
     for device, (flops, backend) in ceilings.items():

@@ -22,6 +22,7 @@ from pathlib import Path
 from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
+from lenet_bench.device import Device
 from lenet_bench.engine import estimate, executors, hardware, phases
 from lenet_bench.engine.claims import Claims
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
@@ -287,7 +288,7 @@ def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
     `inline`: this process runs it, so the backend itself is asked (does its framework see the GPU);
     on a cluster GPU runs go to GPU workers, so this machine's GPU says nothing.
     """
-    if job.device == "gpu" and not cluster and not hardware.nvidia_driver_version():
+    if job.device == Device.GPU and not cluster and not hardware.nvidia_driver_version():
         return "no GPU on this machine (no NVIDIA driver found)"
     reason = backends.installed_reason(job.backend)
     if reason is None and inline and not backends.host_conflict(job.backend):

@@ -28,6 +28,7 @@ from lenet_bench import backends
 from lenet_bench.console import RunProgress
 from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
+from lenet_bench.device import Device
 from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.engine.phases import PhaseTimer
@@ -195,14 +196,14 @@ def _checkpointing(backend: backends.Backend, job: Job) -> dict[str, Checkpoint]
     return {"checkpoint": Checkpoint(Path(job.checkpoint_dir))}
 
 
-def _provenance(backend: backends.Backend, device: str) -> Provenance:
+def _provenance(backend: backends.Backend, device: Device) -> Provenance:
     cores = len(hardware.allowed_cores())
     info = backend.device_info(device)
     gpu_name = info.get("gpu_name", "")
     return Provenance(
         host=hardware.host(), cpu_model=hardware.cpu_model(), cores=cores,
         hardware=hardware.hardware_class(device, cores, gpu_name), gpu_name=gpu_name,
-        gpu_driver=hardware.nvidia_driver_version() if device == "gpu" else "",
+        gpu_driver=hardware.nvidia_driver_version() if device == Device.GPU else "",
         cuda_version=info.get("cuda_version", ""), framework_version=backend.framework_version())
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
+from lenet_bench.device import Device
 from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
 from lenet_bench.engine.plan import Job
@@ -150,11 +151,11 @@ class DaskExecutor:
 
     def submit(self, job: Job) -> Future[JobResult]:
         outer: Future[JobResult] = Future()
-        if job.device == "gpu" and not self.gpu_workers:
+        if job.device == Device.GPU and not self.gpu_workers:
             outer.set_result(JobResult(job.name, Status.SKIPPED, "no Dask worker offers a GPU resource "
                                        "(start one with: dask worker ADDRESS --resources GPU=1)"))
             return outer
-        resources = {"GPU": 1} if job.device == "gpu" else None
+        resources = {"GPU": 1} if job.device == Device.GPU else None
         task = self.client.submit(execute_job, job, None, key=f"lenet_bench-{job.name}-{id(outer)}", pure=False,
                                   resources=resources, retries=0)
 

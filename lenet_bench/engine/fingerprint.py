@@ -69,7 +69,7 @@ def fingerprint(job: Job, data_key: str) -> str:
     spec = {k: v for k, v in job.spec.model_dump(mode="json").items() if k not in _NOT_FINGERPRINTED}
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
-        "spec": spec, "backend": job.backend, "device": job.device, "seed": job.seed,
+        "spec": spec, "backend": job.backend, "device": job.device.value, "seed": job.seed,
         "code": code_version(job.backend), "framework": backends.framework_versions(job.backend), "data": data_key,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from lenet_bench.device import Device
+
 
 def allowed_cores() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
@@ -48,9 +50,9 @@ def nvidia_driver_version() -> str:
         return ""
 
 
-def hardware_class(device: str, cores: int, gpu_name: str = "") -> str:
+def hardware_class(device: Device, cores: int, gpu_name: str = "") -> str:
     """What a timing belongs to: the GPU for GPU runs, else the CPU model and the cores the run was given."""
-    if device == "gpu" and gpu_name:
+    if device == Device.GPU and gpu_name:
         return gpu_name
     return f"{cpu_model()}, {cores} core{'s' if cores != 1 else ''}"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lenet_bench import backends
+from lenet_bench.device import Device, as_device
 from lenet_bench.spec import Spec, Variant, revalidated
 
 EXECUTORS = ("inline", "workers", "dask")
@@ -55,7 +56,7 @@ class RunOptions:
 class Job:
     variant: Variant
     backend: str
-    device: str
+    device: Device  # a plain "cpu"/"gpu" given here becomes the Device it names
     seed: int
     overrides: tuple[tuple[str, int], ...] = ()
     data_dir: str | None = None
@@ -64,6 +65,9 @@ class Job:
     backend_entry: backends.BackendEntry | None = None
     # Where the run saves each epoch and resumes from (set by the driver; not part of what the run is).
     checkpoint_dir: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", as_device(self.device))
 
     @property
     def spec(self) -> Spec:

@@ -56,7 +56,7 @@ def job_row(job: Job) -> ResultRow:
     summary = spec.summary()
     return ResultRow(
         run=job.name, spec=job.variant.name, base_spec=job.variant.base_name, overrides=job.overrides_label,
-        backend=job.backend, device=job.device, seed=job.seed,
+        backend=job.backend, device=job.device.value, seed=job.seed,
         params=summary.params, flops=summary.flops, train_flops=summary.train_flops, epochs=spec.train.epochs,
         # A run that the command line changed is not the spec's run: its expectation does not apply.
         min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
@@ -220,7 +220,7 @@ class Recorder:
 
     def start_run(self, job: Job) -> str:
         """The run in MLflow, RUNNING while it executes."""
-        tags = {KIND_TAG: Kind.RUN.value, DRIVER_TAG: self._driver, "backend": job.backend, "device": job.device,
+        tags = {KIND_TAG: Kind.RUN.value, DRIVER_TAG: self._driver, "backend": job.backend, "device": job.device.value,
                 "seed": str(job.seed), "variant": job.variant.name, "overrides": job.overrides_label,
                 **job.spec.axes(), "spec_file": str(job.variant.file), "executor": self.executor}
         return self.tracker.start_run(job.name, parent_id=self.invocation_id, tags=tags)

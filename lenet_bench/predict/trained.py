@@ -19,6 +19,7 @@ from scipy.special import softmax
 from lenet_bench import backends
 from lenet_bench.backends.protocol import Backend
 from lenet_bench.data import preprocess_images
+from lenet_bench.device import Device
 from lenet_bench.results.tracking import MODEL_PATH, Tracker, resolve_tracking_uri
 from lenet_bench.spec import Spec
 from lenet_bench.spec.arch import ArchSummary
@@ -82,7 +83,7 @@ class TrainedModel:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, classes) class probabilities of prepared inputs."""
-        return softmax(self.backend.predict_logits(self.model, x, "cpu"), axis=-1)
+        return softmax(self.backend.predict_logits(self.model, x, Device.CPU), axis=-1)
 
     def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """One array per layer of the description: NCHW feature maps or (N, units); the last are the logits."""

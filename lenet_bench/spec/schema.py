@@ -12,10 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from lenet_bench import backend_registry
 from lenet_bench.data import registry
+from lenet_bench.device import Device
 from lenet_bench.spec import arch
 
-Device = Literal["cpu", "gpu"]
-DEVICES: tuple[Device, ...] = get_args(Device)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -268,7 +267,7 @@ class Spec(_Strict):
     model: ModelSpec
     train: TrainSpec = TrainSpec()
     backends: list[str] = Field(default_factory=lambda: ["torch"], min_length=1)
-    devices: list[Device] = Field(default_factory=lambda: list[Device](["cpu"]), min_length=1)
+    devices: list[Device] = Field(default_factory=lambda: [Device.CPU], min_length=1)
     expect: Expect = Expect()
     reference: Reference | None = None
 
@@ -276,7 +275,7 @@ class Spec(_Strict):
     @classmethod
     def _distinct(cls, values: list[str]) -> list[str]:
         if len(set(values)) != len(values):
-            raise ValueError(f"entries must be distinct; received {values}")
+            raise ValueError(f"entries must be distinct; received {[str(value) for value in values]}")
         return values
 
     @field_validator("backends")

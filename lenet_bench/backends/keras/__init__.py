@@ -22,6 +22,7 @@ from lenet_bench.backends.keras.model import (
 )
 from lenet_bench.backends.keras.reference import matmul_flops, reference_loop
 from lenet_bench.backends.keras.train import framework_version, train
+from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "keras"
 INTER_OP_THREADS = 1  # every core goes to each op in turn; 2 measured no faster
@@ -58,16 +59,16 @@ def release() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
-def unavailable_reason(device: str) -> str | None:
+def unavailable_reason(device: Device) -> str | None:
     if keras.backend.backend() != "tensorflow":
         return f"Keras runs on {keras.backend.backend()!r} in this process; this backend needs tensorflow"
-    if device == "gpu" and not tf.config.list_physical_devices("GPU"):
+    if device == Device.GPU and not tf.config.list_physical_devices("GPU"):
         return "no GPU visible to TensorFlow (tf.config.list_physical_devices('GPU') is empty)"
     return None
 
 
-def device_info(device: str) -> dict[str, str]:
-    if device != "gpu":
+def device_info(device: Device) -> dict[str, str]:
+    if device != Device.GPU:
         return {}
     details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
     return {"gpu_name": str(details.get("device_name", "")), "cuda_version": tf.sysconfig.get_build_info().get("cuda_version", "")}

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from lenet_bench.backends.keras_common import model as common
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 
 NAME = "keras"
@@ -21,16 +22,16 @@ set_weights = common.set_weights
 layer_outputs = common.layer_outputs
 
 
-def tf_device(device: str) -> str:
-    return "/GPU:0" if device == "gpu" else "/CPU:0"
+def tf_device(device: Device) -> str:
+    return "/GPU:0" if device == Device.GPU else "/CPU:0"
 
 
-def sync(device: str) -> Callable[[], None]:
+def sync(device: Device) -> Callable[[], None]:
     # Eager GPU ops return once queued; CPU ops have finished when they return.
-    return tf.test.experimental.sync_devices if device == "gpu" else (lambda: None)
+    return tf.test.experimental.sync_devices if device == Device.GPU else (lambda: None)
 
 
-def build(spec: Spec, seed: int, device: str) -> keras.Sequential:
+def build(spec: Spec, seed: int, device: Device) -> keras.Sequential:
     with tf.device(tf_device(device)):
         return common.build(spec, seed, NAME)
 
@@ -61,6 +62,6 @@ def logits(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
     return tf.concat([predict(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)], axis=0)
 
 
-def predict_logits(model: keras.Model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+def predict_logits(model: keras.Model, x: np.ndarray, device: Device = Device.CPU) -> np.ndarray:
     with tf.device(tf_device(device)):
         return logits(model, tf.constant(common.to_channels_last(np.asarray(x, np.float32)))).numpy()

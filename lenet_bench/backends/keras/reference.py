@@ -13,6 +13,7 @@ from lenet_bench.backends import quiet_stderr
 from lenet_bench.backends.keras.model import sync, tf_device
 from lenet_bench.backends.keras_common.model import compiled_for_fit, to_channels_last
 from lenet_bench.backends.protocol import ReferenceResult
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.timing import time_calls, timed_epochs
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
 
-def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     keras.utils.set_random_seed(seed)
     x, y = to_channels_last(data.x_train), data.y_train
     with tf.device(tf_device(device)):
@@ -38,7 +39,7 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repea
     return ReferenceResult(rates, float(accuracy))
 
 
-def matmul_flops(device: str, size: int, repeats: int) -> float:
+def matmul_flops(device: Device, size: int, repeats: int) -> float:
     with tf.device(tf_device(device)):
         a, b = (tf.random.normal((size, size)) for _ in range(2))
         seconds = time_calls(lambda: tf.linalg.matmul(a, b), sync(device), warmup=1, repeats=repeats)

@@ -21,6 +21,7 @@ from lenet_bench.backends.keras.sdlm import StepLoop, diagonal_hessian
 from lenet_bench.backends.keras_common.losses import Loss, loss_function
 from lenet_bench.backends.keras_common.model import to_channels_last
 from lenet_bench.backends.keras_common.optimizers import make_optimizer
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
@@ -108,18 +109,18 @@ def training_state(model: keras.Model, optimizer: keras.optimizers.Optimizer) ->
     return BackendState(save, restore)
 
 
-def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
           progress: Progress, max_steps_per_epoch: int | None = None,
           checkpoint: Checkpoint | None = None) -> RunResult:
     with tf.device(tf_device(device)):
         return _train(model, spec, data, seed, device, progress, max_steps_per_epoch, checkpoint)
 
 
-def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
            progress: Progress, max_steps_per_epoch: int | None, checkpoint: Checkpoint | None) -> RunResult:
     clock_sync = sync(device)
     keras.utils.set_random_seed(seed)
-    if device == "gpu":
+    if device == Device.GPU:
         tf.config.experimental.reset_memory_stats("GPU:0")  # this run's peak, not the process's
     clock = timing.Stopwatch(clock_sync)
 
@@ -143,7 +144,7 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
         optimizer.set_curvature(diagonal_hessian(model, tf.gather(x_train, index), spec.train.loss))
 
     def device_memory() -> dict[str, float]:
-        if device != "gpu":
+        if device != Device.GPU:
             return {}
         return {"peak_gpu_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
 

@@ -27,6 +27,7 @@ from lenet_bench.backends.keras_jax.model import (
 )
 from lenet_bench.backends.keras_jax.reference import matmul_flops, reference_loop
 from lenet_bench.backends.keras_jax.train import framework_version, train
+from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "keras"
 
@@ -53,10 +54,10 @@ def release() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
-def unavailable_reason(device: str) -> str | None:
+def unavailable_reason(device: Device) -> str | None:
     if keras.backend.backend() != "jax":
         return f"Keras runs on {keras.backend.backend()!r} in this process; this backend needs jax"
-    if device == "gpu" and not _gpus():
+    if device == Device.GPU and not _gpus():
         return "no GPU visible to JAX (jax.devices('gpu') found none; a GPU needs jax[cuda12], not the CPU build)"
     return None
 
@@ -68,8 +69,8 @@ def _gpus() -> list[jax.Device]:
         return []
 
 
-def device_info(device: str) -> dict[str, str]:
-    if device != "gpu":
+def device_info(device: Device) -> dict[str, str]:
+    if device != Device.GPU:
         return {}
     gpu = _gpus()[0]
     return {"gpu_name": gpu.device_kind, "cuda_version": _cuda_version(gpu.client)}

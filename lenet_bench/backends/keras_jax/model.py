@@ -17,6 +17,7 @@ import numpy as np
 from jax import numpy as jnp
 
 from lenet_bench.backends.keras_common import model as common
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 
 NAME = "keras-jax"
@@ -30,8 +31,8 @@ layer_outputs = common.layer_outputs
 ModelState = tuple[list[jax.Array], list[jax.Array]]  # values of the trainable and non-trainable variables
 
 
-def jax_device(device: str) -> jax.Device:
-    return jax.devices("gpu" if device == "gpu" else "cpu")[0]
+def jax_device(device: Device) -> jax.Device:
+    return jax.devices(Device(device).value)[0]
 
 
 class DeviceSync:
@@ -59,7 +60,7 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build(spec: Spec, seed: int, device: str) -> keras.Sequential:
+def build(spec: Spec, seed: int, device: Device) -> keras.Sequential:
     with jax.default_device(jax_device(device)):
         return common.build(spec, seed, NAME, set_random_seed)
 
@@ -96,6 +97,6 @@ def logits(model: keras.Model, x: jax.Array, state: ModelState | None = None) ->
                             for i in range(0, len(x), EVAL_BATCH)])
 
 
-def predict_logits(model: keras.Model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+def predict_logits(model: keras.Model, x: np.ndarray, device: Device = Device.CPU) -> np.ndarray:
     images = jax.device_put(common.to_channels_last(np.asarray(x, np.float32)), jax_device(device))
     return np.asarray(logits(model, images))

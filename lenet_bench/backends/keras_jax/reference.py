@@ -14,6 +14,7 @@ from jax import numpy as jnp
 from lenet_bench.backends.keras_common.model import compiled_for_fit, to_channels_last
 from lenet_bench.backends.keras_jax.model import DeviceSync, jax_device, set_random_seed
 from lenet_bench.backends.protocol import ReferenceResult
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.timing import time_calls, timed_epochs
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
 
-def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     set_random_seed(seed)  # fit shuffles with NumPy's generator
     x, y = to_channels_last(data.x_train), data.y_train
     sync = DeviceSync()
@@ -37,7 +38,7 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repea
     return ReferenceResult(rates, float(accuracy))
 
 
-def matmul_flops(device: str, size: int, repeats: int) -> float:
+def matmul_flops(device: Device, size: int, repeats: int) -> float:
     sync = DeviceSync()
     matmul = jax.jit(jnp.matmul)
     with jax.default_device(jax_device(device)):

@@ -31,6 +31,7 @@ from lenet_bench.backends.keras_jax.model import (
     logits,
     model_state,
 )
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
@@ -154,7 +155,7 @@ class Trainer:
             variable.assign(value)
 
 
-def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
           progress: Progress, max_steps_per_epoch: int | None = None,
           checkpoint: Checkpoint | None = None) -> RunResult:
     check_supported(spec)
@@ -162,7 +163,7 @@ def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device:
         return _train(model, spec, data, seed, device, progress, max_steps_per_epoch, checkpoint)
 
 
-def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: str,
+def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
            progress: Progress, max_steps_per_epoch: int | None, checkpoint: Checkpoint | None) -> RunResult:
     sync = DeviceSync()
     dev = jax_device(device)

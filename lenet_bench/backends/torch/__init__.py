@@ -18,6 +18,7 @@ from lenet_bench.backends.torch.model import (
 )
 from lenet_bench.backends.torch.reference import matmul_flops, reference_loop
 from lenet_bench.backends.torch.train import train
+from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "pytorch"
 
@@ -30,8 +31,8 @@ def configure(cores: int) -> None:
     torch.set_num_threads(cores)
 
 
-def unavailable_reason(device: str) -> str | None:
-    if device == "gpu" and not torch.cuda.is_available():
+def unavailable_reason(device: Device) -> str | None:
+    if device == Device.GPU and not torch.cuda.is_available():
         return "no CUDA device (torch.cuda.is_available() is False)"
     return None
 
@@ -48,8 +49,8 @@ def release() -> None:
         torch.cuda.empty_cache()
 
 
-def device_info(device: str) -> dict[str, str]:
-    if device != "gpu":
+def device_info(device: Device) -> dict[str, str]:
+    if device != Device.GPU:
         return {}
     return {"gpu_name": torch.cuda.get_device_name(), "cuda_version": str(torch.version.cuda)}
 

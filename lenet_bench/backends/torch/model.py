@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lenet_bench.backends.torch import lecun
+from lenet_bench.device import Device
 from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.weights import initial_weights
@@ -35,8 +36,8 @@ _WEIGHTED = (nn.Conv2d, nn.Linear, lecun.Subsample, lecun.PartialConv)
 _POOLS: dict[str, Callable[[int], nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
-def torch_device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "gpu" else "cpu")
+def torch_device(device: Device) -> torch.device:
+    return torch.device("cuda" if device == Device.GPU else "cpu")
 
 
 def _activation(name: str | None) -> list[nn.Module]:
@@ -93,7 +94,7 @@ def module_of(layers: tuple[arch.Layer, ...], max_pool_first: bool = True) -> nn
     return nn.Sequential(*children)
 
 
-def build(spec: Spec, seed: int, device: str) -> nn.Sequential:
+def build(spec: Spec, seed: int, device: Device) -> nn.Sequential:
     torch.manual_seed(seed)  # only matters for init: framework
     module = build_module(spec)
     if spec.model.init != "framework":
@@ -136,7 +137,7 @@ def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
-def predict_logits(model: nn.Module, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+def predict_logits(model: nn.Module, x: np.ndarray, device: Device = Device.CPU) -> np.ndarray:
     return logits(model, images(x, torch_device(device))).cpu().numpy()
 
 

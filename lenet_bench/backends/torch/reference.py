@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lenet_bench.backends.protocol import ReferenceResult
 from lenet_bench.backends.torch.model import build_module, torch_device
 from lenet_bench.backends.torch.train import make_optimizer, sync
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.timing import timed_epochs
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
 
-def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repeats: int) -> ReferenceResult:
+def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     torch.manual_seed(seed)
     dev = torch_device(device)
     model = build_module(spec, max_pool_first=False).to(dev)  # conv, activation, pool: as tutorials write it
@@ -50,7 +51,7 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: str, repea
     return ReferenceResult(rates, float((predictions.numpy() == data.y_test).mean()))
 
 
-def matmul_flops(device: str, size: int, repeats: int) -> float:
+def matmul_flops(device: Device, size: int, repeats: int) -> float:
     """FLOP/s of a large float32 matrix product: about the most the device's cores deliver."""
     from lenet_bench.training.timing import time_calls
 

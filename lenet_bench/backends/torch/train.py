@@ -27,6 +27,7 @@ from lenet_bench.backends.torch.model import (
     torch_device,
 )
 from lenet_bench.backends.torch.sdlm import SDLM, diagonal_hessian
+from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint
@@ -46,8 +47,8 @@ SMALL_BATCH = 4
 PROGRESS_EVERY = 10  # steps between progress updates
 
 
-def sync(device: str) -> Callable[[], None]:
-    return torch.cuda.synchronize if device == "gpu" else (lambda: None)
+def sync(device: Device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == Device.GPU else (lambda: None)
 
 
 def make_optimizer(spec: Spec, params) -> torch.optim.Optimizer:
@@ -91,12 +92,12 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return loss_sum, hits
 
 
-def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, device: str) -> BackendState:
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, device: Device) -> BackendState:
     """Model, optimizer and PyTorch's generators (CPU, and CUDA on the GPU), in one file of a checkpoint."""
 
     def save(folder: Path) -> None:
         generators = {"cpu": torch.get_rng_state()}
-        if device == "gpu":
+        if device == Device.GPU:
             generators["cuda"] = torch.cuda.get_rng_state_all()
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generators},
                    folder / "torch.pt")
@@ -113,9 +114,9 @@ def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, device: s
 
 
 @contextmanager
-def _cpu_kernels_for(batch_size: int, device: str) -> Iterator[None]:
+def _cpu_kernels_for(batch_size: int, device: Device) -> Iterator[None]:
     """One thread and no oneDNN for the training of very small batches on the CPU (see SMALL_BATCH)."""
-    if device == "gpu" or batch_size > SMALL_BATCH:
+    if device == Device.GPU or batch_size > SMALL_BATCH:
         yield
         return
     threads = torch.get_num_threads()
@@ -129,13 +130,13 @@ def _cpu_kernels_for(batch_size: int, device: str) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: str,
+def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: Device,
           progress: Progress, max_steps_per_epoch: int | None = None,
           checkpoint: Checkpoint | None = None) -> RunResult:
     dev = torch_device(device)
     clock_sync = sync(device)
     torch.manual_seed(seed)
-    if device == "gpu":
+    if device == Device.GPU:
         torch.cuda.reset_peak_memory_stats()  # this run's peak, not the process's
     clock = timing.Stopwatch(clock_sync)
 
@@ -169,7 +170,7 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: s
         return loss, accuracy, predictions.cpu().numpy()
 
     def device_memory() -> dict[str, float]:
-        return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device == "gpu" else {}
+        return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device == Device.GPU else {}
 
     def estimate_hessian(epoch: int) -> None:
         # sdlm (LeCun et al. 1998, section III.C): the Hessian diagonal re-estimated before each pass.
