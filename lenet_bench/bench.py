@@ -38,6 +38,7 @@ from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, data_cache
 from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import in_fresh_process
+from lenet_bench.results.row import Status
 from lenet_bench.spec import Spec
 from lenet_bench.training.result import SilentProgress
 
@@ -71,7 +72,7 @@ class BenchRow:
     steps: int | None = None  # optimizer steps per timed epoch; None: the whole training split
     repeats: int = 0  # timed epochs
     train_images: int = 0  # per epoch
-    status: str = "measured"  # measured | skipped | failed
+    status: Status = Status.COMPLETED  # as a run's: completed (measured), skipped or failed
     reason: str = ""
     harness: list[float] = field(default_factory=list)  # images/s, one sample per timed epoch, every round
     reference: list[float] = field(default_factory=list)
@@ -90,7 +91,7 @@ class BenchRow:
         return {
             "variant": self.variant, "backend": self.backend, "device": str(self.device), "batch_size": self.batch_size,
             "steps": self.steps or "all", "repeats": self.repeats, "train_images": self.train_images,
-            "status": self.status, "reason": self.reason,
+            "status": self.status.value, "reason": self.reason,
             "harness_images_per_sec": harness,
             "harness_min": min(self.harness, default=math.nan), "harness_max": max(self.harness, default=math.nan),
             "reference_images_per_sec": reference,
@@ -140,12 +141,12 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
                    steps=steps, repeats=spec.train.epochs - 1)
     reason = backends.unavailable_reason(job.backend, job.device)
     if reason:
-        row.status, row.reason = "skipped", reason
+        row.status, row.reason = Status.SKIPPED, reason
         return row
     try:
         data, _ = data_cache(settings.data_dir).prepared(spec.data)
     except (DataError, ValueError) as err:  # ValueError: more images asked for than the dataset holds
-        row.status, row.reason = "skipped", f"{DATA_UNAVAILABLE}: --steps {settings.steps} x batch " \
+        row.status, row.reason = Status.SKIPPED, f"{DATA_UNAVAILABLE}: --steps {settings.steps} x batch " \
                                            f"{spec.train.batch_size}: {err}"
         return row
     backend = backends.activate(job.backend)
@@ -158,7 +159,7 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
         for _ in range(rounds):
             _measure_round(backend, job, spec, data, steps, row, settings.reference)
     except Exception as err:  # one broken backend must not hide the other rows
-        row.status, row.reason = "failed", f"{type(err).__name__}: {err}"
+        row.status, row.reason = Status.FAILED, f"{type(err).__name__}: {err}"
     other = load.other_cores()
     row.other_load_cores = other if other is not None else math.nan
     return row

@@ -12,6 +12,7 @@ from rich.table import Table
 from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selection, error, positive_int
 from lenet_bench.console import console, output
 from lenet_bench.device import Device
+from lenet_bench.results.row import Status
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def print_table(records: list[dict[str, object]], full: bool, steps: int, repeat
         table.add_column(column, justify="left" if column in ("variant", "backend", "device") else "right")
     for r in records:
         row = [str(r["variant"]), str(r["backend"]), str(r["device"]), str(r["batch_size"])]
-        if r["status"] != "measured":
+        if r["status"] != Status.COMPLETED.value:
             table.add_row(*row, str(r["status"]), *[""] * (len(columns) - len(row) - 1))
             continue
         spread = f"{_number(r['harness_min'], '{:,.0f}')}–{_number(r['harness_max'], '{:,.0f}')}"
@@ -80,7 +81,7 @@ def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict
         output.print(f"ceiling {device}: {flops / 1e9:,.1f} GFLOP/s ({backend} float32 {CEILING_SIZE}x{CEILING_SIZE} "
                      f"matrix product, median of {CEILING_REPEATS})")
         bounds = {(r["variant"], r["train_mflops_per_image"], r["ceiling_images_per_sec"])
-                  for r in records if r["device"] == device and r["status"] == "measured"}
+                  for r in records if r["device"] == device and r["status"] == Status.COMPLETED.value}
         for variant, mflops, images in sorted(bounds, key=str):
             output.print(f"  {variant}: {mflops:,.2f} training MFLOP/image -> at most {images:,.0f} img/s "
                          f"at the ceiling")
@@ -92,7 +93,7 @@ def print_conditions(records: list[dict[str, object]]) -> None:
 
     for r in records:
         load = r["other_load_cores"]
-        if r["status"] == "measured" and isinstance(load, float) and load >= LOADED_THRESHOLD_CORES:
+        if r["status"] == Status.COMPLETED.value and isinstance(load, float) and load >= LOADED_THRESHOLD_CORES:
             console.print(f"[yellow]warning:[/] {r['variant']}/{r['backend']}/{r['device']} was timed with "
                           f"{load:.2f} cores' worth of other work on its cores: its numbers are not this machine's "
                           "quiet speed; rerun on a quiet machine")
@@ -126,14 +127,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if reasons[id(job)]:
             rows.append(bench.BenchRow(job.variant.name, job.backend, job.device,
                                        args.batch_size or job.spec.train.batch_size, job.spec.summary().train_flops,
-                                       status="skipped", reason=str(reasons[id(job)])))
+                                       status=Status.SKIPPED, reason=str(reasons[id(job)])))
             continue
         console.print(f"bench {job.variant.name}/{job.backend}/{job.device}: "
                       + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
                          f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
                                                                           else ""), markup=False)
         rows.append(bench.bench_row(job, settings))
-    measured_devices = list(dict.fromkeys(r.device for r in rows if r.status == "measured"))
+    measured_devices = list(dict.fromkeys(r.device for r in rows if r.status is Status.COMPLETED))
     ceilings = {}
     for device in measured_devices:
         found = bench.measure_ceiling(device)
@@ -148,8 +149,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_ceilings(ceilings, records)
     print_conditions(records)
     for r in rows:
-        if r.status == "failed":
-            console.print(f"{r.status} {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
+        if r.status is Status.FAILED:
+            console.print(f"failed {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
     if args.csv:
         import pandas as pd
 
@@ -157,7 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         pd.DataFrame(records).to_csv(args.csv, index=False)
         console.print(f"rows written to {args.csv}")
 
-    if any(r.status == "failed" for r in rows):
+    if any(r.status is Status.FAILED for r in rows):
         return EXIT_FAILED
     if not measured_devices:
         error("nothing was measured: " + "; ".join(f"{r.variant}/{r.backend}/{r.device}: {r.reason}" for r in rows[:3]))

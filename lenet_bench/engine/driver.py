@@ -16,7 +16,6 @@ import math
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
 from pathlib import Path
 
 from lenet_bench import backends, stopping
@@ -39,14 +38,6 @@ from lenet_bench.training.checkpoint import Checkpoint
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
 INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for
-
-
-@dataclass
-class _Pending:
-    job: Job
-    fingerprint: str
-    work: float  # training FLOPs it will take, for the ETA
-    resume_epoch: int = 0  # the last complete epoch of its checkpoint; 0: it trains from scratch
 
 
 def make_executor(options: RunOptions) -> executors.Executor:
@@ -119,7 +110,7 @@ class Driver:
     # ------------------------------------------------------------ decide
 
     def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
-                outcomes: list[Outcome]) -> list[_Pending]:
+                outcomes: list[Outcome]) -> list[Job]:
         recorded = results.completed_by_fingerprint()
         to_run = []
         skipped: list[Outcome] = []
@@ -151,7 +142,7 @@ class Driver:
                 continue
             if self.options.force and saved:
                 saved.remove()  # --force trains again from scratch (and checkpoints it anew)
-            to_run.append(self._pending(job, print_, estimate.training_flops(job, dataset_size), saved))
+            to_run.append(self._decided(job, print_, estimate.training_flops(job, dataset_size), saved))
         announce_skips(skipped)
         outcomes += skipped
         return to_run
@@ -164,12 +155,14 @@ class Driver:
         return Checkpoint(checkpoint.folder_for(results.path, print_))
 
     @staticmethod
-    def _pending(job: Job, print_: str, work: float, saved: Checkpoint | None) -> _Pending:
+    def _decided(job: Job, print_: str, work: float, saved: Checkpoint | None) -> Job:
+        """The job as it will train: its fingerprint, the work left, and its checkpoint's folder and epoch."""
         if saved is None:
-            return _Pending(job, print_, work)
+            return dataclasses.replace(job, fingerprint=print_, work=work)
         epoch = min(saved.saved_epoch() or 0, job.spec.train.epochs)
         left = work * (job.spec.train.epochs - epoch) / job.spec.train.epochs
-        return _Pending(dataclasses.replace(job, checkpoint_dir=str(saved.folder)), print_, left, epoch)
+        return dataclasses.replace(job, fingerprint=print_, work=left, resume_epoch=epoch,
+                                   checkpoint_dir=str(saved.folder))
 
     def _skip_reason(self, job: Job) -> str | None:
         return skip_reason_here(job, cluster=bool(self.options.cluster),
@@ -177,15 +170,15 @@ class Driver:
 
     # ------------------------------------------------------------ execute and record
 
-    def _expect(self, to_run: list[_Pending], results: ResultsFolder, executor: executors.Executor) -> float:
+    def _expect(self, to_run: list[Job], results: ResultsFolder, executor: executors.Executor) -> float:
         """Say how long the runs left will take, from speeds measured before; the seconds (NaN: unknown)."""
         if not to_run:
             return math.nan
         book = estimate.measured_speeds(results.path)
-        guesses = [book.estimate(item.job, executor.cores_per_run, item.work) for item in to_run]
+        guesses = [book.estimate(job, executor.cores_per_run, job.work) for job in to_run]
         seconds = estimate.invocation_seconds(guesses, executor.capacity)
         unknown = sum(not math.isfinite(g.seconds) for g in guesses)
-        total = sum(item.work for item in to_run) / 1e12
+        total = sum(job.work for job in to_run) / 1e12
         text = f"expected: about {duration(seconds)}" if math.isfinite(seconds) else "expected: unknown"
         console.print(f"{text} for {len(to_run)} run(s) to train ({total:,.1f} TFLOP of training, "
                       f"{executor.capacity} at a time, speeds measured in earlier results)"
@@ -193,38 +186,38 @@ class Driver:
                       markup=False)
         return seconds
 
-    def _execute(self, to_run: list[_Pending], executor: executors.Executor, recorder: Recorder,
+    def _execute(self, to_run: list[Job], executor: executors.Executor, recorder: Recorder,
                  outcomes: list[Outcome], total: int, expected: float = math.nan) -> None:
-        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(p.work for p in to_run),
+        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(job.work for job in to_run),
                                       expected_seconds=expected)
         pending = deque(longest_first(to_run) if executor.capacity > 1 else to_run)
-        in_flight: dict[Future[JobResult], tuple[_Pending, str]] = {}
+        in_flight: dict[Future[JobResult], tuple[Job, str]] = {}
         started: dict[str, Job] = {}  # run id -> job, until recorded
         try:
             while pending or in_flight:
                 stopping.check()
                 while pending and len(in_flight) < executor.capacity:
-                    item = pending.popleft()
+                    job = pending.popleft()
                     with self.timed("MLflow logging"):
-                        run_id = recorder.start_run(item.job)
-                    started[run_id] = item.job
-                    progress.started(item.job.name)
-                    in_flight[executor.submit(item.job)] = (item, run_id)  # inline: it executes here
+                        run_id = recorder.start_run(job)
+                    started[run_id] = job
+                    progress.started(job.name)
+                    in_flight[executor.submit(job)] = (job, run_id)  # inline: it executes here
                 done, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
-                    item, run_id = in_flight.pop(future)
+                    job, run_id = in_flight.pop(future)
                     executed = future.result()
                     self._account(executed)
                     with self.timed("MLflow logging"):
-                        outcome = recorder.record(item.job, run_id, executed, fingerprint=item.fingerprint,
-                                                  code_version=code_version(item.job.backend))
+                        outcome = recorder.record(job, run_id, executed, fingerprint=job.fingerprint,
+                                                  code_version=code_version(job.backend))
                     started.pop(run_id)
                     if self.claims:
-                        self.claims.release(item.fingerprint)
+                        self.claims.release(job.fingerprint)
                     if outcome.status is Status.COMPLETED:
-                        drop_checkpoint(item.job)
+                        drop_checkpoint(job)
                     outcomes.append(outcome)
-                    progress.finished(outcome, item.work)
+                    progress.finished(outcome, job.work)
         except KeyboardInterrupt:
             for run_id, job in started.items():
                 outcomes.append(recorder.killed(job, run_id))
@@ -296,10 +289,10 @@ def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
     return reason
 
 
-def announce_plan(to_run: list[_Pending], reused: int) -> None:
+def announce_plan(to_run: list[Job], reused: int) -> None:
     """Say before training what this invocation reuses, resumes (from which epoch) and trains from scratch."""
-    resumed = [p for p in to_run if p.resume_epoch]
-    named = ", ".join(f"{p.job.name} from epoch {p.resume_epoch} of {p.job.spec.train.epochs}" for p in resumed[:3])
+    resumed = [job for job in to_run if job.resume_epoch]
+    named = ", ".join(f"{job.name} from epoch {job.resume_epoch} of {job.spec.train.epochs}" for job in resumed[:3])
     more = f" and {len(resumed) - 3} more" if len(resumed) > 3 else ""
     console.print(f"reusing {reused} run(s) completed before, resuming {len(resumed)} from a checkpoint"
                   + (f" ({named}{more})" if resumed else "") + f", training {len(to_run) - len(resumed)} from scratch",
@@ -339,7 +332,7 @@ def _where_to_get(dataset: str) -> str:
     return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
 
 
-def longest_first(runs: list[_Pending]) -> list[_Pending]:
+def longest_first(runs: list[Job]) -> list[Job]:
     """Runs in order of decreasing work (training FLOPs), ties in the specs' order. With several runs at
     once this shortens the whole invocation: a long run started last would hold one worker while the
     others sit idle. (FLOPs do not see per-step overhead: one-image runs take longer than their FLOPs say.)"""

@@ -17,6 +17,7 @@ from typing import Any
 
 from lenet_bench import backends
 from lenet_bench.device import Device, as_device
+from lenet_bench.results.row import setup_name
 from lenet_bench.spec import Spec, Variant, revalidated
 
 EXECUTORS = ("inline", "workers", "dask")
@@ -63,8 +64,11 @@ class Job:
     log_model: bool = True
     # The registry entry travels with the job: a worker process starts with only the built-in backends.
     backend_entry: backends.BackendEntry | None = None
-    # Where the run saves each epoch and resumes from (set by the driver; not part of what the run is).
-    checkpoint_dir: str | None = field(default=None, compare=False)
+    # Set by the driver once it has decided to train the run (none of it is part of what the run is):
+    fingerprint: str = field(default="", compare=False)  # its identity in MLflow and results/ (fingerprint.py)
+    work: float = field(default=0.0, compare=False)  # training FLOPs left, for the estimate and the ETA
+    resume_epoch: int = field(default=0, compare=False)  # the last complete epoch of its checkpoint; 0: none
+    checkpoint_dir: str | None = field(default=None, compare=False)  # where it saves each epoch and resumes from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", as_device(self.device))
@@ -80,7 +84,7 @@ class Job:
     @property
     def setup(self) -> str:
         """The variant as trained: its name, with the command line's overrides when there are any."""
-        return f"{self.variant.name}@{self.overrides_label}" if self.overrides else self.variant.name
+        return setup_name(self.variant.name, self.overrides_label)
 
     @property
     def name(self) -> str:

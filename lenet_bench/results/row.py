@@ -132,8 +132,13 @@ class ResultRow:
 
     @property
     def setup(self) -> str:
-        """The variant as trained: its name, with the overrides when there are any."""
-        return f"{self.spec}@{self.overrides}" if self.overrides else self.spec
+        return setup_name(self.spec, self.overrides)
+
+
+def setup_name(variant: str, overrides: str) -> str:
+    """The variant as trained: its name, with the command line's overrides when there are any (the one
+    spelling of it, for jobs and rows alike)."""
+    return f"{variant}@{overrides}" if overrides else variant
 
 
 FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(ResultRow)
