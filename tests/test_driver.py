@@ -514,11 +514,13 @@ def test_the_overhead_table_adds_up_to_the_run_seconds_available():
     from lenet_bench.engine import phases
 
     runs = [phases.split_backend_call({"data": 1.0, "backend.train": 12.0}, train_seconds=10.0, eval_seconds=1.0)] * 2
-    table = phases.overhead_table(runs, {"reports": 2.0}, wall_seconds=16.0, capacity=2).set_index("phase")
+    driver = {"reports": 2.0, phases.MLFLOW_LOGGING: 1.0}
+    table = phases.overhead_table(runs, driver, wall_seconds=17.0, capacity=2).set_index("phase")
     assert table.loc["training steps", "seconds"] == 20.0 and table.index[0] == "training steps"
     assert table.loc["reports", "seconds"] == 4.0  # the driver holds both slots while it writes
-    assert table["seconds"].sum() == pytest.approx(32.0) and table["share"].sum() == pytest.approx(1.0)
-    assert table.loc["unaccounted (start-up, waiting, idle slots)", "seconds"] == pytest.approx(2.0)
+    assert table.loc[phases.MLFLOW_LOGGING, "seconds"] == 1.0  # one slot: the other run trains meanwhile
+    assert table["seconds"].sum() == pytest.approx(34.0) and table["share"].sum() == pytest.approx(1.0)
+    assert table.loc["unaccounted (start-up, waiting, idle slots)", "seconds"] == pytest.approx(3.0)
 
 
 def test_the_baseline_is_logged_once_per_data_not_once_per_invocation(workspace, mnist_dir, noop):

@@ -198,7 +198,7 @@ class Driver:
                 stopping.check()
                 while pending and len(in_flight) < executor.capacity:
                     job = pending.popleft()
-                    with self.timed("MLflow logging"):
+                    with self.timed(phases.MLFLOW_LOGGING):
                         run_id = recorder.start_run(job)
                     started[run_id] = job
                     progress.started(job.name)
@@ -208,7 +208,7 @@ class Driver:
                     job, run_id = in_flight.pop(future)
                     executed = future.result()
                     self._account(executed)
-                    with self.timed("MLflow logging"):
+                    with self.timed(phases.MLFLOW_LOGGING):
                         outcome = recorder.record(job, run_id, executed, fingerprint=job.fingerprint,
                                                   code_version=code_version(job.backend))
                     started.pop(run_id)

@@ -6,6 +6,8 @@ runs' own train_seconds), validation evaluations (time to target counts them) an
 call (test-set evaluation, inference timing, handing results back). The driver adds what it does
 itself: deciding (data keys, fingerprints, reuse), MLflow logging, and the reports. With several
 runs at once the runs' phases overlap: shares are of the run-seconds available (wall x runs at once).
+Deciding and the reports hold every slot (nothing trains meanwhile); logging a run holds one: the
+slot whose run just ended, or is about to start, while the other runs go on training.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 
 OVERHEAD_MD = "overhead.md"
 TRAINING = "training steps"
+MLFLOW_LOGGING = "MLflow logging"
+ONE_SLOT = (MLFLOW_LOGGING,)  # driver phases that hold one slot, not all of them
 
 
 class PhaseTimer:
@@ -53,7 +57,8 @@ def overhead_table(run_phases: list[dict[str, float]], driver_phases: dict[str, 
         for phase, seconds in phases.items():
             totals[phase] = totals.get(phase, 0.0) + seconds
     for phase, seconds in driver_phases.items():
-        totals[phase] = totals.get(phase, 0.0) + seconds * capacity  # the driver holds every slot while it works
+        slots = 1 if phase in ONE_SLOT else capacity
+        totals[phase] = totals.get(phase, 0.0) + seconds * slots
     available = max(wall_seconds * capacity, 1e-9)
     totals["unaccounted (start-up, waiting, idle slots)"] = max(available - sum(totals.values()), 0.0)
     order = [TRAINING] + sorted((p for p in totals if p != TRAINING), key=lambda p: -totals[p])
