@@ -3,7 +3,7 @@
 Every `import lenet_bench...` counts, at module level or inside a function (a lazy import is still a
 dependency). The intended direction, top to bottom:
 cli -> bench / engine / predict / serve -> results -> backends -> training -> spec -> data,
-with console, stopping and backend_registry as leaves anyone may use.
+with console, device, stopping and backend_registry as leaves anyone may use.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lenet_bench"
-LEAVES = ("backend_registry", "stopping", "reference_folder")  # import nothing of lenet_bench
+LEAVES = ("backend_registry", "device", "stopping", "reference_folder")  # import nothing of lenet_bench
 FORBIDDEN = {  # package -> packages it must never import (the layers above it)
     "data": {"spec", "training", "backends", "engine", "results", "cli"},
     "spec": {"training", "backends", "engine", "results", "cli"},

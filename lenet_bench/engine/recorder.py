@@ -146,7 +146,8 @@ def driver_alive(tag: str) -> bool:
 
 @dataclass
 class Outcome:
-    job: Job
+    """A run's row as this invocation got it: recorded now, or reused from an earlier invocation."""
+
     row: ResultRow
     reused: bool = False  # completed by an earlier invocation (MLflow or runs.csv), not trained now
 
@@ -253,7 +254,7 @@ class Recorder:
         except Exception as err:  # the store refused (disk full, server gone): the run is not complete there
             return self.failed(job, run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: "
                                                  f"{err}")
-        return self._write(Outcome(job, row))
+        return self._write(Outcome(row))
 
     def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> Outcome:
         row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
@@ -264,17 +265,17 @@ class Recorder:
             self.tracker.end_run(run_id, "FAILED")
         except Exception as err:  # the store itself is failing: results/ still gets the row
             self.warn(f"could not mark {row.run} FAILED in MLflow ({type(err).__name__}: {err})")
-        return self._write(Outcome(job, row))
+        return self._write(Outcome(row))
 
     def killed(self, job: Job, run_id: str, reason: str = "interrupted (Ctrl-C or SIGTERM)") -> Outcome:
         row = job_row(job).update(status=Status.KILLED, reason=reason, mlflow_run_id=run_id, finished_at=_now(),
                                   executor=self.executor)
         self.tracker.log(run_id, tags={STATUS_TAG: Status.KILLED.value, "reason": reason})
         self.tracker.end_run(run_id, "KILLED")
-        return self._write(Outcome(job, row))
+        return self._write(Outcome(row))
 
     def skipped(self, job: Job, reason: str) -> Outcome:
-        return self._write(Outcome(job, job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now())))
+        return self._write(Outcome(job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now())))
 
     def reused(self, job: Job, row: ResultRow) -> Outcome:
         """A run completed before (read back from MLflow or runs.csv), judged against the spec as it is now."""
@@ -282,7 +283,7 @@ class Recorder:
         row = judged(row.update(run=current.run, min_test_accuracy=current.min_test_accuracy,
                                 reference_accuracy=current.reference_accuracy,
                                 reference_notes=current.reference_notes))
-        return self._write(Outcome(job, row, reused=True))
+        return self._write(Outcome(row, reused=True))
 
     def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> Outcome:
         return self.reused(job, convert.from_mlflow(run))
