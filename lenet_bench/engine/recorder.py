@@ -39,7 +39,6 @@ RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its chec
 
 if TYPE_CHECKING:
     import mlflow.entities
-    from matplotlib.figure import Figure
 
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
@@ -325,16 +324,16 @@ class Recorder:
             matrix = None
         for file, figure in compare.run_figures(run.history, matrix, job.name).items():
             self.tracker.log_figure(run_id, figure, file)
-        self.tracker.log_figure(run_id, self._architecture(job), "architecture.png")
+        self.tracker.log_file_as(run_id, self._architecture(job), "architecture.png")  # drawn once per description
         if result.model_archive:
             self.tracker.log_model_archive(run_id, result.model_archive)
         # Only now, with everything logged, is the run complete.
         self.tracker.log(run_id, tags={STATUS_TAG: status})
         self.tracker.end_run(run_id, "FINISHED")
 
-    def _architecture(self, job: Job) -> Figure:
-        """The run's architecture diagram, drawn once per layer description and kept in the results folder's
-        architectures/ (with an index of which variants share it); logged with every run."""
+    def _architecture(self, job: Job) -> Path:
+        """The PNG of the run's architecture diagram, drawn once per layer description and kept in the results
+        folder's architectures/ (with an index of which variants share it); logged with every run."""
         if self._diagrams is None:
             from lenet_bench.results.diagrams import DiagramFolder
 

@@ -68,10 +68,10 @@ class DiagramFolder:
 
     def __init__(self, path: Path):
         self.path = path
-        self._drawn: dict[Path, tuple[Figure, set[str]]] = {}  # file -> the diagram, variants drawn with it
+        self._drawn: dict[Path, set[str]] = {}  # file -> the variants drawn with it
 
-    def diagram(self, variant_name: str, spec: Spec) -> Figure:
-        """`spec`'s diagram, drawn and written the first time its layer description is seen."""
+    def diagram(self, variant_name: str, spec: Spec) -> Path:
+        """The PNG of `spec`'s diagram, drawn and written the first time its layer description is seen."""
         from lenet_bench.results.compare import safe_file_name
 
         summary = spec.summary()
@@ -80,18 +80,17 @@ class DiagramFolder:
         if path not in self._drawn:
             self.path.mkdir(parents=True, exist_ok=True)
             title = f"{spec.model.arch_label} on {'x'.join(map(str, spec.input_shape))} input"
-            figure = architecture_diagram(summary, title)
-            figure.savefig(path)
-            self._drawn[path] = (figure, set())
-        self._drawn[path][1].add(variant_name)
+            architecture_diagram(summary, title).savefig(path)
+            self._drawn[path] = set()
+        self._drawn[path].add(variant_name)
         self._write_index()
-        return self._drawn[path][0]
+        return path
 
     def _write_index(self) -> None:
         index = self.path / self.INDEX
         lines = index.read_text().splitlines() if index.exists() else []
         listed = dict(line[2:].split(": ", 1) for line in lines if line.startswith("- "))
-        listed.update({name: path.name for path, (_, names) in self._drawn.items() for name in names})
+        listed.update({name: path.name for path, names in self._drawn.items() for name in names})
         index.write_text("# Architecture diagrams\n\nOne per layer description; each variant and its diagram:\n\n"
                          + "".join(f"- {name}: {file}\n" for name, file in sorted(listed.items())))
 

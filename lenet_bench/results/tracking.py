@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 import time
@@ -261,6 +262,13 @@ class Tracker:
 
     def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_file_as(self, run_id: str, path: Path, artifact_file: str) -> None:
+        """`path`'s content as the run's `artifact_file` (a file drawn once, logged with many runs)."""
+        with tempfile.TemporaryDirectory() as folder:
+            named = Path(folder) / artifact_file
+            shutil.copyfile(path, named)
+            self.client.log_artifact(run_id, str(named))
 
     def log_model_archive(self, run_id: str, archive: bytes) -> None:
         """A model saved by a worker with MLflow's flavour (tar of its folder), under the run's `model/`."""
