@@ -35,7 +35,7 @@ from lenet_bench import backends
 from lenet_bench.data import DataError, PreparedData
 from lenet_bench.device import Device
 from lenet_bench.engine import hardware
-from lenet_bench.engine.execute import DATA_UNAVAILABLE, data_cache
+from lenet_bench.engine.execute import DATA_UNAVAILABLE, worker_data
 from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import in_fresh_process
 from lenet_bench.results.row import Status
@@ -144,7 +144,7 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
         row.status, row.reason = Status.SKIPPED, reason
         return row
     try:
-        data, _ = data_cache(settings.data_dir).prepared(spec.data)
+        data, _ = worker_data(settings.data_dir).prepared(spec.data)  # this process's, kept across rows
     except (DataError, ValueError) as err:  # ValueError: more images asked for than the dataset holds
         row.status, row.reason = Status.SKIPPED, f"{DATA_UNAVAILABLE}: --steps {settings.steps} x batch " \
                                            f"{spec.train.batch_size}: {err}"

@@ -21,10 +21,11 @@ from pathlib import Path
 from lenet_bench import backends, stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
+from lenet_bench.data.cache import DataCache
 from lenet_bench.device import Device
 from lenet_bench.engine import estimate, executors, hardware, phases
 from lenet_bench.engine.claims import Claims
-from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult, data_cache
+from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
 from lenet_bench.engine.recorder import Outcome, Recorder
@@ -40,12 +41,12 @@ INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_t
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for
 
 
-def make_executor(options: RunOptions) -> executors.Executor:
+def make_executor(options: RunOptions, data: DataCache) -> executors.Executor:
     if options.cluster:
         return executors.DaskExecutor(options.cluster)
     if options.workers:
         return executors.LocalWorkers(options.workers)
-    return executors.InlineExecutor(lambda job: RunProgress(job.name, job.spec.train.epochs, live=options.live))
+    return executors.InlineExecutor(lambda job: RunProgress(job.name, job.spec.train.epochs, live=options.live), data)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -65,6 +66,7 @@ class Driver:
         self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
         self.timed = phases.PhaseTimer(self.driver_phases)
         self.claims: Claims | None = None
+        self.data = DataCache(options.data_dir)  # the invocation's: loaded and keyed once, trained on when inline
 
     def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
         started = time.perf_counter()
@@ -74,7 +76,7 @@ class Driver:
         results.check_writable()  # before any training: a folder that cannot take the results is found now
         self.claims = Claims(results.path)
         tracker = self.tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
-        executor = make_executor(options)
+        executor = make_executor(options, self.data)
         recorder = Recorder(tracker, results, executor=executor.name, concurrent_workers=executor.capacity,
                             warn=lambda text: console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False))
         for name in recorder.mark_orphans():
@@ -117,10 +119,9 @@ class Driver:
         for job in jobs:
             reason = self._skip_reason(job)
             if reason is None:
-                cache = data_cache(job.data_dir)
                 try:
-                    data_key = cache.key(job.spec.data)
-                    dataset_size = len(cache.raw(job.spec.data.dataset).y_train)
+                    data_key = self.data.key(job.spec.data)
+                    dataset_size = len(self.data.raw(job.spec.data.dataset).y_train)
                 except DataError as err:
                     reason = f"{DATA_UNAVAILABLE}: {err}{_where_to_get(job.spec.data.dataset)}"
             if reason:

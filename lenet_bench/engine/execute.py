@@ -87,23 +87,27 @@ class JobResult:
     traceback: str = ""
 
 
-_DATA: dict[str | None, DataCache] = {}  # per process: a worker keeps its datasets between jobs
+# A worker process's datasets, kept between its jobs (a local worker lives for one invocation, a Dask
+# worker for many). An invocation that runs jobs itself passes its own cache instead.
+_WORKER_DATA: dict[str | None, DataCache] = {}
 
 
-def data_cache(data_dir: str | None) -> DataCache:
-    if data_dir not in _DATA:
-        _DATA[data_dir] = DataCache(data_dir)
-    return _DATA[data_dir]
+def worker_data(data_dir: str | None) -> DataCache:
+    if data_dir not in _WORKER_DATA:
+        _WORKER_DATA[data_dir] = DataCache(data_dir)
+    return _WORKER_DATA[data_dir]
 
 
-def execute_job(job: Job, progress: Progress | None = None) -> JobResult:
-    """Train and evaluate `job` here (or in a process of its own when this one cannot host its backend)."""
+def execute_job(job: Job, progress: Progress | None = None, data: DataCache | None = None) -> JobResult:
+    """Train and evaluate `job` here (or in a process of its own when this one cannot host its backend),
+    its data from `data` (the invocation's cache, inline) or this worker process's."""
     if job.backend_entry is not None and job.backend not in backends.names():
         backends.register(job.backend_entry)  # a worker knows only the built-in backends
     if backends.host_conflict(job.backend):
         return _in_own_process(job)
     try:
-        return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False))
+        return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False),
+                        data if data is not None else worker_data(job.data_dir))
     finally:
         _release(job.backend)
 
@@ -128,7 +132,7 @@ def _in_own_process(job: Job) -> JobResult:
         return JobResult(job.name, Status.FAILED, f"the process running {job.backend} died during the run")
 
 
-def _execute(job: Job, progress: Progress) -> JobResult:
+def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
     started = time.monotonic()
     outcome = JobResult(job.name, Status.SKIPPED)
     timed = PhaseTimer(outcome.phases)
@@ -141,7 +145,6 @@ def _execute(job: Job, progress: Progress) -> JobResult:
     if reason:
         return dataclasses.replace(outcome, reason=reason)
 
-    cache = data_cache(job.data_dir)
     try:
         with timed("data"):
             prepared, prepare_seconds = cache.prepared(job.spec.data)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
+from lenet_bench.data.cache import DataCache
 from lenet_bench.device import Device
 from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
@@ -49,14 +50,15 @@ class InlineExecutor:
     name = "inline"
     capacity = 1
 
-    def __init__(self, progress_for: Callable[[Job], Progress] | None = None):
+    def __init__(self, progress_for: Callable[[Job], Progress] | None = None, data: DataCache | None = None):
         self._progress_for = progress_for
+        self._data = data  # the invocation's data cache: what the driver loaded to decide, trained on here
         self.cores_per_run = len(hardware.allowed_cores())
 
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
         progress: Progress | None = self._progress_for(job) if self._progress_for else None
-        future.set_result(execute_job(job, progress))  # KeyboardInterrupt propagates to the driver
+        future.set_result(execute_job(job, progress, self._data))  # KeyboardInterrupt propagates to the driver
         return future
 
     def shutdown(self, *, kill: bool) -> None:
