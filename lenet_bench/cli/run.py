@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=tuple(args.seeds), force=args.force, log_models=args.log_models, workers=args.workers,
         cluster=args.cluster)
     try:
-        plan_jobs(variants, options)  # the selection and the command line's overrides, checked as early
+        jobs = plan_jobs(variants, options)  # the selection and the command line's overrides, checked as early
     except SelectionError as err:
         error(str(err))
         return EXIT_INVALID
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     driver = Driver(options)
     try:
         with stops_as_flag():
-            outcomes = driver.run(variants, args.experiment or experiment_name(args.paths))
+            outcomes = driver.run(variants, args.experiment or experiment_name(args.paths), jobs)
     except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
         error(str(err))
         return EXIT_INVALID

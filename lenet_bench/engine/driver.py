@@ -68,10 +68,11 @@ class Driver:
         self.claims: Claims | None = None
         self.data = DataCache(options.data_dir)  # the invocation's: loaded and keyed once, trained on when inline
 
-    def run(self, variants: list[Variant], experiment: str) -> list[Outcome]:
+    def run(self, variants: list[Variant], experiment: str, jobs: list[Job] | None = None) -> list[Outcome]:
+        """Every run of `variants` (`jobs`: their runs as the caller planned them, when it did)."""
         started = time.perf_counter()
         options = self.options
-        jobs = plan_jobs(variants, options)
+        jobs = plan_jobs(variants, options) if jobs is None else jobs
         results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
         results.check_writable()  # before any training: a folder that cannot take the results is found now
         self.claims = Claims(results.path)
