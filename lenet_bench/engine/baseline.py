@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from lenet_bench import data as datasets
+from lenet_bench.atomic_file import write_text_atomically
 from lenet_bench.data import PreparedData
 
 _SOLVER = "lbfgs"
@@ -57,7 +56,7 @@ def logistic_regression_baseline(data: PreparedData, cache_dir: Path | None = No
             cached = record is not None
             if not cached:
                 record = _train(data, settings)
-                _write_atomically(path, record)
+                write_text_atomically(path, json.dumps(record, indent=2))
     assert record is not None
     return BaselineResult(test_accuracy=record["test_accuracy"], train_seconds=record["train_seconds"],
                           n_train=record["n_train"], key=data.key, cached=cached, description=description)
@@ -96,10 +95,3 @@ def _read_record(path: Path) -> dict | None:
         return None
 
 
-def _write_atomically(path: Path, record: dict) -> None:
-    # Rename a finished temp file into place, so a concurrent or interrupted run never leaves half a JSON.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as file:
-        json.dump(record, file, indent=2)
-    os.replace(tmp, path)

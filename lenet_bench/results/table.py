@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from lenet_bench.atomic_file import write_text_atomically
 from lenet_bench.reference_folder import REFERENCE_MARKER, inside_reference
 from lenet_bench.results.convert import rows_from_frame, rows_to_frame
 from lenet_bench.results.row import ResultRow, Status
@@ -126,8 +127,8 @@ class ResultsFolder:
                     merged[row.run] = row
             table = sorted(merged.values(), key=lambda r: (r.spec, r.overrides, r.backend, r.device, r.seed))
             frame = rows_to_frame(table)
-            _write_atomically(self.runs_csv, frame.to_csv(index=False))
-            _write_atomically(self.path / SUMMARY_MD, summary_markdown(frame))
+            write_text_atomically(self.runs_csv, frame.to_csv(index=False), _file_mode())
+            write_text_atomically(self.path / SUMMARY_MD, summary_markdown(frame), _file_mode())
         return table
 
     @contextlib.contextmanager
@@ -143,18 +144,6 @@ class ResultsFolder:
         except Timeout as err:
             raise ResultsError(f"{self.path}: another process has held the lock on {RUNS_CSV} for "
                                f"{LOCK_TIMEOUT_S} s ({lock.lock_file}); is another run writing there?") from err
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; results are for others to read, as the other files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _file_mode() -> int:

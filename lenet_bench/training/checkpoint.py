@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_bench.atomic_file import write_text_atomically
 from lenet_bench.reference_folder import inside_reference
 from lenet_bench.training.result import EpochRecord
 
@@ -83,7 +84,7 @@ class Checkpoint:
         final = self.folder / name
         shutil.rmtree(final, ignore_errors=True)  # left by a run stopped before it replaced LATEST
         os.replace(partial, final)
-        _write_atomically(self.folder / LATEST, json.dumps({"epoch": state.epoch}))
+        write_text_atomically(self.folder / LATEST, json.dumps({"epoch": state.epoch}))
         for old in self.folder.iterdir():
             if old != final and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -151,8 +152,4 @@ def _restore_generators(data: dict) -> None:
     np.random.set_state(numpy_state)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
 
