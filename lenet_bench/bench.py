@@ -33,7 +33,7 @@ import numpy as np
 
 from lenet_bench import backends
 from lenet_bench.data import DataError, PreparedData
-from lenet_bench.device import Device
+from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine import hardware
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, worker_data
 from lenet_bench.engine.plan import Job
@@ -151,9 +151,9 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
         return row
     backend = backends.activate(job.backend)
     row.train_images = len(data.x_train)
-    row.hardware = hardware.hardware_class(job.device, len(hardware.allowed_cores()),
+    row.hardware = hardware.hardware_class(job.device, len(allowed_cores()),
                                            backend.device_info(job.device).get("gpu_name", ""))
-    load = hardware.CoreLoad(hardware.allowed_cores()).start()
+    load = hardware.CoreLoad(allowed_cores()).start()
     rounds = 1 if settings.full else settings.rounds  # a full training is long enough to time once
     try:
         for _ in range(rounds):

@@ -1,4 +1,5 @@
-"""Where a run trains: the `Device` type (a leaf, importing nothing of lenet_bench).
+"""Where a run trains: the `Device` type and the CPU cores this process may use (a leaf, importing
+nothing of lenet_bench).
 
 A `Device` is also its name as a string ("cpu", "gpu"), so specs, rows, MLflow params and the
 command line keep the plain words while the code asks `device.is_gpu` instead of comparing text.
@@ -6,6 +7,7 @@ command line keep the plain words while the code asks `device.is_gpu` instead of
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 
@@ -30,3 +32,8 @@ def as_device(device: str | Device) -> Device:
         return Device(device)
     except ValueError:
         raise ValueError(f"unknown device {device!r}; expected one of: {', '.join(DEVICES)}") from None
+
+
+def allowed_cores() -> list[int]:
+    """The cores this process may run on (taskset, cgroups, a worker's pinning), not every core of the host."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

@@ -18,6 +18,7 @@ from conftest import require_backend
 
 from lenet_bench.backends.torch import model as torch_model
 from lenet_bench.data import PreparedData
+from lenet_bench.device import allowed_cores
 from lenet_bench.engine import hardware
 from lenet_bench.spec import Spec
 from lenet_bench.training import timing
@@ -119,13 +120,13 @@ def test_a_runs_peak_memory_is_its_own_not_the_process_high_water_mark():
 
 
 def test_other_load_counts_only_other_processes_work():
-    load = hardware.CoreLoad(hardware.allowed_cores()).start()
+    load = hardware.CoreLoad(allowed_cores()).start()
     assert load.other_cores() is None, "too short a span to tell"
     end = __import__("time").monotonic() + 1.2
     while __import__("time").monotonic() < end:
         pass  # this process's own work is not load
     other = load.other_cores()
-    assert other is not None and 0 <= other <= len(hardware.allowed_cores())
+    assert other is not None and 0 <= other <= len(allowed_cores())
 
 
 # ------------------------------------------------------------------ the backends' GPU paths

@@ -23,7 +23,7 @@ from typing import cast
 
 from lenet_bench.backend_registry import BackendEntry, Engine, entry, names, register, unregister
 from lenet_bench.backends.protocol import Backend
-from lenet_bench.device import Device
+from lenet_bench.device import Device, allowed_cores
 
 __all__ = ["Backend", "BackendEntry", "BackendUnavailable", "Engine", "activate", "entry", "framework_versions",
            "get", "host_conflict", "installed_reason", "names", "quiet_stderr", "register", "unavailable_reason",
@@ -38,8 +38,8 @@ class BackendUnavailable(RuntimeError):
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (taskset, cgroups, a worker's pinning), not every core of the host."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """How many cores this process may run on (device.allowed_cores)."""
+    return len(allowed_cores())
 
 
 def host_conflict(name: str) -> str | None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_selection, error
 from lenet_bench.console import console, duration, output
+from lenet_bench.device import allowed_cores
 from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import Spec, load_variants
 
@@ -43,11 +44,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     except SelectionError as err:
         error(str(err))
         return EXIT_INVALID
-    from lenet_bench.engine import estimate, hardware
+    from lenet_bench.engine import estimate
     from lenet_bench.engine.driver import skip_reason_here
 
     book = estimate.measured_speeds(DEFAULT_RESULTS)
-    cores = len(hardware.allowed_cores())
+    cores = len(allowed_cores())
     table = Table(title=f"{len(jobs)} run(s)", caption="train TFLOP: images x epochs x training FLOPs per image; "
                   f"est. time: inline on this machine ({cores} core(s)), from speeds measured in results/ and "
                   "results/reference/; here: whether it can run on this machine (the reasons below)")

@@ -28,7 +28,7 @@ from lenet_bench import backends
 from lenet_bench.console import RunProgress
 from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
-from lenet_bench.device import Device
+from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.engine.phases import PhaseTimer
@@ -160,7 +160,7 @@ def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
     try:
         with timed("baseline"):
             outcome.baseline = logistic_regression_baseline(prepared)
-        cores = hardware.allowed_cores()
+        cores = allowed_cores()
         load = hardware.CoreLoad(cores).start()
         outcome.rss_at_start_mb = hardware.reset_peak_rss()
         sampler = SystemSampler().start()
@@ -200,7 +200,7 @@ def _checkpointing(backend: backends.Backend, job: Job) -> dict[str, Checkpoint]
 
 
 def _provenance(backend: backends.Backend, device: Device) -> Provenance:
-    cores = len(hardware.allowed_cores())
+    cores = len(allowed_cores())
     info = backend.device_info(device)
     gpu_name = info.get("gpu_name", "")
     return Provenance(
@@ -214,7 +214,7 @@ def worker_setup(cores: list[int] | None, environment: dict[str, str]) -> None:
     """First thing in a worker process: its own cores, and thread pools sized to them before any framework loads."""
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
-    count = str(len(cores) if cores else backends.usable_cores())
+    count = str(len(cores) if cores else len(allowed_cores()))
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = count
     os.environ.update(environment)

@@ -21,8 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 from lenet_bench.data.cache import DataCache
-from lenet_bench.device import Device
-from lenet_bench.engine import hardware
+from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
 from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import end_engine_processes, kill_pool
@@ -53,7 +52,7 @@ class InlineExecutor:
     def __init__(self, progress_for: Callable[[Job], Progress] | None = None, data: DataCache | None = None):
         self._progress_for = progress_for
         self._data = data  # the invocation's data cache: what the driver loaded to decide, trained on here
-        self.cores_per_run = len(hardware.allowed_cores())
+        self.cores_per_run = len(allowed_cores())
 
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
@@ -85,7 +84,7 @@ class LocalWorkers:
 
     def __init__(self, workers: int, environment: dict[str, str] | None = None):
         self.capacity = workers
-        self.groups = split_cores(hardware.allowed_cores(), workers)
+        self.groups = split_cores(allowed_cores(), workers)
         self.cores_per_run = len(self.groups[0])
         self._environment = environment or {}
         self._pools: list[ProcessPoolExecutor | None] = [None] * workers

@@ -5,7 +5,6 @@ Everything here is read from the operating system (psutil, /proc), without a fra
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import socket
@@ -17,10 +16,6 @@ from pathlib import Path
 import psutil
 
 from lenet_bench.device import Device
-
-
-def allowed_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
 def cpu_model() -> str:
