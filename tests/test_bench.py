@@ -53,7 +53,7 @@ def test_exit_0_and_one_row_per_backend_and_device(measured):
 def test_cpu_figures_are_positive_and_finite(measured):
     _, out, _, rows = measured
     cpu = rows[rows.device == "cpu"].iloc[0]
-    assert cpu.status is Status.COMPLETED
+    assert cpu.status == Status.COMPLETED.value  # as a run's status, in the CSV
     for name in POSITIVE_FIGURES:
         assert math.isfinite(cpu[name]) and cpu[name] > 0, name
     assert (cpu.train_images, cpu.rounds) == (3 * 16, 2)  # 2 rounds of 2 timed epochs each
@@ -70,7 +70,7 @@ def test_unavailable_device_is_said_once_up_front_with_its_reason(measured):
         pytest.skip("an NVIDIA GPU is present: the gpu row was measured")
     reason = "no GPU on this machine (no NVIDIA driver found)"
     gpu = rows[rows.device == "gpu"].iloc[0]
-    assert gpu.status is Status.SKIPPED and gpu.reason == reason
+    assert gpu.status == Status.SKIPPED.value and gpu.reason == reason
     assert math.isnan(gpu.harness_images_per_sec)
     assert "skipped" in next(line for line in out.splitlines() if "lenet5" in line and "gpu" in line)
     err = " ".join(err.split())  # rich wraps long lines

@@ -201,7 +201,7 @@ def test_with_several_runs_at_once_the_longest_start_first(workspace, mnist_dir,
             submitted.append(job.name)
             return super().submit(job)
 
-    monkeypatch.setattr(driver, "make_executor", lambda options: Recording())
+    monkeypatch.setattr(driver, "make_executor", lambda options, data: Recording())
     assert run(workspace, mnist_dir, "two", "--device", "cpu", "--seed", "0") == 0
     assert submitted == ["b-wide/noop/cpu/seed0", "a-small/noop/cpu/seed0"]
 
