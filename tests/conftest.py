@@ -34,11 +34,27 @@ def mnist_raw(mnist_dir):
     return load_dataset("mnist", mnist_dir, download=False)
 
 
+def session_cache(tmp_path_factory) -> Path:
+    """The session's cache folder: under pytest-xdist one for all its workers (baselines are fitted under a file
+    lock, so a fit made by one worker serves the others)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cache"
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache; the baseline cache is shared across tests of a session."""
-    monkeypatch.setenv("LENET_BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("LENET_BENCH_CACHE_DIR", str(session_cache(tmp_path_factory)))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def pytest_collection_modifyitems(items):
+    """keras-jax cases are slow: they run in a fresh process that imports Keras and JAX and compiles every
+    step (10-20 s per test module); the fast lane leaves them to the full suite."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("backend") == "keras-jax":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

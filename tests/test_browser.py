@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import session_cache
 
 from lenet_bench import backends
 from lenet_bench.cli import main
@@ -128,7 +129,7 @@ def server(tmp_path_factory, mnist_dir):
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        write_store(root, mnist_dir, tmp_path_factory.getbasetemp() / "cache")  # while the server starts
+        write_store(root, mnist_dir, session_cache(tmp_path_factory))  # while the server starts
         wait_for_health(url, process, log)
         yield url
     finally:

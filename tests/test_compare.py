@@ -7,6 +7,7 @@ import textwrap
 
 import pandas as pd
 import pytest
+from conftest import session_cache
 
 from lenet_bench import backends
 from lenet_bench.cli import main
@@ -43,7 +44,7 @@ def store(tmp_path_factory, mnist_dir):
     uri = f"sqlite:///{root}/mlflow.db"
     backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LENET_BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("LENET_BENCH_CACHE_DIR", str(session_cache(tmp_path_factory)))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         common = [str(root / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri", uri, "--results", str(root / "results")]
         assert main(["run", *common]) == 0

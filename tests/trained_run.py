@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_backend
+from conftest import REPO, require_backend, session_cache
 
 from lenet_bench.cli import main
 
@@ -56,7 +56,7 @@ def _stored_run(tmp_path_factory: pytest.TempPathFactory, key: str, arguments: l
         uri = f"sqlite:///{root}/mlflow.db"
         # Session scope runs before the function-scoped isolated_cache fixture: isolate it here too.
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("LENET_BENCH_CACHE_DIR", str(base / "cache"))
+            patch.setenv("LENET_BENCH_CACHE_DIR", str(session_cache(tmp_path_factory)))
             patch.delenv("MLFLOW_TRACKING_URI", raising=False)
             code = main(["run", *arguments, "--tracking-uri", uri, "--results", str(root / "results")])
         assert code == 0, f"the {key} run failed"
