@@ -35,9 +35,9 @@ from lenet_bench import backends
 from lenet_bench.data import DataError, PreparedData
 from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine import hardware
-from lenet_bench.engine.execute import DATA_UNAVAILABLE, worker_data
+from lenet_bench.engine.execute import DATA_UNAVAILABLE, helper_engine, worker_data
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import in_fresh_process
+from lenet_bench.engine.process import in_engine_process
 from lenet_bench.results.row import Status
 from lenet_bench.spec import Spec
 from lenet_bench.training.result import SilentProgress
@@ -132,9 +132,10 @@ def bench_spec(spec: Spec, settings: BenchSettings) -> Spec:
 
 
 def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
-    """Measure one row here, or in a process of its own when this one cannot host the backend."""
+    """Measure one row here, or, when this process cannot host the backend, in the engine's helper process
+    (as `run` executes such jobs: started once, kept for the next rows; end_engine_processes ends it)."""
     if backends.host_conflict(job.backend):
-        return in_fresh_process(bench_row, job, settings)
+        return in_engine_process(helper_engine(job), bench_row, job, settings)
     spec = bench_spec(job.spec, settings)
     steps = None if settings.full else settings.steps
     row = BenchRow(job.variant.name, job.backend, job.device, spec.train.batch_size, spec.summary().train_flops,

@@ -16,10 +16,9 @@ Random images of the spec's shape; the same batches for both.
 from __future__ import annotations
 
 import importlib
-import time
 
 import numpy as np
-from ab_rounds import compare_in_rounds, parse_arguments, spec_named
+from ab_rounds import compare_in_rounds, parse_arguments, random_nhwc, spec_named, warmed_up
 
 from lenet_bench import backends
 
@@ -101,26 +100,14 @@ VARIANTS = {"harness": harness, "pure_jax": pure_jax}
 def make_variant(spec, name: str, x, y, batch: int):
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
-    run = VARIANTS[name](spec, x, y, batch)
-
-    def images_per_second(steps: int) -> float:
-        batches = [np.random.randint(0, POOL_SIZE, batch).astype(np.int32) for _ in range(steps)]
-        start = time.perf_counter()
-        run(batches)
-        return steps * batch / (time.perf_counter() - start)
-
-    start = time.perf_counter()
-    images_per_second(10)  # warm-up: tracing and compiling
-    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
-    return images_per_second
+    return warmed_up(name, VARIANTS[name](spec, x, y, batch), batch, POOL_SIZE, "tracing and compiling", np.int32)
 
 
 def main() -> None:
     args = parse_arguments(__doc__)
     spec = spec_named(args.variant_name)
-    channels, height, width = spec.input_shape
-    x = jnp.asarray(np.random.randn(POOL_SIZE, height, width, channels).astype(np.float32))
-    y = jnp.asarray(np.random.randint(0, 10, POOL_SIZE).astype(np.int32))
+    images, labels = random_nhwc(spec, POOL_SIZE)
+    x, y = jnp.asarray(images), jnp.asarray(labels.astype(np.int32))
     print(f"{spec.summary().params:,} parameters, batch {args.batch}, {args.steps} steps per timing, {args.rounds} rounds; "
           f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
     compare_in_rounds({name: make_variant(spec, name, x, y, args.batch) for name in args.variants}, args.steps,

@@ -19,10 +19,9 @@ Variants:
 from __future__ import annotations
 
 import importlib
-import time
 
 import numpy as np
-from ab_rounds import compare_in_rounds, parse_arguments, spec_named
+from ab_rounds import compare_in_rounds, parse_arguments, random_nhwc, spec_named, warmed_up
 
 from lenet_bench import backends
 
@@ -132,25 +131,18 @@ def make_variant(spec, name: str, x, y, batch: int):
     model = pool_first_model(spec) if name == "pool_first" else keras_model.build(spec, 0, "cpu")
     trainer = TRAINERS[name](model, make_optimizer(spec), x, y, 0.0)
 
-    def images_per_second(steps: int) -> float:
-        batches = [np.random.randint(0, POOL_SIZE, batch).astype(np.int64) for _ in range(steps)]
-        start = time.perf_counter()
-        trainer.run(batches, [1e-3] * steps)
+    def run(batches: list[np.ndarray]) -> None:
+        trainer.run(batches, [1e-3] * len(batches))
         trainer.loss_sum.numpy()  # waits for the last step
-        return steps * batch / (time.perf_counter() - start)
 
-    start = time.perf_counter()
-    images_per_second(10)  # warm-up: tracing
-    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
-    return images_per_second
+    return warmed_up(name, run, batch, POOL_SIZE, "tracing")
 
 
 def main() -> None:
     args = parse_arguments(__doc__)
     spec = spec_named(args.variant_name)
-    channels, height, width = spec.input_shape
-    x = tf.constant(np.random.randn(POOL_SIZE, height, width, channels).astype(np.float32))
-    y = tf.constant(np.random.randint(0, 10, POOL_SIZE).astype(np.int64))
+    images, labels = random_nhwc(spec, POOL_SIZE)
+    x, y = tf.constant(images), tf.constant(labels.astype(np.int64))
     compare_in_rounds({name: make_variant(spec, name, x, y, args.batch) for name in args.variants}, args.steps, args.rounds)
 
 

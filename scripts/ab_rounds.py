@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +23,30 @@ def parse_arguments(doc: str) -> argparse.Namespace:
 
 def spec_named(name: str) -> Spec:
     return next(v.spec for v in load_variants(["specs"]) if v.name == name)
+
+
+def random_nhwc(spec: Spec, pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pool` random float32 images of the spec's shape, channels last, and random labels."""
+    channels, height, width = spec.input_shape
+    return (np.random.randn(pool, height, width, channels).astype(np.float32),
+            np.random.randint(0, spec.model.num_classes, pool))
+
+
+def warmed_up(name: str, run: Callable[[list[np.ndarray]], None], batch: int, pool: int, what: str,
+              index_dtype: type = np.int64) -> Callable[[int], float]:
+    """Images/s of `run` (which returns once its device is done) on `steps` random batches of indices into the
+    first `pool` images, after one untimed call of 10 steps (the warm-up: `what`), whose time is printed."""
+
+    def images_per_second(steps: int) -> float:
+        batches = [np.random.randint(0, pool, batch).astype(index_dtype) for _ in range(steps)]
+        start = time.perf_counter()
+        run(batches)
+        return steps * batch / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    images_per_second(10)
+    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s ({what})", flush=True)
+    return images_per_second
 
 
 def compare_in_rounds(runs: dict[str, Callable[[int], float]], steps: int, rounds: int) -> None:

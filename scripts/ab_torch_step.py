@@ -16,11 +16,10 @@ compile (torch.compile of the module). Random images of the spec's shape, Adam l
 from __future__ import annotations
 
 import importlib
-import time
 
 import numpy as np
 import torch
-from ab_rounds import compare_in_rounds, parse_arguments, spec_named
+from ab_rounds import compare_in_rounds, parse_arguments, spec_named, warmed_up
 from torch import nn
 
 from lenet_bench import backends
@@ -46,16 +45,10 @@ def make_variant(spec, name: str, x: torch.Tensor, y: torch.Tensor, batch: int):
     step_module = torch.compile(module) if "compile" in options else module
     x = x.contiguous(memory_format=memory_format)
 
-    def images_per_second(steps: int) -> float:
-        batches = [np.random.randint(0, len(x), batch) for _ in range(steps)]
-        start = time.perf_counter()
-        torch_train.train_steps(step_module, optimizer, x, y, batches, [1e-3] * steps)
-        return steps * batch / (time.perf_counter() - start)
+    def run(batches: list[np.ndarray]) -> None:
+        torch_train.train_steps(step_module, optimizer, x, y, batches, [1e-3] * len(batches))  # CPU: done on return
 
-    start = time.perf_counter()
-    images_per_second(10)  # warm-up: kernel selection, compilation
-    print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
-    return images_per_second
+    return warmed_up(name, run, batch, len(x), "kernel selection, compilation")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -13,6 +14,10 @@ from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selec
 from lenet_bench.console import console, output
 from lenet_bench.device import Device
 from lenet_bench.results.row import Status
+
+if TYPE_CHECKING:
+    from lenet_bench.bench import BenchRow, BenchSettings
+    from lenet_bench.engine.plan import Job
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -122,18 +127,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     reasons = {id(job): skip_reason_here(job, cluster=False, inline=False) for job in jobs}
     announce_reasons([(f"{job.variant.name}/{job.backend}/{job.device}", reason) for job in jobs
                       if (reason := reasons[id(job)])], noun="bench row(s)", whole_names=True)
-    rows = []
-    for job in jobs:  # what cannot run here was said once, up front: it is not announced and then skipped
-        if reasons[id(job)]:
-            rows.append(bench.BenchRow(job.variant.name, job.backend, job.device,
-                                       args.batch_size or job.spec.train.batch_size, job.spec.summary().train_flops,
-                                       status=Status.SKIPPED, reason=str(reasons[id(job)])))
-            continue
-        console.print(f"bench {job.variant.name}/{job.backend}/{job.device}: "
-                      + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
-                         f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
-                                                                          else ""), markup=False)
-        rows.append(bench.bench_row(job, settings))
+    rows = _measure(jobs, reasons, args, settings)
     measured_devices = list(dict.fromkeys(r.device for r in rows if r.status is Status.COMPLETED))
     ceilings = {}
     for device in measured_devices:
@@ -164,3 +158,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
         error("nothing was measured: " + "; ".join(f"{r.variant}/{r.backend}/{r.device}: {r.reason}" for r in rows[:3]))
         return EXIT_INVALID
     return EXIT_OK
+
+
+def _measure(jobs: list[Job], reasons: dict[int, str | None], args: argparse.Namespace,
+             settings: BenchSettings) -> list[BenchRow]:
+    """Every job's bench row, in order; an engine helper process started for some of them is ended after."""
+    from lenet_bench import bench
+    from lenet_bench.engine.process import end_engine_processes
+
+    rows: list[BenchRow] = []
+    try:
+        for job in jobs:  # what cannot run here was said once, up front: it is not announced and then skipped
+            if reasons[id(job)]:
+                rows.append(bench.BenchRow(job.variant.name, job.backend, job.device,
+                                           args.batch_size or job.spec.train.batch_size, job.spec.summary().train_flops,
+                                           status=Status.SKIPPED, reason=str(reasons[id(job)])))
+                continue
+            console.print(f"bench {job.variant.name}/{job.backend}/{job.device}: "
+                          + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
+                             f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
+                                                                              else ""), markup=False)
+            rows.append(bench.bench_row(job, settings))
+    finally:
+        end_engine_processes()
+    return rows

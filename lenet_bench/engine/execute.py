@@ -124,10 +124,15 @@ def _release(backend_name: str) -> None:
         release()
 
 
-def _in_own_process(job: Job) -> JobResult:
+def helper_engine(job: Job) -> str:
+    """The name of the engine helper process that runs `job` when this process cannot host its backend."""
     engine = job.backend_entry.engine if job.backend_entry else None
+    return engine.name if engine else job.backend
+
+
+def _in_own_process(job: Job) -> JobResult:
     try:
-        return in_engine_process(engine.name if engine else job.backend, execute_job, job, None)
+        return in_engine_process(helper_engine(job), execute_job, job, None)
     except BrokenProcessPool:
         return JobResult(job.name, Status.FAILED, f"the process running {job.backend} died during the run")
 
