@@ -1,6 +1,9 @@
 """A non-neural reference: multinomial logistic regression on raw pixels, trained once per data key and cached.
 
-On full MNIST (unit scaling, 28x28) with the settings below: 92.57% test accuracy in about 21 s on 2 CPU cores.
+Pixels that never vary in the training images (the padding of 32x32 inputs, MNIST's empty border) are
+left out first: with the L2 penalty their weights stay zero, so the fit is the same, and a padded input
+fits its 717 varying pixels instead of 1024 (one core: 6.7 s instead of 8.9 s on 54,000 images).
+On full MNIST (unit scaling, 28x28) with the settings below: 92.57% test accuracy.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import numpy as np
 import sklearn
 from filelock import FileLock
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_selection import VarianceThreshold
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from lenet_bench import data as datasets
 from lenet_bench.atomic_file import write_text_atomically
@@ -42,10 +47,12 @@ def logistic_regression_baseline(data: PreparedData, cache_dir: Path | None = No
 
     cache_dir defaults to lenet_bench's cache root, `data.cache_dir()`.
     """
-    settings = {"model": "LogisticRegression", "solver": _SOLVER, "C": _C, "tol": _TOL, "max_iter": max_iter}
+    settings = {"model": "LogisticRegression", "solver": _SOLVER, "C": _C, "tol": _TOL, "max_iter": max_iter,
+                "constant_pixels": "left out"}
     settings_id = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     path = Path(cache_dir or datasets.cache_dir()) / "baselines" / f"{data.key}-{settings_id}.json"
-    description = f"LogisticRegression({_SOLVER}, C={_C}, max_iter={max_iter}) on {np.prod(data.input_shape)} pixels"
+    description = (f"LogisticRegression({_SOLVER}, C={_C}, max_iter={max_iter}) on the varying ones of "
+                   f"{np.prod(data.input_shape)} pixels")
 
     record = _read_record(path)
     cached = record is not None
@@ -65,7 +72,8 @@ def logistic_regression_baseline(data: PreparedData, cache_dir: Path | None = No
 def _train(data: PreparedData, settings: dict) -> dict:
     x_train = data.x_train.reshape(len(data.x_train), -1)
     x_test = data.x_test.reshape(len(data.x_test), -1)
-    model = LogisticRegression(solver=_SOLVER, C=_C, tol=_TOL, max_iter=settings["max_iter"])
+    model = make_pipeline(VarianceThreshold(0.0),
+                          LogisticRegression(solver=_SOLVER, C=_C, tol=_TOL, max_iter=settings["max_iter"]))
     start = time.perf_counter()
     with warnings.catch_warnings():
         # max_iter is a deliberate cap: on MNIST lbfgs has not met `tol` after 100 iterations, but test accuracy
@@ -82,6 +90,7 @@ def _train(data: PreparedData, settings: dict) -> dict:
         "train_seconds": train_seconds,
         "n_train": len(x_train),
         "n_test": len(x_test),
+        "pixels_used": int(model[0].get_support().sum()),
         "settings": settings,
         "sklearn_version": sklearn.__version__,
     }
