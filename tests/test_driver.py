@@ -411,6 +411,9 @@ def test_fingerprint_ignores_sibling_seeds_expectation_and_prose(workspace, noop
     assert fingerprint(with_spec(expect=expect, description="reworded"), "data") == fingerprint(full, "data")
     trained_longer = full.spec.train.model_copy(update={"epochs": 3})
     assert fingerprint(with_spec(train=trained_longer), "data") != fingerprint(full, "data")
+    # eval_every is part of what a run records (its curves, its time to target).
+    evaluated_less = full.spec.train.model_copy(update={"eval_every": 2})
+    assert fingerprint(with_spec(train=evaluated_less), "data") != fingerprint(full, "data")
     assert fingerprint(full, "other data") != fingerprint(full, "data")
     quick = {job.name: job for job in plan_jobs(variants, RunOptions(epochs=1))}["tiny@epochs=1/noop/cpu/seed0"]
     assert fingerprint(quick, "data") != fingerprint(full, "data")

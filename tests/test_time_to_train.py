@@ -58,3 +58,37 @@ def test_rows_recorded_before_targets_were_a_column_take_them_from_their_spec():
     spec = SimpleNamespace(train=SimpleNamespace(target_accuracy=0.99))
     table = time_to_train_table(frame, [Variant("fast", spec)])
     assert table.loc[0, "target"] == 0.99 and table.loc[0, "counted"] == "training only"
+
+
+def test_eval_every_evaluates_every_nth_epoch_and_the_last_and_time_to_target_counts_only_those():
+    from lenet_bench.spec.schema import TrainSpec
+    from lenet_bench.training.loop import time_to_target, train_epochs
+    from lenet_bench.training.result import SilentProgress
+
+    class Clock:  # one second per reading pair: every epoch and every evaluation takes 1 s
+        def start(self) -> None: ...
+
+        def read(self) -> float:
+            return 1.0
+
+    evaluated: list[int] = []
+    epochs_done: list[int] = []
+
+    def take_sums() -> tuple[float, int]:  # read once at the end of every epoch
+        epochs_done.append(len(epochs_done) + 1)
+        return 0.0, 0
+
+    def validate() -> tuple[float, float]:
+        evaluated.append(len(epochs_done))
+        return 0.1, 0.5 + 0.1 * len(epochs_done)  # accuracy grows with the epochs trained
+
+    cfg = TrainSpec(epochs=7, batch_size=4, eval_every=3)
+    outcome = train_epochs(cfg, 8, 0, None, Clock(), SilentProgress(), run_steps=lambda batches, lrs: None,
+                           take_sums=take_sums, validate=validate, warmup_steps=0)
+    assert evaluated == [3, 6, 7]  # after epochs 3 and 6, and the last
+    assert [r.val_accuracy is not None for r in outcome.history] == [False, False, True, False, False, True, True]
+    assert [r.eval_seconds for r in outcome.history] == [0, 0, 1, 0, 0, 1, 1]
+    # 0.5 + 0.1 x 6 = 1.1 first at epoch 6: six epochs of training and the two evaluations made until then.
+    assert time_to_target(outcome.history, 1.0) == (6.0 + 2.0, 6)
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainSpec(eval_every=0)

@@ -67,6 +67,8 @@ def code_version(backend: str) -> str:
 
 def fingerprint(job: Job, data_key: str) -> str:
     spec = {k: v for k, v in job.spec.model_dump(mode="json").items() if k not in _NOT_FINGERPRINTED}
+    if spec["train"].get("eval_every") == 1:
+        del spec["train"]["eval_every"]  # the default: left out, so that runs recorded before it existed still match
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
         "spec": spec, "backend": job.backend, "device": job.device.value, "seed": job.seed,

@@ -216,6 +216,9 @@ class TrainSpec(_Strict):
     warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
     max_steps_per_epoch: int | None = Field(None, gt=0, le=MAX_STEPS_PER_EPOCH, description="cap for quick runs")
     target_accuracy: float | None = Field(None, gt=0, le=1, description="validation accuracy whose time-to-reach is reported")
+    # The validation split is evaluated after every `eval_every`-th epoch and after the last (Keras' validation_freq):
+    # evaluating a large model's split after every epoch can cost more than a tenth of its training.
+    eval_every: int = Field(1, gt=0, le=MAX_EPOCHS, description="evaluate the validation split every N epochs")
 
     @field_validator("seeds")
     @classmethod

@@ -110,7 +110,8 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
 
     `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
     loss and hits on the device; `take_sums()` reads them once per epoch and resets them;
-    `validate()` gives (loss, accuracy) on the validation split; `before_epoch(epoch)`, if
+    `validate()` gives (loss, accuracy) on the validation split, after every `cfg.eval_every`-th
+    epoch and the last (None in the other epochs' records); `before_epoch(epoch)`, if
     given, runs at the start of each epoch, on its clock. The clock is a Stopwatch
     that synchronizes the device before each reading. The first `warmup_steps` steps pay
     for allocation, kernel selection or tracing, and are timed apart.
@@ -158,9 +159,12 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
         loss_sum, hits = take_sums()
         if not math.isfinite(loss_sum):
             raise Diverged(epoch, loss_sum / images)
-        clock.start()
-        val_loss, val_accuracy = validate()
-        eval_seconds = clock.read()
+        val_loss = val_accuracy = None
+        eval_seconds = 0.0
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            clock.start()
+            val_loss, val_accuracy = validate()
+            eval_seconds = clock.read()
         record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed,
                              eval_seconds)
         history.append(record)
