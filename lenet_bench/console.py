@@ -22,15 +22,19 @@ from lenet_bench.training.result import EpochRecord
 
 
 class Reported(Protocol):
-    """What the progress lines read of a finished run (engine.recorder.Outcome), typed here so that the
+    """What the progress lines read of a finished run's row (results.row.ResultRow), typed here so that the
     console depends on nothing above it."""
 
-    @property
-    def row(self) -> Any: ...
-    @property
-    def reused(self) -> bool: ...
-    @property
-    def status(self) -> Any: ...
+    run: str
+    status: Any
+    reason: str
+    test_accuracy: float | None
+    baseline_accuracy: float | None
+    gap_to_baseline_pp: float | None
+    train_seconds: float | None
+    met_expectation: bool | None
+    min_test_accuracy: float | None
+    timing: str
 
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and messages: long lines are not cut
@@ -121,12 +125,12 @@ class InvocationProgress:
         console.print(f"[{self.launched}/{self.total}] {name}" + (f"  (ETA {duration(eta)})" if math.isfinite(eta) else ""),
                       markup=False)
 
-    def finished(self, outcome: Reported, work: float) -> None:
+    def finished(self, row: Reported, work: float) -> None:
         self.done += 1
         self.work_left -= work
-        if outcome.status.has_numbers:
+        if row.status.has_numbers:
             self.work_done += work
-        self.print_outcome(outcome)
+        self.print_row(row)
         left = self.total - self.done
         if left:
             elapsed = time.monotonic() - self.start
@@ -134,12 +138,12 @@ class InvocationProgress:
                           f"{duration(elapsed)} elapsed, ETA {duration(self.eta())}", markup=False)
 
     @staticmethod
-    def print_outcome(outcome: Reported) -> None:
-        row = outcome.row
+    def print_row(row: Reported, reused: bool = False) -> None:
+        """The run's line: its accuracy against the baseline, how long it trained (or that it was reused)."""
         if row.status.has_numbers and row.test_accuracy is not None:
             gap = (f", baseline {100 * row.baseline_accuracy:.2f}% ({row.gap_to_baseline_pp:+.2f} pp)"
                    if row.baseline_accuracy is not None and row.gap_to_baseline_pp is not None else "")
-            when = "completed before" if outcome.reused else f"in {row.train_seconds:.1f} s of training" \
+            when = "completed before" if reused else f"in {row.train_seconds:.1f} s of training" \
                 if row.train_seconds is not None else ""
             verdict = "" if row.met_expectation is not False else \
                 f"  [below the expected {100 * (row.min_test_accuracy or 0):.2f}%]"

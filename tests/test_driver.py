@@ -450,13 +450,13 @@ def test_torch_end_to_end_two_steps(workspace, mnist_dir):
     write_spec(workspace, backend="torch", expect=0.0)
     options = RunOptions(data_dir=str(mnist_dir), tracking_uri=f"sqlite:///{workspace}/mlflow.db",
                          results_dir=workspace / "results", max_steps=2, devices=("cpu",), live=False)
-    outcomes = Driver(options).run(load_variants([workspace / "specs"]), "lenet_bench/specs")
-    assert [o.status.value for o in outcomes] == ["completed", "completed"]
-    row = outcomes[0].row
+    rows = Driver(options).run(load_variants([workspace / "specs"]), "lenet_bench/specs")
+    assert [r.status.value for r in rows] == ["completed", "completed"]
+    row = rows[0]
     assert row.train_images_per_sec > 0 and row.latency_p50_ms > 0 and row.framework_version.startswith("2.")
     assert row.peak_rss_mb >= row.rss_at_start_mb > 0 and row.cores >= 1 and row.cpu_model
     client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
-    assert {"model", "learning_curves.png", "confusion_matrix.png"} <= \
+    assert {"model", "learning_curves.png", "confusion_matrix.png", "architecture.png"} <= \
         {a.path for a in client.list_artifacts(row.mlflow_run_id)}
 
 

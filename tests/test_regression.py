@@ -25,7 +25,7 @@ def test_lenet5_one_epoch_above_95_percent(backend, mnist_dir, tmp_path):
     assert variant.spec.model.activation == "relu" and variant.spec.summary().params == 61_706
     options = RunOptions(data_dir=str(mnist_dir), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
                          results_dir=tmp_path / "results", backends=(backend,), devices=("cpu",), epochs=1, seeds=(0,), live=False)
-    [outcome] = Driver(options).run([variant], "regression")
-    assert outcome.status is Status.COMPLETED, outcome.row.reason
-    assert outcome.row.test_accuracy > 0.95
-    assert outcome.row.baseline_accuracy < outcome.row.test_accuracy
+    [row] = Driver(options).run([variant], "regression")
+    assert row.status is Status.COMPLETED, row.reason
+    assert row.test_accuracy > 0.95
+    assert row.baseline_accuracy < row.test_accuracy

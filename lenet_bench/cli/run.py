@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lenet_bench.cli.common import (
     DEFAULT_RESULTS,
@@ -17,6 +18,9 @@ from lenet_bench.cli.common import (
     positive_int,
 )
 from lenet_bench.console import console
+
+if TYPE_CHECKING:
+    from lenet_bench.results.row import ResultRow
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     driver = Driver(options)
     try:
         with stops_as_flag():
-            outcomes = driver.run(variants, args.experiment or experiment_name(args.paths), jobs)
+            rows = driver.run(variants, args.experiment or experiment_name(args.paths), jobs)
     except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
         error(str(err))
         return EXIT_INVALID
@@ -102,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print("\ninterrupted: finished runs are logged and in the results folder; the runs in flight are "
                       "marked KILLED. Run the same command again to resume.")
         return EXIT_INTERRUPTED
-    code = summarize(outcomes, options.results_dir)
+    code = summarize(rows, len(driver.reused), options.results_dir)
     if driver.tracker is not None:
         print_mlflow_hint(driver.tracker)
     if driver.unwritten:
@@ -125,23 +129,22 @@ def print_mlflow_hint(tracker) -> None:
         console.print(f"MLflow: {view_url(uri, tracker.experiment_id)}", markup=False)
 
 
-def summarize(outcomes: list, results: Path) -> int:
+def summarize(rows: list[ResultRow], reused: int, results: Path) -> int:
+    """The invocation's counts, and each failed run or missed expectation; the exit code."""
     from lenet_bench.results.row import Status
 
-    trained = sum(o.status is Status.COMPLETED and not o.reused for o in outcomes)
-    reused = sum(o.reused for o in outcomes)
-    counts = {"trained": trained, "completed before": reused,
-              **{s.value: sum(o.status is s for o in outcomes) for s in (Status.SKIPPED, Status.FAILED)}}
+    completed = sum(r.status is Status.COMPLETED for r in rows)
+    counts = {"trained": completed - reused, "completed before": reused,
+              **{s.value: sum(r.status is s for r in rows) for s in (Status.SKIPPED, Status.FAILED)}}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {results}/", markup=False)
-    if not trained and not reused and not any(o.status is Status.FAILED for o in outcomes):
-        skipped = [o for o in outcomes if o.status is Status.SKIPPED]
-        error(f"nothing ran: every selected run was skipped (first: {skipped[0].row.run}: {skipped[0].row.reason})"
+    if not completed and not any(r.status is Status.FAILED for r in rows):
+        skipped = [r for r in rows if r.status is Status.SKIPPED]
+        error(f"nothing ran: every selected run was skipped (first: {skipped[0].run}: {skipped[0].reason})"
               if skipped else "nothing ran")
         return EXIT_INVALID
-    problems = [o for o in outcomes if not o.ok]
-    for outcome in problems:
-        label = "failed" if outcome.status is Status.FAILED else "missed expectation"
-        reason = outcome.row.reason or (f"test accuracy {outcome.row.test_accuracy:.4f} < expected "
-                                        f"{outcome.row.min_test_accuracy}")
-        error(f"{label}: {outcome.row.run}: {reason}")
+    problems = [r for r in rows if not r.ok]
+    for row in problems:
+        label = "failed" if row.status is Status.FAILED else "missed expectation"
+        reason = row.reason or f"test accuracy {row.test_accuracy:.4f} < expected {row.min_test_accuracy}"
+        error(f"{label}: {row.run}: {reason}")
     return EXIT_FAILED if problems else EXIT_OK

@@ -28,8 +28,8 @@ from lenet_bench.engine.claims import Claims
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
-from lenet_bench.engine.recorder import Outcome, Recorder
-from lenet_bench.results.row import Status
+from lenet_bench.engine.recorder import Recorder
+from lenet_bench.results.row import ResultRow, Status
 from lenet_bench.results.table import ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
 from lenet_bench.spec import DEFAULT_SUITE, Variant
@@ -50,11 +50,11 @@ def make_executor(options: RunOptions, data: DataCache) -> executors.Executor:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, after the runs in flight were marked KILLED; carries every outcome so far."""
+    """Ctrl-C or SIGTERM, after the runs in flight were marked KILLED; carries every row so far."""
 
-    def __init__(self, outcomes: list[Outcome]):
+    def __init__(self, rows: list[ResultRow]):
         super().__init__()
-        self.outcomes = outcomes
+        self.rows = rows
 
 
 class Driver:
@@ -66,10 +66,12 @@ class Driver:
         self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
         self.timed = phases.PhaseTimer(self.driver_phases)
         self.claims: Claims | None = None
+        self.reused: set[str] = set()  # the runs (by name) completed by an earlier invocation, not trained now
         self.data = DataCache(options.data_dir)  # the invocation's: loaded and keyed once, trained on when inline
 
-    def run(self, variants: list[Variant], experiment: str, jobs: list[Job] | None = None) -> list[Outcome]:
-        """Every run of `variants` (`jobs`: their runs as the caller planned them, when it did)."""
+    def run(self, variants: list[Variant], experiment: str, jobs: list[Job] | None = None) -> list[ResultRow]:
+        """Every run of `variants` (`jobs`: their runs as the caller planned them, when it did), as its row;
+        `reused` names those completed before."""
         started = time.perf_counter()
         options = self.options
         jobs = plan_jobs(variants, options) if jobs is None else jobs
@@ -88,35 +90,35 @@ class Driver:
         recorder.start_invocation(f"invocation-{time.strftime('%Y%m%d-%H%M%S')}", {
             "paths": [str(v.file) for v in variants][:50], "runs": len(jobs), "executor": executor.name,
             "workers": executor.capacity, "overrides": ",".join(f"{k}={v}" for k, v in options.overrides().items())})
-        outcomes: list[Outcome] = []
+        rows: list[ResultRow] = []
         status = "KILLED"
         try:
             with self.timed("decide (data keys, fingerprints, reuse)"):
-                to_run = self._decide(jobs, tracker, results, recorder, outcomes)
-            announce_plan(to_run, sum(o.reused for o in outcomes))
+                to_run = self._decide(jobs, tracker, results, recorder, rows)
+            announce_plan(to_run, len(self.reused))
             expected = self._expect(to_run, results, executor)
-            self._execute(to_run, executor, recorder, outcomes, len(jobs), expected)
+            self._execute(to_run, executor, recorder, rows, len(jobs), expected)
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
             self.claims.release_all()
             # A stopped invocation only records: drawing figures is no cleanup (`report` draws them later).
             with self.timed("reports (tables, figures)"):
-                written = self._write_reports(results, outcomes, variants) if status == "FINISHED" else []
+                written = self._write_reports(results, rows, variants) if status == "FINISHED" else []
             if status == "FINISHED" and self.run_phases:
                 written.append(self._write_overhead(results, time.perf_counter() - started, executor.capacity))
-            recorder.finish_invocation(outcomes, status, artifacts=[results.path / name for name in written
+            recorder.finish_invocation(rows, len(self.reused), status, artifacts=[results.path / name for name in written
                                                                     if name in INVOCATION_ARTIFACTS])
             self.unwritten = recorder.unwritten
-        return outcomes
+        return rows
 
     # ------------------------------------------------------------ decide
 
     def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
-                outcomes: list[Outcome]) -> list[Job]:
+                rows: list[ResultRow]) -> list[Job]:
         recorded = results.completed_by_fingerprint()
         to_run = []
-        skipped: list[Outcome] = []
+        skipped: list[ResultRow] = []
         for job in jobs:
             reason = self._skip_reason(job)
             if reason is None:
@@ -133,10 +135,10 @@ class Driver:
             if not self.options.force:
                 previous = tracker.find_completed(print_)
                 if previous is not None:
-                    outcomes.append(self._report(recorder.reused_from_mlflow(job, previous)))
+                    rows.append(self._reused(recorder.reused_from_mlflow(job, previous)))
                     continue
                 if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
-                    outcomes.append(self._report(recorder.reused(job, recorded[print_])))
+                    rows.append(self._reused(recorder.reused(job, recorded[print_])))
                     continue
             claimed = self.claims.claim(print_) if self.claims else None
             if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
@@ -146,7 +148,7 @@ class Driver:
                 saved.remove()  # --force trains again from scratch (and checkpoints it anew)
             to_run.append(self._decided(job, print_, estimate.training_flops(job, dataset_size), saved))
         announce_skips(skipped)
-        outcomes += skipped
+        rows += skipped
         return to_run
 
     def _checkpoint(self, results: ResultsFolder, print_: str) -> Checkpoint | None:
@@ -189,8 +191,8 @@ class Driver:
         return seconds
 
     def _execute(self, to_run: list[Job], executor: executors.Executor, recorder: Recorder,
-                 outcomes: list[Outcome], total: int, expected: float = math.nan) -> None:
-        progress = InvocationProgress(total=total, done=len(outcomes), work=sum(job.work for job in to_run),
+                 rows: list[ResultRow], total: int, expected: float = math.nan) -> None:
+        progress = InvocationProgress(total=total, done=len(rows), work=sum(job.work for job in to_run),
                                       expected_seconds=expected)
         pending = deque(longest_first(to_run) if executor.capacity > 1 else to_run)
         in_flight: dict[Future[JobResult], tuple[Job, str]] = {}
@@ -211,19 +213,19 @@ class Driver:
                     executed = future.result()
                     self._account(executed)
                     with self.timed(phases.MLFLOW_LOGGING):
-                        outcome = recorder.record(job, run_id, executed, fingerprint=job.fingerprint,
+                        row = recorder.record(job, run_id, executed, fingerprint=job.fingerprint,
                                                   code_version=code_version(job.backend))
                     started.pop(run_id)
                     if self.claims:
                         self.claims.release(job.fingerprint)
-                    if outcome.status is Status.COMPLETED:
+                    if row.status is Status.COMPLETED:
                         drop_checkpoint(job)
-                    outcomes.append(outcome)
-                    progress.finished(outcome, job.work)
+                    rows.append(row)
+                    progress.finished(row, job.work)
         except KeyboardInterrupt:
             for run_id, job in started.items():
-                outcomes.append(recorder.killed(job, run_id))
-            raise Interrupted(outcomes) from None
+                rows.append(recorder.killed(job, run_id))
+            raise Interrupted(rows) from None
 
     def _account(self, executed: JobResult) -> None:
         if executed.result is None or not executed.phases:
@@ -245,15 +247,16 @@ class Driver:
             console.print(f"warning: could not write {phases.OVERHEAD_MD} ({err})", markup=False)
         return phases.OVERHEAD_MD
 
-    def _report(self, outcome: Outcome) -> Outcome:
-        InvocationProgress.print_outcome(outcome)
-        return outcome
+    def _reused(self, row: ResultRow) -> ResultRow:
+        self.reused.add(row.run)
+        InvocationProgress.print_row(row, reused=True)
+        return row
 
-    def _write_reports(self, results: ResultsFolder, outcomes: list[Outcome], variants: list[Variant]) -> list[str]:
+    def _write_reports(self, results: ResultsFolder, rows: list[ResultRow], variants: list[Variant]) -> list[str]:
         """compare.md, reproduction.md, effects.md and the figures, over every row of the folder; the names written."""
         from lenet_bench.results import report
 
-        if not any(o.status is Status.COMPLETED for o in outcomes):
+        if not any(r.status is Status.COMPLETED for r in rows):
             return []
         try:
             return report.write_comparison(results.read(), results.path, variants + _default_suite(variants))
@@ -310,9 +313,9 @@ def drop_checkpoint(job: Job) -> None:
         Path(job.checkpoint_dir).parent.rmdir()
 
 
-def announce_skips(skipped: list[Outcome]) -> None:
+def announce_skips(skipped: list[ResultRow]) -> None:
     """Say once, before anything trains, which runs are skipped and why: one line per reason, not per run."""
-    announce_reasons([(o.row.run, o.row.reason) for o in skipped])
+    announce_reasons([(row.run, row.reason) for row in skipped])
 
 
 def announce_reasons(skipped: list[tuple[str, str]], noun: str = "run(s)", whole_names: bool = False) -> None:

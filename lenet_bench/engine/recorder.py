@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,23 +142,6 @@ def driver_alive(tag: str) -> bool:
         return False
 
 
-@dataclass
-class Outcome:
-    """A run's row as this invocation got it: recorded now, or reused from an earlier invocation."""
-
-    row: ResultRow
-    reused: bool = False  # completed by an earlier invocation (MLflow or runs.csv), not trained now
-
-    @property
-    def status(self) -> Status:
-        return self.row.status
-
-    @property
-    def ok(self) -> bool:
-        """Not failed or killed, and (when it has a number) at or above its spec's expectation."""
-        return self.status in (Status.COMPLETED, Status.SKIPPED) and self.row.met_expectation is not False
-
-
 class Recorder:
     def __init__(self, tracker: Tracker, results: ResultsFolder, *, executor: str, concurrent_workers: int,
                  warn: Callable[[str], None] = print):
@@ -192,14 +174,15 @@ class Recorder:
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)
 
-    def finish_invocation(self, outcomes: list[Outcome], status: str, artifacts: Sequence[Path] = ()) -> None:
-        """Counts, the skipped cells with their reasons, comparison figures and `artifacts` (files, e.g. the
-        effects); then the invocation ends. A stopped invocation records counts only: no figures in a cleanup."""
+    def finish_invocation(self, rows: list[ResultRow], reused: int, status: str, artifacts: Sequence[Path] = ()) -> None:
+        """Counts (`reused` of the completed `rows` were completed before), the skipped cells with their reasons,
+        comparison figures and `artifacts` (files, e.g. the effects); then the invocation ends. A stopped
+        invocation records counts only: no figures in a cleanup."""
         from lenet_bench.results import compare
 
-        rows = [o.row for o in outcomes]
-        counts = {f"runs_{s.value}": float(sum(o.status is s and not o.reused for o in outcomes)) for s in Status}
-        counts["runs_reused"] = float(sum(o.reused for o in outcomes))
+        counts = {f"runs_{s.value}": float(sum(r.status is s for r in rows)) for s in Status}
+        counts["runs_completed"] -= reused
+        counts["runs_reused"] = float(reused)
         self.tracker.log(self.invocation_id, metrics=counts)
         skipped = [{"run": r.run, "reason": r.reason} for r in rows if r.status is Status.SKIPPED]
         if skipped:
@@ -232,8 +215,8 @@ class Recorder:
                           gpu_driver=p.gpu_driver, cuda_version=p.cuda_version,
                           framework_version=p.framework_version or row.framework_version)
 
-    def record(self, job: Job, run_id: str, result: JobResult, *, fingerprint: str, code_version: str) -> Outcome:
-        """A job's result, whatever it was: logged, written to results/, and returned as an outcome."""
+    def record(self, job: Job, run_id: str, result: JobResult, *, fingerprint: str, code_version: str) -> ResultRow:
+        """A job's result, whatever it was: logged, written to results/, and returned as its row."""
         row = job_row(job).update(fingerprint=fingerprint, code_version=code_version, mlflow_run_id=run_id,
                                   finished_at=_now())
         if result.status is Status.SKIPPED:
@@ -253,9 +236,9 @@ class Recorder:
         except Exception as err:  # the store refused (disk full, server gone): the run is not complete there
             return self.failed(job, run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: "
                                                  f"{err}")
-        return self._write(Outcome(row))
+        return self._write(row)
 
-    def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> Outcome:
+    def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> ResultRow:
         row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
         try:
             self.tracker.log(run_id, tags={STATUS_TAG: Status.FAILED.value, "reason": reason})
@@ -264,27 +247,27 @@ class Recorder:
             self.tracker.end_run(run_id, "FAILED")
         except Exception as err:  # the store itself is failing: results/ still gets the row
             self.warn(f"could not mark {row.run} FAILED in MLflow ({type(err).__name__}: {err})")
-        return self._write(Outcome(row))
+        return self._write(row)
 
-    def killed(self, job: Job, run_id: str, reason: str = "interrupted (Ctrl-C or SIGTERM)") -> Outcome:
+    def killed(self, job: Job, run_id: str, reason: str = "interrupted (Ctrl-C or SIGTERM)") -> ResultRow:
         row = job_row(job).update(status=Status.KILLED, reason=reason, mlflow_run_id=run_id, finished_at=_now(),
                                   executor=self.executor)
         self.tracker.log(run_id, tags={STATUS_TAG: Status.KILLED.value, "reason": reason})
         self.tracker.end_run(run_id, "KILLED")
-        return self._write(Outcome(row))
+        return self._write(row)
 
-    def skipped(self, job: Job, reason: str) -> Outcome:
-        return self._write(Outcome(job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now())))
+    def skipped(self, job: Job, reason: str) -> ResultRow:
+        return self._write(job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now()))
 
-    def reused(self, job: Job, row: ResultRow) -> Outcome:
+    def reused(self, job: Job, row: ResultRow) -> ResultRow:
         """A run completed before (read back from MLflow or runs.csv), judged against the spec as it is now."""
         current = job_row(job)
         row = judged(row.update(run=current.run, min_test_accuracy=current.min_test_accuracy,
                                 reference_accuracy=current.reference_accuracy,
                                 reference_notes=current.reference_notes))
-        return self._write(Outcome(row, reused=True))
+        return self._write(row)
 
-    def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> Outcome:
+    def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> ResultRow:
         return self.reused(job, convert.from_mlflow(run))
 
     # ------------------------------------------------------------ writing
@@ -358,16 +341,16 @@ class Recorder:
                          metrics={"test_accuracy": baseline.test_accuracy, "train_seconds": baseline.train_seconds})
         self.tracker.end_run(run_id, "FINISHED")
 
-    def _write(self, outcome: Outcome) -> Outcome:
+    def _write(self, row: ResultRow) -> ResultRow:
         """Into runs.csv at once: an invocation killed outright keeps what it finished."""
         try:
-            self.results.merge([outcome.row])
+            self.results.merge([row])
         except (OSError, ResultsError) as err:
-            where = f"MLflow run {outcome.row.mlflow_run_id}" if outcome.row.mlflow_run_id else "nowhere else"
-            self._unwritten.append(outcome.row.run)
-            self.warn(f"could not write {outcome.row.run} to {self.results.runs_csv} ({err}); it is in {where}: "
+            where = f"MLflow run {row.mlflow_run_id}" if row.mlflow_run_id else "nowhere else"
+            self._unwritten.append(row.run)
+            self.warn(f"could not write {row.run} to {self.results.runs_csv} ({err}); it is in {where}: "
                       "`python -m lenet_bench report` rebuilds results/ from MLflow once the folder is writable")
-        return outcome
+        return row
 
     @property
     def unwritten(self) -> list[str]:

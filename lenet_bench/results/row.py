@@ -134,6 +134,11 @@ class ResultRow:
     def setup(self) -> str:
         return setup_name(self.spec, self.overrides)
 
+    @property
+    def ok(self) -> bool:
+        """Not failed or killed, and (when it has a number) at or above its spec's expectation."""
+        return self.status in (Status.COMPLETED, Status.SKIPPED) and self.met_expectation is not False
+
 
 def setup_name(variant: str, overrides: str) -> str:
     """The variant as trained: its name, with the command line's overrides when there are any (the one
