@@ -12,7 +12,7 @@ from lenet_bench.engine import execute
 from lenet_bench.engine.plan import RunOptions, plan_jobs
 from lenet_bench.spec import load_variants
 
-TRAINING_SET_ELEMENTS = 1_000_000  # fewer than any prepared MNIST training set (54,000 x 32 x 32)
+TRAINING_SET_ELEMENTS = 1_000_000  # fewer than the runs' prepared training sets (the first 5,000 images, 32 x 32)
 
 
 def _alive(kind: type, test=lambda obj: True) -> int:
@@ -30,7 +30,7 @@ def test_a_finished_keras_run_leaves_no_model_and_no_training_set(mnist_dir):
         return bool(tensor.shape.num_elements() and tensor.shape.num_elements() >= TRAINING_SET_ELEMENTS)
 
     options = RunOptions(data_dir=str(mnist_dir), only=("lenet5", "lecun1998"), backends=("keras",), devices=("cpu",),
-                         epochs=1, max_steps=3, seeds=(0,), log_models=False)
+                         epochs=1, max_steps=3, seeds=(0,), subset=5000, log_models=False)  # small baselines
     jobs = plan_jobs(load_variants(SPEC_FOLDERS), options)
     assert {job.spec.train.optimizer.name for job in jobs} == {"adam", "sdlm"}  # both Keras step loops
     models, tensors = _alive(keras.Model), _alive(tf.Tensor, is_training_set)
