@@ -15,6 +15,8 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
+
 CLAIMS = ".claims"
 FRESH_S = 5.0  # an unreadable claim younger than this is being written, not abandoned
 
@@ -24,16 +26,6 @@ def _modified(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 class Claims:
@@ -53,7 +45,9 @@ class Claims:
                 owner = self._owner(path)
                 if owner is None and time.time() - _modified(path) < FRESH_S:
                     return "being claimed by another invocation this very moment"
-                if owner is None or (owner.get("host") == self.me["host"] and not _alive(int(owner.get("pid", 0)))):
+                gone = owner is not None and owner.get("host") == self.me["host"] \
+                    and not psutil.pid_exists(int(owner.get("pid", 0)))
+                if owner is None or gone:
                     path.unlink(missing_ok=True)  # its owner is gone: the run is free again
                     continue
                 since = time.strftime("%H:%M:%S", time.localtime(owner.get("since", 0)))

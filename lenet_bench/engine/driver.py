@@ -213,8 +213,7 @@ class Driver:
                     executed = future.result()
                     self._account(executed)
                     with self.timed(phases.MLFLOW_LOGGING):
-                        row = recorder.record(job, run_id, executed, fingerprint=job.fingerprint,
-                                                  code_version=code_version(job.backend))
+                        row = recorder.record(job, run_id, executed, code_version=code_version(job.backend))
                     started.pop(run_id)
                     if self.claims:
                         self.claims.release(job.fingerprint)

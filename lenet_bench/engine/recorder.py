@@ -215,9 +215,10 @@ class Recorder:
                           gpu_driver=p.gpu_driver, cuda_version=p.cuda_version,
                           framework_version=p.framework_version or row.framework_version)
 
-    def record(self, job: Job, run_id: str, result: JobResult, *, fingerprint: str, code_version: str) -> ResultRow:
-        """A job's result, whatever it was: logged, written to results/, and returned as its row."""
-        row = job_row(job).update(fingerprint=fingerprint, code_version=code_version, mlflow_run_id=run_id,
+    def record(self, job: Job, run_id: str, result: JobResult, *, code_version: str) -> ResultRow:
+        """A decided job's result (its fingerprint set), whatever it was: logged, written to results/, and
+        returned as its row."""
+        row = job_row(job).update(fingerprint=job.fingerprint, code_version=code_version, mlflow_run_id=run_id,
                                   finished_at=_now())
         if result.status is Status.SKIPPED:
             self.tracker.delete_run(run_id)  # no empty run: the invocation lists it instead
