@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,8 @@ NAN_SEEDS: set[int] = _seeds("NAN")  # the loss diverges
 TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call in this process
 RELEASED: list[int] = []  # len(TRAINED) at each release() call
 SLOW_SECONDS = float(os.environ.get("LENET_BENCH_NOOP_SLOW_SECONDS", "60"))
+# A slow seed ends early once this file exists: a test that needs it running only while it acts releases it.
+SLOW_UNTIL_FILE = os.environ.get("LENET_BENCH_NOOP_SLOW_UNTIL_FILE", "")
 
 
 def configure(cores):
@@ -107,7 +110,9 @@ def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
         from lenet_bench import stopping
 
         deadline = time.monotonic() + SLOW_SECONDS
-        while time.monotonic() < deadline:  # "steps", with a stop looked for between them as the real loop does
+        released = Path(SLOW_UNTIL_FILE) if SLOW_UNTIL_FILE else None
+        while time.monotonic() < deadline and not (released and released.exists()):
+            # "steps", with a stop looked for between them as the real loop does
             stopping.check()
             time.sleep(0.05)
     if seed in FAIL_SEEDS:

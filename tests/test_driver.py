@@ -77,12 +77,15 @@ def subprocess_script(mnist_dir, body: str, *argv: str) -> str:
     """) + textwrap.dedent(body) + f"\nsys.exit(main({args!r}))\n"
 
 
-def started_slow_run(workspace, mnist_dir, body: str = "", *argv: str, seconds: float = 60) -> subprocess.Popen:
-    """The CLI in a process of its own, returned once seed 1 is training (slowly, so a signal lands mid-run)."""
+def started_slow_run(workspace, mnist_dir, body: str = "", *argv: str, seconds: float = 60,
+                     until: Path | None = None) -> subprocess.Popen:
+    """The CLI in a process of its own, returned once seed 1 is training (slowly, so a signal lands mid-run;
+    `until`: a file whose creation ends that training early)."""
     script = subprocess_script(mnist_dir, textwrap.dedent(body) + "noop_backend.SLOW_SEEDS.add(1)\n", *argv)
     job = subprocess.Popen([sys.executable, "-c", script], cwd=workspace, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "LENET_BENCH_NOOP_SLOW_SECONDS": str(seconds)})
+                           env={**os.environ, "LENET_BENCH_NOOP_SLOW_SECONDS": str(seconds),
+                                "LENET_BENCH_NOOP_SLOW_UNTIL_FILE": str(until or "")})
     assert job.stdout is not None
     for line in job.stdout:
         if "noop: training slowly" in line:
@@ -538,7 +541,8 @@ def test_the_baseline_is_logged_once_per_data_not_once_per_invocation(workspace,
 def test_a_run_another_live_invocation_trains_is_skipped_and_said_not_trained_twice(workspace, mnist_dir, noop,
                                                                                   capsys):
     write_spec(workspace)
-    first = started_slow_run(workspace, mnist_dir, "", "--device", "cpu", seconds=25)  # seed 1 trains over there
+    released = workspace / "second-invocation-done"
+    first = started_slow_run(workspace, mnist_dir, "", "--device", "cpu", seconds=60, until=released)  # seed 1 trains there
     try:
         assert main(["run", "specs", "--data-dir", str(mnist_dir), "--tracking-uri", "sqlite:///mlflow.db",
                      "--results", "results", "--device", "cpu"]) == 0
@@ -546,6 +550,7 @@ def test_a_run_another_live_invocation_trains_is_skipped_and_said_not_trained_tw
         err = " ".join(capsys.readouterr().err.split())
         assert "skipping 1 run(s) of tiny: being trained by another invocation (pid" in err
     finally:
+        released.touch()  # the first invocation's seed 1 ends now, not after its full minute
         assert first.wait(timeout=120) == 0
     results = table(workspace)
     assert results.loc["tiny/noop/cpu/seed1", "status"] == "completed"  # the owner's row, not the skip

@@ -211,6 +211,22 @@ def test_with_several_runs_at_once_the_longest_start_first(workspace, mnist_dir,
     assert submitted == ["a-small/noop/cpu/seed0", "b-wide/noop/cpu/seed0"]
 
 
+def test_measured_seconds_order_the_runs_before_flops_and_flops_when_any_is_unknown():
+    """A Keras-on-JAX run of few FLOPs can outlast a PyTorch run of more: the expected seconds decide."""
+    import dataclasses
+
+    from lenet_bench.engine.plan import Job
+    from lenet_bench.spec import load_variants
+
+    [variant] = [v for v in load_variants([Path(__file__).resolve().parents[1] / "specs"]) if v.name == "lenet5"]
+    few = Job(variant, "keras-jax", "cpu", 0, work=1e12)
+    many = Job(variant, "torch", "cpu", 1, work=3e12)
+    middle = dataclasses.replace(many, seed=2, work=2e12)
+    assert driver.longest_first([many, few, middle], [10.0, 40.0, 20.0]) == [few, middle, many]
+    assert driver.longest_first([many, few, middle], [10.0, float("nan"), 20.0]) == [many, middle, few]
+    assert driver.longest_first([many, few, middle]) == [many, middle, few]
+
+
 def _helper_from_a_daemon(results) -> None:
     from lenet_bench.engine.process import end_engine_processes, in_engine_process
 

@@ -96,8 +96,8 @@ class Driver:
             with self.timed("decide (data keys, fingerprints, reuse)"):
                 to_run = self._decide(jobs, tracker, results, recorder, rows)
             announce_plan(to_run, len(self.reused))
-            expected = self._expect(to_run, results, executor)
-            self._execute(to_run, executor, recorder, rows, len(jobs), expected)
+            guesses = self._expect(to_run, results, executor)
+            self._execute(to_run, executor, recorder, rows, len(jobs), guesses)
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
@@ -174,10 +174,11 @@ class Driver:
 
     # ------------------------------------------------------------ execute and record
 
-    def _expect(self, to_run: list[Job], results: ResultsFolder, executor: executors.Executor) -> float:
-        """Say how long the runs left will take, from speeds measured before; the seconds (NaN: unknown)."""
+    def _expect(self, to_run: list[Job], results: ResultsFolder,
+                executor: executors.Executor) -> list[estimate.Estimate]:
+        """Say how long the runs left will take, from speeds measured before; each run's estimate."""
         if not to_run:
-            return math.nan
+            return []
         book = estimate.measured_speeds(results.path)
         guesses = [book.estimate(job, executor.cores_per_run, job.work) for job in to_run]
         seconds = estimate.invocation_seconds(guesses, executor.capacity)
@@ -188,13 +189,14 @@ class Driver:
                       f"{executor.capacity} at a time, speeds measured in earlier results)"
                       + (f"; {unknown} run(s) of a backend/device never measured are not counted" if unknown else ""),
                       markup=False)
-        return seconds
+        return guesses
 
     def _execute(self, to_run: list[Job], executor: executors.Executor, recorder: Recorder,
-                 rows: list[ResultRow], total: int, expected: float = math.nan) -> None:
+                 rows: list[ResultRow], total: int, guesses: list[estimate.Estimate]) -> None:
+        expected = estimate.invocation_seconds(guesses, executor.capacity) if guesses else math.nan
         progress = InvocationProgress(total=total, done=len(rows), work=sum(job.work for job in to_run),
                                       expected_seconds=expected)
-        pending = deque(longest_first(to_run) if executor.capacity > 1 else to_run)
+        pending = deque(longest_first(to_run, [g.seconds for g in guesses]) if executor.capacity > 1 else to_run)
         in_flight: dict[Future[JobResult], tuple[Job, str]] = {}
         started: dict[str, Job] = {}  # run id -> job, until recorded
         try:
@@ -336,8 +338,13 @@ def _where_to_get(dataset: str) -> str:
     return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
 
 
-def longest_first(runs: list[Job]) -> list[Job]:
-    """Runs in order of decreasing work (training FLOPs), ties in the specs' order. With several runs at
-    once this shortens the whole invocation: a long run started last would hold one worker while the
-    others sit idle. (FLOPs do not see per-step overhead: one-image runs take longer than their FLOPs say.)"""
-    return sorted(runs, key=lambda run: run.work, reverse=True)  # sorted() is stable, also reversed
+def longest_first(runs: list[Job], seconds: list[float] | None = None) -> list[Job]:
+    """Runs in order of decreasing expected seconds (`seconds`, from measured speeds) or, when any is
+    unknown, of decreasing work (training FLOPs); ties in the specs' order. With several runs at once this
+    shortens the whole invocation: a long run started last would hold one worker while the others sit
+    idle. Seconds first because backends differ: a Keras-on-JAX run takes about 4x a PyTorch run of the
+    same FLOPs on this CPU, and one-image runs take longer than their FLOPs say."""
+    if seconds is not None and len(seconds) == len(runs) and all(math.isfinite(s) for s in seconds):
+        order = sorted(range(len(runs)), key=lambda i: seconds[i], reverse=True)  # stable, also reversed
+        return [runs[i] for i in order]
+    return sorted(runs, key=lambda run: run.work, reverse=True)
