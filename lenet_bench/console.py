@@ -102,9 +102,10 @@ class InvocationProgress:
     """The invocation's progress: runs done and left, and an ETA from the first second.
 
     Before any run finishes, the ETA is the estimate from speeds measured earlier (engine.estimate)
-    less the time elapsed. Then it is the training work left (images x epochs x FLOPs per image)
-    over the work finished per second of this invocation, so workers running in parallel count as
-    they should.
+    less the time elapsed. Then it is the work left over the work finished per second of this
+    invocation, so workers running in parallel count as they should. A run's work is its expected
+    seconds when every run has one (FLOPs alone undercount small models: a LeNet-5 trains at a third of
+    the 20/50/500 LeNet's GFLOP/s), else its training FLOPs (images x epochs x FLOPs per image).
     """
 
     def __init__(self, total: int, done: int, work: float, expected_seconds: float = math.nan):

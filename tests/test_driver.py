@@ -511,9 +511,24 @@ def test_every_second_outside_training_is_accounted_per_phase(workspace, mnist_d
     assert cli_run(workspace, mnist_dir, "--device", "cpu") == 0
     text = (workspace / "results" / "overhead.md").read_text()
     for phase in ("training steps", "baseline", "data", "MLflow logging", "decide (data keys, fingerprints, reuse)",
-                  "reports (tables, figures)"):
+                  "reports (tables, figures)", "framework release", "hand-off to and from the worker"):
         assert f"| {phase} " in text, phase
     assert "time outside training: " in capsys.readouterr().err
+    top = text.split("## The 2 run(s) with the most time outside training")[1]
+    assert "tiny/noop/cpu/seed0" in top and "tiny/noop/cpu/seed1" in top
+
+
+def test_the_runs_with_most_time_outside_training_are_named_with_their_largest_phases():
+    from lenet_bench.engine import phases
+
+    quiet = phases.split_backend_call({"data": 1.0, "backend.train": 12.0}, train_seconds=10.0, eval_seconds=1.0)
+    stalled = {**quiet, phases.HAND_OFF: 20.0}
+    top = phases.runs_outside_training(["a", "b", "c"], [quiet, stalled, quiet], top=2)
+    assert list(top["run"]) == ["b", "a"]
+    assert top.iloc[0]["outside training s"] == pytest.approx(23.0)
+    assert top.iloc[0]["largest"].startswith(f"{phases.HAND_OFF} 20.0 s, data 1.0 s")
+    text = phases.overhead_markdown(phases.overhead_table([quiet, stalled], {}, 30.0, 2), 30.0, 2, 2, top)
+    assert "## The 2 run(s) with the most time outside training" in text and "| b " in text
 
 
 def test_the_overhead_table_adds_up_to_the_run_seconds_available():

@@ -225,6 +225,27 @@ def test_measured_seconds_order_the_runs_before_flops_and_flops_when_any_is_unkn
     assert driver.longest_first([many, few, middle], [10.0, 40.0, 20.0]) == [few, middle, many]
     assert driver.longest_first([many, few, middle], [10.0, float("nan"), 20.0]) == [many, middle, few]
     assert driver.longest_first([many, few, middle]) == [many, middle, few]
+    # The ETA weighs the runs the same way
+    assert driver.progress_weights([many, few], [10.0, 40.0]) == {many.name: 10.0, few.name: 40.0}
+    assert driver.progress_weights([many, few], [10.0, float("nan")]) == {many.name: 3e12, few.name: 1e12}
+
+
+def test_the_eta_is_the_work_left_over_the_work_done_per_second(monkeypatch):
+    from types import SimpleNamespace
+
+    from lenet_bench import console
+    from lenet_bench.results.row import Status
+
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    progress = console.InvocationProgress(total=3, done=0, work=60.0, expected_seconds=45.0)
+    clock[0] = 105.0
+    assert progress.eta() == 40.0  # before any run ends: the estimate less the time elapsed
+    clock[0] = 110.0
+    progress.finished(SimpleNamespace(run="a", status=Status.COMPLETED, test_accuracy=None, reason=""), 20.0)
+    assert progress.eta() == 20.0  # 40 left at the 2 per second done so far
+    progress.finished(SimpleNamespace(run="b", status=Status.FAILED, test_accuracy=None, reason="x"), 10.0)
+    assert progress.eta() == 15.0  # a failed run leaves the work but does not count as done
 
 
 def _helper_from_a_daemon(results) -> None:

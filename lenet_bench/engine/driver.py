@@ -64,6 +64,7 @@ class Driver:
         self.tracker: Tracker | None = None
         self.driver_phases: dict[str, float] = {}  # seconds of the driver's own work, per phase (phases.py)
         self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
+        self.run_names: list[str] = []  # their runs' names, in the same order
         self.timed = phases.PhaseTimer(self.driver_phases)
         self.claims: Claims | None = None
         self.reused: set[str] = set()  # the runs (by name) completed by an earlier invocation, not trained now
@@ -194,11 +195,14 @@ class Driver:
     def _execute(self, to_run: list[Job], executor: executors.Executor, recorder: Recorder,
                  rows: list[ResultRow], total: int, guesses: list[estimate.Estimate]) -> None:
         expected = estimate.invocation_seconds(guesses, executor.capacity) if guesses else math.nan
-        progress = InvocationProgress(total=total, done=len(rows), work=sum(job.work for job in to_run),
+        seconds = [g.seconds for g in guesses]
+        weights = progress_weights(to_run, seconds)
+        progress = InvocationProgress(total=total, done=len(rows), work=sum(weights.values()),
                                       expected_seconds=expected)
-        pending = deque(longest_first(to_run, [g.seconds for g in guesses]) if executor.capacity > 1 else to_run)
+        pending = deque(longest_first(to_run, seconds) if executor.capacity > 1 else to_run)
         in_flight: dict[Future[JobResult], tuple[Job, str]] = {}
         started: dict[str, Job] = {}  # run id -> job, until recorded
+        submitted: dict[str, float] = {}  # job name -> when it was handed to the executor
         try:
             while pending or in_flight:
                 stopping.check()
@@ -208,12 +212,13 @@ class Driver:
                         run_id = recorder.start_run(job)
                     started[run_id] = job
                     progress.started(job.name)
+                    submitted[job.name] = time.perf_counter()
                     in_flight[executor.submit(job)] = (job, run_id)  # inline: it executes here
                 done, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     job, run_id = in_flight.pop(future)
                     executed = future.result()
-                    self._account(executed)
+                    self._account(job, executed, time.perf_counter() - submitted.pop(job.name))
                     with self.timed(phases.MLFLOW_LOGGING):
                         row = recorder.record(job, run_id, executed, code_version=code_version(job.backend))
                     started.pop(run_id)
@@ -222,18 +227,22 @@ class Driver:
                     if row.status is Status.COMPLETED:
                         drop_checkpoint(job)
                     rows.append(row)
-                    progress.finished(row, job.work)
+                    progress.finished(row, weights[job.name])
         except KeyboardInterrupt:
             for run_id, job in started.items():
                 rows.append(recorder.killed(job, run_id))
             raise Interrupted(rows) from None
 
-    def _account(self, executed: JobResult) -> None:
+    def _account(self, job: Job, executed: JobResult, slot_seconds: float) -> None:
+        """Add a trained run's phases; `slot_seconds` from handing it to the executor to its result here."""
         if executed.result is None or not executed.phases:
             return
         history = executed.result.history
-        self.run_phases.append(phases.split_backend_call(
-            executed.phases, sum(r.seconds for r in history), sum(r.eval_seconds for r in history)))
+        split = phases.split_backend_call(executed.phases, sum(r.seconds for r in history),
+                                          sum(r.eval_seconds for r in history))
+        split[phases.HAND_OFF] = max(slot_seconds - sum(executed.phases.values()), 0.0)
+        self.run_phases.append(split)
+        self.run_names.append(job.name)
 
     def _write_overhead(self, results: ResultsFolder, wall_seconds: float, capacity: int) -> str:
         """overhead.md: every second of this invocation outside training, per phase; its name."""
@@ -241,7 +250,8 @@ class Driver:
         outside = 1 - float(table.loc[table["phase"] == phases.TRAINING, "share"].sum())
         console.print(f"time outside training: {100 * outside:.1f}% of {duration(wall_seconds)} "
                       f"({results.path / phases.OVERHEAD_MD})", markup=False)
-        text = phases.overhead_markdown(table, wall_seconds, capacity, len(self.run_phases))
+        text = phases.overhead_markdown(table, wall_seconds, capacity, len(self.run_phases),
+                                        phases.runs_outside_training(self.run_names, self.run_phases))
         try:
             (results.path / phases.OVERHEAD_MD).write_text(text)
         except OSError as err:
@@ -336,6 +346,14 @@ def _where_to_get(dataset: str) -> str:
     if info is None or not info.mirrors:
         return ""
     return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
+
+
+def progress_weights(runs: list[Job], seconds: list[float]) -> dict[str, float]:
+    """How much of the invocation each run is, by name: its expected seconds when every run has one, else
+    its training FLOPs (which undercount small models: LeNet-5 trains at fewer GFLOP/s than the 20/50/500)."""
+    if len(seconds) == len(runs) and all(math.isfinite(s) for s in seconds):
+        return {run.name: s for run, s in zip(runs, seconds, strict=True)}
+    return {run.name: run.work for run in runs}
 
 
 def longest_first(runs: list[Job], seconds: list[float] | None = None) -> list[Job]:

@@ -105,11 +105,14 @@ def execute_job(job: Job, progress: Progress | None = None, data: DataCache | No
         backends.register(job.backend_entry)  # a worker knows only the built-in backends
     if backends.host_conflict(job.backend):
         return _in_own_process(job)
+    outcome = None
     try:
-        return _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False),
-                        data if data is not None else worker_data(job.data_dir))
+        outcome = _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False),
+                           data if data is not None else worker_data(job.data_dir))
     finally:
-        _release(job.backend)
+        with PhaseTimer(outcome.phases if outcome is not None else {})("framework release"):
+            _release(job.backend)
+    return outcome
 
 
 def _release(backend_name: str) -> None:

@@ -1,9 +1,11 @@
 """Where an invocation's wall time goes: training, and every second around it, per phase.
 
 Each executed run reports the seconds of its own steps (framework import, data, baseline, model
-build, the backend's train call, model export); the backend's call splits into training steps (the
-runs' own train_seconds), validation evaluations (time to target counts them) and the rest of the
-call (test-set evaluation, inference timing, handing results back). The driver adds what it does
+build, the backend's train call, model export, the framework's release of the finished run); the
+backend's call splits into training steps (the runs' own train_seconds), validation evaluations (time
+to target counts them) and the rest of the call (test-set evaluation, inference timing). The driver
+times each run's slot, from handing the job over to its result: what the run's phases leave of it is
+the hand-off to and from the worker. The driver adds what it does
 itself: deciding (data keys, fingerprints, reuse), MLflow logging, and the reports. With several
 runs at once the runs' phases overlap: shares are of the run-seconds available (wall x runs at once).
 Deciding and the reports hold every slot (nothing trains meanwhile); logging a run holds one: the
@@ -22,6 +24,10 @@ OVERHEAD_MD = "overhead.md"
 TRAINING = "training steps"
 MLFLOW_LOGGING = "MLflow logging"
 ONE_SLOT = (MLFLOW_LOGGING,)  # driver phases that hold one slot, not all of them
+# A run's time in its slot that none of its own phases covers: handing the job to its worker process and
+# its result back (pickling, the pool's queues, the worker's start-up for its first job).
+HAND_OFF = "hand-off to and from the worker"
+TOP_RUNS = 5  # overhead.md names the runs with the most seconds outside training
 
 
 class PhaseTimer:
@@ -66,11 +72,35 @@ def overhead_table(run_phases: list[dict[str, float]], driver_phases: dict[str, 
                          "share": [totals[p] / available for p in order]})
 
 
-def overhead_markdown(table: pd.DataFrame, wall_seconds: float, capacity: int, runs: int) -> str:
+def runs_outside_training(names: list[str], run_phases: list[dict[str, float]], top: int = TOP_RUNS) -> pd.DataFrame:
+    """The `top` runs with the most seconds outside training: each one's seconds per phase (the largest
+    first), so that a stall in one run is found by name instead of hiding in a total."""
+    rows = []
+    for name, run in zip(names, run_phases, strict=True):
+        outside = {phase: seconds for phase, seconds in run.items() if phase != TRAINING}
+        largest = sorted(outside.items(), key=lambda item: -item[1])[:3]
+        rows.append({"run": name, "training s": run.get(TRAINING, 0.0), "outside training s": sum(outside.values()),
+                     "largest": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in largest if seconds >= 0.05)})
+    table = pd.DataFrame(rows, columns=["run", "training s", "outside training s", "largest"])
+    return table.sort_values("outside training s", ascending=False, kind="stable").head(top)
+
+
+def overhead_markdown(table: pd.DataFrame, wall_seconds: float, capacity: int, runs: int,
+                      top_runs: pd.DataFrame | None = None) -> str:
     outside = 1 - float(table.loc[table["phase"] == TRAINING, "share"].sum()) if len(table) else 0.0
     rows = [{"phase": phase, "seconds": f"{seconds:,.1f}", "share": f"{100 * share:.1f}%"}
             for phase, seconds, share in zip(table["phase"], table["seconds"].astype(float),
                                              table["share"].astype(float), strict=True)]
     return (f"# Where the time went\n\nThe last invocation: {runs} run(s) trained, {wall_seconds:,.1f} s of wall time, "
             f"{capacity} run(s) at a time (shares are of wall x runs at once). Outside training: "
-            f"{100 * outside:.1f}%.\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")
+            f"{100 * outside:.1f}%.\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
+            + _top_runs_markdown(top_runs))
+
+
+def _top_runs_markdown(top_runs: pd.DataFrame | None) -> str:
+    if top_runs is None or top_runs.empty:
+        return ""
+    shown = top_runs.assign(**{column: top_runs[column].map(lambda s: f"{s:,.1f}")
+                               for column in ("training s", "outside training s")})
+    return (f"\n## The {len(shown)} run(s) with the most time outside training\n\n"
+            + shown.to_markdown(index=False, disable_numparse=True) + "\n")
