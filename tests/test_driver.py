@@ -523,7 +523,7 @@ def test_the_runs_with_most_time_outside_training_are_named_with_their_largest_p
 
     quiet = phases.split_backend_call({"data": 1.0, "backend.train": 12.0}, train_seconds=10.0, eval_seconds=1.0)
     stalled = {**quiet, phases.HAND_OFF: 20.0}
-    top = phases.runs_outside_training(["a", "b", "c"], [quiet, stalled, quiet], top=2)
+    top = phases.runs_outside_training({"a": quiet, "b": stalled, "c": quiet}, top=2)
     assert list(top["run"]) == ["b", "a"]
     assert top.iloc[0]["outside training s"] == pytest.approx(23.0)
     assert top.iloc[0]["largest"].startswith(f"{phases.HAND_OFF} 20.0 s, data 1.0 s")

@@ -222,12 +222,13 @@ def test_measured_seconds_order_the_runs_before_flops_and_flops_when_any_is_unkn
     few = Job(variant, "keras-jax", "cpu", 0, work=1e12)
     many = Job(variant, "torch", "cpu", 1, work=3e12)
     middle = dataclasses.replace(many, seed=2, work=2e12)
-    assert driver.longest_first([many, few, middle], [10.0, 40.0, 20.0]) == [few, middle, many]
-    assert driver.longest_first([many, few, middle], [10.0, float("nan"), 20.0]) == [many, middle, few]
-    assert driver.longest_first([many, few, middle]) == [many, middle, few]
+    runs = [many, few, middle]
+    assert driver.longest_first(runs, driver.run_weights(runs, [10.0, 40.0, 20.0])) == [few, middle, many]
+    assert driver.longest_first(runs, driver.run_weights(runs, [10.0, float("nan"), 20.0])) == [many, middle, few]
+    assert driver.longest_first(runs) == [many, middle, few]
     # The ETA weighs the runs the same way
-    assert driver.progress_weights([many, few], [10.0, 40.0]) == {many.name: 10.0, few.name: 40.0}
-    assert driver.progress_weights([many, few], [10.0, float("nan")]) == {many.name: 3e12, few.name: 1e12}
+    assert driver.run_weights([many, few], [10.0, 40.0]) == {many.name: 10.0, few.name: 40.0}
+    assert driver.run_weights([many, few], [10.0, float("nan")]) == {many.name: 3e12, few.name: 1e12}
 
 
 def test_the_eta_is_the_work_left_over_the_work_done_per_second(monkeypatch):

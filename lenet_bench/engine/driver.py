@@ -63,8 +63,7 @@ class Driver:
         self.unwritten: list[str] = []  # runs recorded in MLflow that the results folder could not take
         self.tracker: Tracker | None = None
         self.driver_phases: dict[str, float] = {}  # seconds of the driver's own work, per phase (phases.py)
-        self.run_phases: list[dict[str, float]] = []  # each executed run's phases, training split out
-        self.run_names: list[str] = []  # their runs' names, in the same order
+        self.run_phases: dict[str, dict[str, float]] = {}  # each executed run's phases by its name, training split out
         self.timed = phases.PhaseTimer(self.driver_phases)
         self.claims: Claims | None = None
         self.reused: set[str] = set()  # the runs (by name) completed by an earlier invocation, not trained now
@@ -97,8 +96,8 @@ class Driver:
             with self.timed("decide (data keys, fingerprints, reuse)"):
                 to_run = self._decide(jobs, tracker, results, recorder, rows)
             announce_plan(to_run, len(self.reused))
-            guesses = self._expect(to_run, results, executor)
-            self._execute(to_run, executor, recorder, rows, len(jobs), guesses)
+            seconds, expected = self._expect(to_run, results, executor)
+            self._execute(to_run, executor, recorder, rows, len(jobs), seconds, expected)
             status = "FINISHED"
         finally:
             executor.shutdown(kill=status != "FINISHED")
@@ -176,10 +175,11 @@ class Driver:
     # ------------------------------------------------------------ execute and record
 
     def _expect(self, to_run: list[Job], results: ResultsFolder,
-                executor: executors.Executor) -> list[estimate.Estimate]:
-        """Say how long the runs left will take, from speeds measured before; each run's estimate."""
+                executor: executors.Executor) -> tuple[list[float], float]:
+        """Say how long the runs left will take, from speeds measured before; each run's seconds and the
+        invocation's (NaN: unknown)."""
         if not to_run:
-            return []
+            return [], math.nan
         book = estimate.measured_speeds(results.path)
         guesses = [book.estimate(job, executor.cores_per_run, job.work) for job in to_run]
         seconds = estimate.invocation_seconds(guesses, executor.capacity)
@@ -190,16 +190,14 @@ class Driver:
                       f"{executor.capacity} at a time, speeds measured in earlier results)"
                       + (f"; {unknown} run(s) of a backend/device never measured are not counted" if unknown else ""),
                       markup=False)
-        return guesses
+        return [g.seconds for g in guesses], seconds
 
     def _execute(self, to_run: list[Job], executor: executors.Executor, recorder: Recorder,
-                 rows: list[ResultRow], total: int, guesses: list[estimate.Estimate]) -> None:
-        expected = estimate.invocation_seconds(guesses, executor.capacity) if guesses else math.nan
-        seconds = [g.seconds for g in guesses]
-        weights = progress_weights(to_run, seconds)
+                 rows: list[ResultRow], total: int, seconds: list[float], expected: float) -> None:
+        weights = run_weights(to_run, seconds)  # the ETA and the order of the runs read the same weights
         progress = InvocationProgress(total=total, done=len(rows), work=sum(weights.values()),
                                       expected_seconds=expected)
-        pending = deque(longest_first(to_run, seconds) if executor.capacity > 1 else to_run)
+        pending = deque(longest_first(to_run, weights) if executor.capacity > 1 else to_run)
         in_flight: dict[Future[JobResult], tuple[Job, str]] = {}
         started: dict[str, Job] = {}  # run id -> job, until recorded
         submitted: dict[str, float] = {}  # job name -> when it was handed to the executor
@@ -241,17 +239,16 @@ class Driver:
         split = phases.split_backend_call(executed.phases, sum(r.seconds for r in history),
                                           sum(r.eval_seconds for r in history))
         split[phases.HAND_OFF] = max(slot_seconds - sum(executed.phases.values()), 0.0)
-        self.run_phases.append(split)
-        self.run_names.append(job.name)
+        self.run_phases[job.name] = split
 
     def _write_overhead(self, results: ResultsFolder, wall_seconds: float, capacity: int) -> str:
         """overhead.md: every second of this invocation outside training, per phase; its name."""
-        table = phases.overhead_table(self.run_phases, self.driver_phases, wall_seconds, capacity)
+        table = phases.overhead_table(list(self.run_phases.values()), self.driver_phases, wall_seconds, capacity)
         outside = 1 - float(table.loc[table["phase"] == phases.TRAINING, "share"].sum())
         console.print(f"time outside training: {100 * outside:.1f}% of {duration(wall_seconds)} "
                       f"({results.path / phases.OVERHEAD_MD})", markup=False)
         text = phases.overhead_markdown(table, wall_seconds, capacity, len(self.run_phases),
-                                        phases.runs_outside_training(self.run_names, self.run_phases))
+                                        phases.runs_outside_training(self.run_phases))
         try:
             (results.path / phases.OVERHEAD_MD).write_text(text)
         except OSError as err:
@@ -348,21 +345,19 @@ def _where_to_get(dataset: str) -> str:
     return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
 
 
-def progress_weights(runs: list[Job], seconds: list[float]) -> dict[str, float]:
-    """How much of the invocation each run is, by name: its expected seconds when every run has one, else
-    its training FLOPs (which undercount small models: LeNet-5 trains at fewer GFLOP/s than the 20/50/500)."""
+def run_weights(runs: list[Job], seconds: list[float]) -> dict[str, float]:
+    """How much of the invocation each run is, by name: its expected seconds (from measured speeds) when
+    every run has one, else its training FLOPs. Seconds first because FLOPs mislead across backends and
+    models: a Keras-on-JAX run takes about 4x a PyTorch run of the same FLOPs on this CPU, LeNet-5 trains at
+    fewer GFLOP/s than the 20/50/500 LeNet, and one-image runs take longer than their FLOPs say."""
     if len(seconds) == len(runs) and all(math.isfinite(s) for s in seconds):
         return {run.name: s for run, s in zip(runs, seconds, strict=True)}
     return {run.name: run.work for run in runs}
 
 
-def longest_first(runs: list[Job], seconds: list[float] | None = None) -> list[Job]:
-    """Runs in order of decreasing expected seconds (`seconds`, from measured speeds) or, when any is
-    unknown, of decreasing work (training FLOPs); ties in the specs' order. With several runs at once this
-    shortens the whole invocation: a long run started last would hold one worker while the others sit
-    idle. Seconds first because backends differ: a Keras-on-JAX run takes about 4x a PyTorch run of the
-    same FLOPs on this CPU, and one-image runs take longer than their FLOPs say."""
-    if seconds is not None and len(seconds) == len(runs) and all(math.isfinite(s) for s in seconds):
-        order = sorted(range(len(runs)), key=lambda i: seconds[i], reverse=True)  # stable, also reversed
-        return [runs[i] for i in order]
-    return sorted(runs, key=lambda run: run.work, reverse=True)
+def longest_first(runs: list[Job], weights: dict[str, float] | None = None) -> list[Job]:
+    """Runs in order of decreasing weight (`run_weights`; default their training FLOPs), ties in the specs'
+    order. With several runs at once this shortens the whole invocation: a long run started last would hold
+    one worker while the others sit idle."""
+    weight = weights or {run.name: run.work for run in runs}
+    return sorted(runs, key=lambda run: weight[run.name], reverse=True)  # sorted() is stable, also reversed

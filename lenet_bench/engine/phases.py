@@ -72,11 +72,11 @@ def overhead_table(run_phases: list[dict[str, float]], driver_phases: dict[str, 
                          "share": [totals[p] / available for p in order]})
 
 
-def runs_outside_training(names: list[str], run_phases: list[dict[str, float]], top: int = TOP_RUNS) -> pd.DataFrame:
-    """The `top` runs with the most seconds outside training: each one's seconds per phase (the largest
-    first), so that a stall in one run is found by name instead of hiding in a total."""
+def runs_outside_training(run_phases: dict[str, dict[str, float]], top: int = TOP_RUNS) -> pd.DataFrame:
+    """The `top` runs (of each run's phases by its name) with the most seconds outside training, with their
+    largest phases, so that a stall in one run is found by name instead of hiding in a total."""
     rows = []
-    for name, run in zip(names, run_phases, strict=True):
+    for name, run in run_phases.items():
         outside = {phase: seconds for phase, seconds in run.items() if phase != TRAINING}
         largest = sorted(outside.items(), key=lambda item: -item[1])[:3]
         rows.append({"run": name, "training s": run.get(TRAINING, 0.0), "outside training s": sum(outside.values()),
