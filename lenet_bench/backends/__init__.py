@@ -14,6 +14,7 @@ backend, and the engine runs an incompatible backend in a process of its own.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import importlib.metadata
 import os
@@ -70,6 +71,7 @@ def activate(name: str) -> Backend:
         os.environ.setdefault(key, value)
     if found.engine:
         os.environ[found.engine.variable] = found.engine.name  # the engine is the backend: never the user's default
+    first_import = found.module not in sys.modules
     try:
         with _quiet_stderr(os.environ.get("LENET_BENCH_TF_VERBOSE") != "1"):
             module = importlib.import_module(found.module)
@@ -78,9 +80,18 @@ def activate(name: str) -> Backend:
                                  f"install it with: pip install 'lenet-bench[{found.extra or name}]'") from err
     backend = cast(Backend, module)
     backend.configure(usable_cores())
+    if first_import:
+        _exempt_from_collection()
     if found.engine:
         _ACTIVE_ENGINES[found.engine.family] = found.engine.name
     return backend
+
+
+def _exempt_from_collection() -> None:
+    """Keep what exists now (the framework just imported: some 600,000 objects with TensorFlow and PyTorch)
+    out of every later garbage collection. They live as long as the process; without this the collection
+    after each run (`release`) walks all of them again: 0.26 s a run with both loaded, 0.4% of a suite."""
+    gc.freeze()
 
 
 get = activate  # the backend, set up on first use

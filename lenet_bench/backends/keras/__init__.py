@@ -5,6 +5,7 @@ environment before this package is imported, and calls `configure`.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from typing import Any
 
@@ -79,6 +80,7 @@ def mlflow_save_options() -> dict[str, Any]:
     return {"pip_requirements": [f"keras=={keras.__version__}", f"{_tensorflow_distribution()}=={tf.__version__}"]}
 
 
+@functools.cache  # scans every installed distribution's files: 0.3-0.7 s, once per process
 def _tensorflow_distribution() -> str:
     # The same `tensorflow` module ships as tensorflow, tensorflow-cpu, tensorflow-macos, ...
     names = importlib.metadata.packages_distributions().get("tensorflow") or ["tensorflow"]

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from lenet_bench.backends.keras.model import NAME, count_params, logits, sync, tf_device
 from lenet_bench.backends.keras.sdlm import StepLoop, diagonal_hessian
+from lenet_bench.backends.keras_common.device_data import RecentDeviceData
 from lenet_bench.backends.keras_common.losses import Loss, loss_function
 from lenet_bench.backends.keras_common.model import to_channels_last
 from lenet_bench.backends.keras_common.optimizers import make_optimizer
@@ -109,6 +110,9 @@ def training_state(model: keras.Model, optimizer: keras.optimizers.Optimizer) ->
     return BackendState(save, restore)
 
 
+DEVICE_DATA: RecentDeviceData[tuple[tf.Tensor, ...]] = RecentDeviceData()  # this process's, between runs
+
+
 def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
           progress: Progress, max_steps_per_epoch: int | None = None,
           checkpoint: Checkpoint | None = None) -> RunResult:
@@ -125,9 +129,9 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     clock = timing.Stopwatch(clock_sync)
 
     clock.start()
-    x_train, y_train = tf.constant(to_channels_last(data.x_train)), tf.constant(data.y_train)
-    x_val, y_val = tf.constant(to_channels_last(data.x_val)), tf.constant(data.y_val)
-    x_test, y_test = tf.constant(to_channels_last(data.x_test)), tf.constant(data.y_test)
+    x_train, y_train, x_val, y_val, x_test, y_test = DEVICE_DATA.get((data.key, device), lambda: tuple(
+        tf.constant(array) for array in (to_channels_last(data.x_train), data.y_train, to_channels_last(data.x_val),
+                                         data.y_val, to_channels_last(data.x_test), data.y_test)))
     data_seconds = clock.read()
 
     optimizer, loss_fn = make_optimizer(spec), loss_function(spec.train.loss)

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from jax import numpy as jnp
 
+from lenet_bench.backends.keras_common.device_data import RecentDeviceData
 from lenet_bench.backends.keras_common.losses import Loss, loss_function
 from lenet_bench.backends.keras_common.model import to_channels_last
 from lenet_bench.backends.keras_common.optimizers import make_optimizer
@@ -155,6 +156,9 @@ class Trainer:
             variable.assign(value)
 
 
+DEVICE_DATA: RecentDeviceData[tuple[tuple[jax.Array, jax.Array], ...]] = RecentDeviceData()  # this process's
+
+
 def train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device: Device,
           progress: Progress, max_steps_per_epoch: int | None = None,
           checkpoint: Checkpoint | None = None) -> RunResult:
@@ -174,8 +178,8 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     def on_device(x: np.ndarray, labels: np.ndarray) -> tuple[jax.Array, jax.Array]:
         return sync.track(jax.device_put((to_channels_last(x), labels.astype(np.int32)), dev))
 
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        on_device(data.x_train, data.y_train), on_device(data.x_val, data.y_val), on_device(data.x_test, data.y_test))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = DEVICE_DATA.get((data.key, device), lambda: (
+        on_device(data.x_train, data.y_train), on_device(data.x_val, data.y_val), on_device(data.x_test, data.y_test)))
     data_seconds = clock.read()
 
     loss_fn = loss_function(spec.train.loss)
