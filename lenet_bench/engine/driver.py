@@ -15,6 +15,7 @@ import dataclasses
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
@@ -345,9 +346,9 @@ def _where_to_get(dataset: str) -> str:
     return f" (it is published at {info.mirrors[0]}; put it in the data folder or pass --data-dir)"
 
 
-def run_weights(runs: list[Job], seconds: list[float]) -> dict[str, float]:
+def run_weights(runs: list[Job], seconds: Sequence[float] = ()) -> dict[str, float]:
     """How much of the invocation each run is, by name: its expected seconds (from measured speeds) when
-    every run has one, else its training FLOPs. Seconds first because FLOPs mislead across backends and
+    every run has one, else (or given none) its training FLOPs. Seconds first because FLOPs mislead across backends and
     models: a Keras-on-JAX run takes about 4x a PyTorch run of the same FLOPs on this CPU, LeNet-5 trains at
     fewer GFLOP/s than the 20/50/500 LeNet, and one-image runs take longer than their FLOPs say."""
     if len(seconds) == len(runs) and all(math.isfinite(s) for s in seconds):
@@ -359,5 +360,5 @@ def longest_first(runs: list[Job], weights: dict[str, float] | None = None) -> l
     """Runs in order of decreasing weight (`run_weights`; default their training FLOPs), ties in the specs'
     order. With several runs at once this shortens the whole invocation: a long run started last would hold
     one worker while the others sit idle."""
-    weight = weights or {run.name: run.work for run in runs}
+    weight = weights if weights is not None else run_weights(runs)
     return sorted(runs, key=lambda run: weight[run.name], reverse=True)  # sorted() is stable, also reversed
