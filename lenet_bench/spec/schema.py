@@ -115,6 +115,19 @@ class ModelSpec(_Strict):
         return self.arch or "-".join(str(n) for n in [c.filters for c in self.conv] + self.dense)
 
 
+class AugmentSpec(_Strict):
+    """Random planar affine distortions of the training images (LeCun et al. 1998: translations, scaling, squeezing,
+    horizontal shearing; rotations as most tutorials add), drawn anew for every image each epoch from the run's seed
+    and the epoch, so every backend trains on the same images and a resumed run continues the same stream. Validation
+    and test images are never distorted. Every range is symmetric around the identity; 0 leaves that distortion out."""
+
+    translate: float = Field(0.0, ge=0, le=8, description="pixels: x and y shifts each uniform in [-t, t]")
+    rotate: float = Field(0.0, ge=0, le=180, description="degrees: uniform in [-r, r]")
+    scale: float = Field(0.0, ge=0, lt=1, description="both axes scaled by one factor uniform in [1-s, 1+s]")
+    squeeze: float = Field(0.0, ge=0, lt=1, description="x scaled by f and y by 1/f, f uniform in [1-q, 1+q]")
+    shear: float = Field(0.0, ge=0, le=1, description="horizontal shear: x += k * y, k uniform in [-k, k]")
+
+
 class DataSpec(_Strict):
     dataset: str = "mnist"  # a name in lenet_bench.data.registry
     input_size: Literal[28, 32] = 32
@@ -125,6 +138,7 @@ class DataSpec(_Strict):
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
     subset: int | None = Field(None, gt=0, description="use only the first N training images")
     test_subset: int | None = Field(None, gt=0, description="evaluate on the first N test images")
+    augment: AugmentSpec | None = None  # None: the training images as they are
 
     @field_validator("dataset")
     @classmethod
