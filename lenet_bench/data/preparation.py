@@ -40,7 +40,7 @@ class PreparedData:
     def background(self) -> tuple[float, ...]:
         """Per channel, what normalizing made of a raw 0 pixel: the padding's value (and MNIST's background), which
         pixels shifted in from outside an image take when it is distorted. In float32, as the images were made."""
-        return tuple(float(np.float32(-o) / np.float32(d)) for o, d in zip(self.offset, self.divisor))
+        return tuple(float((np.float32(0) - np.float32(o)) / np.float32(d)) for o, d in zip(self.offset, self.divisor))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
