@@ -29,11 +29,12 @@ from pydantic import BaseModel, ValidationError
 
 from lenet_bench.data import registry
 from lenet_bench.spec import arch, bounded_yaml
+from lenet_bench.spec import schema
 from lenet_bench.spec.schema import SPEC_SUFFIXES, Spec
 
 DEFAULT_SUITE = Path("specs")  # the specs `effects`, `report` and run's reports read when none are named
 MAX_VARIANTS = 10_000  # per invocation, every matrix cell counted before any is built
-MAX_LAYERS = 100
+MAX_LAYERS = schema.MAX_LAYERS  # the described layers; a written list is bounded by the schema too
 MAX_PARAMS = 50_000_000  # LeNet-5 has 61,706; the 20/50/500 LeNet 1,256,080
 MAX_FLOPS = 10_000_000_000  # forward FLOPs per image; LeNet-5 needs under a million
 MAX_ISSUES_PER_FILE = 50
@@ -274,27 +275,43 @@ def _label(value: Any) -> str:
 
 
 def _set_dotted(data: dict, path: str, value: Any) -> str | None:
-    """Set data[a][b][0][c] = value for path 'a.b.0.c'; return a problem message or None."""
+    """Set data[a][b][0][c] = value for path 'a.b.0.c'; return a problem message or None.
+
+    An entry of a list of layers is found by its index or by its name (`model.layers.drop1.rate`), and
+    `layers.` is short for `model.layers.`.
+    """
+    if path.startswith("layers."):
+        path = "model." + path
     parts = path.split(".")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
-        key: Any = int(part) if isinstance(node, list) and part.isdigit() else part
         if isinstance(node, dict):
-            node = node.setdefault(key, {})
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-            node = node[key]
-        else:
+            node = node.setdefault(part, {})
+            continue
+        index = _list_index(node, part)
+        if index is None:
             return f"cannot set {path!r}: {'.'.join(parts[:depth + 1])} does not exist in the base spec"
+        node = node[index]
     last = parts[-1]
     if isinstance(node, list):
-        if not (last.isdigit() and int(last) < len(node)):
-            return f"cannot set {path!r}: index {last} is outside the list of {len(node)}"
-        node[int(last)] = value
+        index = _list_index(node, last)
+        if index is None:
+            return f"cannot set {path!r}: {last} is neither an index of the list of {len(node)} nor a name in it"
+        node[index] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
         return f"cannot set {path!r}: its parent is a {type(node).__name__}, not a mapping"
     return None
+
+
+def _list_index(node: Any, part: str) -> int | None:
+    """The position of `part` (an index, or the `name` of an entry) in `node`, if node is a list that has it."""
+    if not isinstance(node, list):
+        return None
+    if part.isdigit():
+        return int(part) if int(part) < len(node) else None
+    return next((i for i, entry in enumerate(node) if isinstance(entry, dict) and entry.get("name") == part), None)
 
 
 # ---------------------------------------------------------------- messages

@@ -6,14 +6,15 @@ deep-learning framework.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lenet_bench import backend_registry
 from lenet_bench.data import registry
 from lenet_bench.device import Device
-from lenet_bench.spec import arch
+from lenet_bench.spec import arch, layers
+from lenet_bench.spec.layers import MAX_FILTERS, MAX_KERNEL, MAX_UNITS, TEMPLATE_ACTIVATIONS, LayerSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -23,70 +24,30 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 65_536
 MAX_STEPS_PER_EPOCH = 100_000
-MAX_FILTERS = 4096
-MAX_KERNEL = 64  # also stride and pool size: twice the largest image (32x32); the shape checks say more below it
-MAX_UNITS = 16_384
+MAX_LAYERS = 100
 MAX_SEEDS = 100
 MAX_SEED = 2**31 - 1  # every framework's seed setter takes it
 
 
-def _wants_number(annotation: Any) -> bool:
-    """int or float, alone or in a union or list (bool is neither here)."""
-    return annotation in (int, float) or any(_wants_number(a) for a in get_args(annotation))
+_Strict = layers.Strict
 
 
-def _holds_bool(value: Any) -> bool:
-    return isinstance(value, bool) or (isinstance(value, list) and any(_holds_bool(v) for v in value))
+class ConvLayer(layers.ConvFields):
+    """A convolution of the template form, followed by the model's pooling unless it says otherwise."""
 
-
-class _Strict(BaseModel):
-    # Unknown keys are errors (a typo must never be silently ignored); specs are immutable;
-    # NaN and infinity are never a setting.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        # YAML reads `true` as a bool and pydantic would take it as 1: a number must be written as one.
-        if info.field_name and _wants_number(cls.model_fields[info.field_name].annotation) and _holds_bool(value):
-            raise ValueError(f"expected a number, not a boolean (true/false); received {value!r:.80}")
-        return value
-
-
-class ConvLayer(_Strict):
-    filters: int = Field(gt=0, le=MAX_FILTERS)
-    kernel: int = Field(5, gt=0, le=MAX_KERNEL)
-    stride: int = Field(1, gt=0, le=MAX_KERNEL)
-    padding: Literal["valid", "same"] = "valid"
     # subsample: LeCun et al. (1998)'s trainable subsampling (each pool_size x pool_size sum times
     # a trainable coefficient, plus a trainable bias, per map, then the activation).
     pool: Literal["max", "avg", "subsample", "none"] | None = None  # None: the model's `pool`
     pool_size: int = Field(2, gt=0, le=MAX_KERNEL)
-    # Per output map, the input maps it reads (None: all of them), as LeNet-5's C3 (1998, Table I).
-    connections: list[list[int]] | None = None
-
-    @model_validator(mode="after")
-    def _same_needs_unit_stride(self) -> ConvLayer:
-        # PyTorch rejects padding="same" with stride > 1, so no backend could honour it.
-        if self.padding == "same" and self.stride != 1:
-            raise ValueError(f"padding 'same' needs stride 1; received stride {self.stride}")
-        return self
-
-    @model_validator(mode="after")
-    def _one_input_list_per_map(self) -> ConvLayer:
-        if self.connections is None:
-            return self
-        if len(self.connections) != self.filters:
-            raise ValueError(f"connections needs one list of input maps per filter ({self.filters}); "
-                             f"received {len(self.connections)}")
-        for maps in self.connections:
-            if not maps or len(set(maps)) != len(maps) or min(maps) < 0:
-                raise ValueError(f"each entry of connections must list distinct input maps (0-based); received {maps}")
-        return self
 
 
 class ModelSpec(_Strict):
+    """A network, written either as `layers:` (an ordered list of typed layers, the last one the output) or
+    in the template form: `conv:` (each convolution followed by the model's `pool`), `dense:` (widths), one
+    `activation` and an `output`. The template is shorthand for its list of layers (spec/layers.py)."""
+
     arch: str | None = Field(None, pattern=NAME_PATTERN, description="label for the architecture axis")
+    layers: list[LayerSpec] | None = Field(None, min_length=1, max_length=MAX_LAYERS)
     conv: list[ConvLayer] = Field(default_factory=list)
     dense: list[int] = Field(default_factory=list)
     # scaled_tanh: LeCun et al. (1998), Appendix A: f(a) = 1.7159 tanh(2a/3).
@@ -94,7 +55,7 @@ class ModelSpec(_Strict):
     pool: Literal["max", "avg", "subsample", "none"] = "max"
     in_channels: int = Field(1, gt=0)
     num_classes: int = Field(10, ge=2)
-    # lecun_uniform: U(-2.4/F, 2.4/F), F the fan-in of the unit (1998, Appendix A).
+    # lecun_uniform: U(-2.4/F, 2.4/F), F the fan-in of the unit (1998, Appendix A); a layer's own `init` wins.
     init: Literal["glorot_uniform", "torch_default", "lecun_uniform", "framework"] = "glorot_uniform"
     # rbf: 1998's output, one Euclidean RBF unit per class with fixed +-1 parameter vectors (the
     # 7x12 digit bitmaps of lenet_bench/spec/bitmaps.py); its output is minus the squared distance.
@@ -107,12 +68,62 @@ class ModelSpec(_Strict):
             raise ValueError(f"dense units must be between 1 and {MAX_UNITS}; received {units}")
         return units
 
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelSpec:
+        template = sorted(TEMPLATE_FIELDS & self.model_fields_set)
+        if self.layers is not None and template:
+            raise ValueError(f"write the model either as layers or in the template form, not both; received layers "
+                             f"and {', '.join(template)} (in the layers form, each activation, pooling and the output "
+                             "are layers of their own)")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_layer_names(self) -> ModelSpec:
+        names = [layer.name for layer in self.layers or () if layer.name]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"layer names must be distinct (a matrix addresses a layer by its name); "
+                             f"received {', '.join(repr(name) for name in repeated)} more than once")
+        return self
+
     def pool_of(self, conv: ConvLayer) -> str:
         return conv.pool or self.pool
 
+    def layer_list(self) -> list[LayerSpec]:
+        """Every layer in order, disabled ones included: the written list, or the template's expansion."""
+        return list(self.layers) if self.layers is not None else layers.template_layers(self)
+
+    def enabled_layers(self) -> list[tuple[int, LayerSpec]]:
+        """(index in the list, layer) of the layers the network has."""
+        return [(index, layer) for index, layer in enumerate(self.layer_list()) if layer.enabled]
+
     @property
     def arch_label(self) -> str:
-        return self.arch or "-".join(str(n) for n in [c.filters for c in self.conv] + self.dense)
+        if self.arch:
+            return self.arch
+        if self.layers is None:
+            return "-".join(str(n) for n in [c.filters for c in self.conv] + self.dense)
+        enabled = [layer for _, layer in self.enabled_layers()]
+        widths = [layer.filters if isinstance(layer, layers.ConvSpec) else layer.units for layer in enabled[:-1]
+                  if isinstance(layer, (layers.ConvSpec, layers.DenseSpec))]
+        return "-".join(str(n) for n in widths) or "linear"
+
+    @property
+    def activations(self) -> list[str]:
+        """The activation functions the network uses, in order of first use."""
+        if self.layers is None:
+            return [self.activation]
+        fns = [layer.fn for _, layer in self.enabled_layers() if isinstance(layer, layers.ActivationSpec)]
+        return list(dict.fromkeys(fns))
+
+    @property
+    def has_rbf_output(self) -> bool:
+        enabled = self.enabled_layers()
+        return bool(enabled) and isinstance(enabled[-1][1], layers.RBFSpec)
+
+
+# The template form's fields: a model written as `layers` sets none of them.
+TEMPLATE_FIELDS = frozenset({"conv", "dense", "activation", "pool", "output"})
 
 
 class AugmentSpec(_Strict):
@@ -322,12 +333,16 @@ class Spec(_Strict):
         model = info.data.get("model")
         if model is None:
             return train  # the model is invalid, and reported on its own
-        if train.loss.name == "map" and model.output != "rbf":
-            raise ValueError("loss map scores RBF penalties: it needs model.output rbf")
-        pools = {model.pool_of(c) for c in model.conv} - {"subsample", "none"}
-        if train.optimizer.name == "sdlm" and pools:
-            raise ValueError(f"sdlm's Hessian runs through convolutions, subsampling, dense and RBF layers; "
-                             f"received {' and '.join(sorted(pools))} pooling (use pool subsample or none)")
+        if train.loss.name == "map" and not model.has_rbf_output:
+            raise ValueError("loss map scores RBF penalties: it needs model.output rbf (or an rbf output layer)")
+        if train.optimizer.name == "sdlm":
+            data = info.data.get("data") or DataSpec()
+            try:
+                refusal = arch.sdlm_refusal(arch.describe(model, (model.in_channels, data.input_size, data.input_size)))
+            except arch.ShapeError:
+                refusal = None  # the shapes are wrong, and reported on their own (loading)
+            if refusal:
+                raise ValueError(refusal)
         return train
 
     @property
@@ -339,11 +354,12 @@ class Spec(_Strict):
 
     def axes(self) -> dict[str, str]:
         """The design choices a user compares; the same keys for every variant."""
-        paddings: list[str] = sorted({c.padding for c in self.model.conv}) or ["none"]
-        pools = sorted({self.model.pool_of(c) for c in self.model.conv} - {"none"}) or ["none"]
+        enabled = [layer for _, layer in self.model.enabled_layers()]
+        paddings = sorted({layer.padding for layer in enabled if isinstance(layer, layers.ConvSpec)}) or ["none"]
+        pools = sorted({layer.kind for layer in enabled if isinstance(layer, layers.PoolSpec)}) or ["none"]
         return {
             "architecture": self.model.arch_label,
-            "activation": self.model.activation,
+            "activation": "+".join(self.model.activations) or "none",
             "pooling": "+".join(pools),
             "padding": "+".join(paddings),
             "input_size": str(self.data.input_size),

@@ -23,10 +23,11 @@ SCHEMES = ("glorot_uniform", "torch_default", "lecun_uniform")
 LECUN_SCALE = 2.4  # LeCun et al. (1998), Appendix A
 
 
-def initial_weights(summary: ArchSummary, scheme: str, seed: int) -> list[np.ndarray]:
-    """Flat list [w0, b0, w1, b1, ...] of float32 arrays, one per trainable array of the description."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown init scheme; expected one of {SCHEMES}, received {scheme!r}")
+def initial_weights(summary: ArchSummary, model_scheme: str, seed: int) -> list[np.ndarray]:
+    """Flat list [w0, b0, w1, b1, ...] of float32 arrays, one per trainable array of the description; a layer's
+    own `init` wins over the model's `model_scheme`."""
+    if model_scheme not in SCHEMES:
+        raise ValueError(f"unknown init scheme; expected one of {SCHEMES}, received {model_scheme!r}")
     rng = np.random.default_rng([seed, 0x1E7E7])
     weights: list[np.ndarray] = []
     for layer in summary.layers:
@@ -34,6 +35,11 @@ def initial_weights(summary: ArchSummary, scheme: str, seed: int) -> list[np.nda
         if not shapes:
             continue
         w_shape, b_shape = shapes
+        if isinstance(layer, arch.BatchNorm):
+            # Both frameworks start batch norm as the identity: scale 1, shift 0 (no draw: the layers around keep theirs).
+            weights += [np.ones(w_shape, np.float32), np.zeros(b_shape, np.float32)]
+            continue
+        scheme = getattr(layer, "init", None) or model_scheme
         if scheme == "lecun_uniform":
             w_fan_in, b_fan_in = _unit_fan_ins(layer)
             weights.append((rng.uniform(-1, 1, w_shape) * LECUN_SCALE / w_fan_in).astype(np.float32))

@@ -28,7 +28,7 @@ def _conv(layer: arch.Conv) -> keras.layers.Layer:
 
 
 def _pool(layer: arch.Pool) -> keras.layers.Layer:
-    return _POOLS[layer.mode](layer.size, name=layer.name)
+    return _POOLS[layer.mode](layer.size, layer.step, name=layer.name)
 
 
 def _flatten(layer: arch.Flatten) -> keras.layers.Layer:
@@ -53,9 +53,28 @@ def _rbf(layer: arch.RBF) -> keras.layers.Layer:
     return lecun.RBF(name=layer.name)
 
 
+def _activation(layer: arch.Activation) -> keras.layers.Layer:
+    if layer.fn == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=layer.slope, name=layer.name)
+    return keras.layers.Activation(lecun.activation(layer.fn), name=layer.name)
+
+
+def _dropout(layer: arch.Dropout) -> keras.layers.Layer:
+    return keras.layers.Dropout(layer.rate, name=layer.name)
+
+
+def _batch_norm(layer: arch.BatchNorm) -> keras.layers.Layer:
+    # Keras' momentum weighs the running statistics, PyTorch's (the spec's) the new batch's: 1 - the other.
+    return keras.layers.BatchNormalization(axis=-1, momentum=1.0 - layer.momentum, epsilon=layer.epsilon,
+                                           name=layer.name)
+
+
+# One builder per layer type of the description.
 _BUILDERS: dict[type[arch.Layer], Callable] = {arch.Conv: _conv, arch.Pool: _pool, arch.Flatten: _flatten,
                                                arch.Dense: _dense, arch.PartialConv: _partial_conv,
-                                               arch.Subsample: _subsample, arch.RBF: _rbf}
+                                               arch.Subsample: _subsample, arch.RBF: _rbf,
+                                               arch.Activation: _activation, arch.Dropout: _dropout,
+                                               arch.BatchNorm: _batch_norm}
 # Layers whose kernel is stored in the canonical layout already (no transposition).
 _CANONICAL_LAYOUT = (lecun.Subsample, lecun.PartialConv)
 
@@ -94,24 +113,46 @@ def count_params(model: keras.Model) -> int:
     return int(model.count_params())
 
 
-def _parametrized(model: keras.Model) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers
-            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, *_CANONICAL_LAYOUT))]
+def _parametrized(model: keras.Model) -> list[tuple[keras.layers.Layer, bool]]:
+    """The layers with trainable arrays, in order, each with whether it reads the flattened vector (it sits
+    between the Flatten and the first Dense, that one included): Keras flattens (H, W, C), the canonical
+    layout (C, H, W)."""
+    found, reads_flattened = [], False
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Flatten):
+            reads_flattened = True
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization,
+                              *_CANONICAL_LAYOUT)):
+            found.append((layer, reads_flattened))
+        if isinstance(layer, keras.layers.Dense):
+            reads_flattened = False
+    return found
 
 
-def _flattened_map(model: keras.Model) -> tuple[int, int, int]:
-    """(C, H, W) of the feature map that Flatten reads (the input itself for a dense-only net)."""
-    flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
+def _flattened_map(model: keras.Model) -> tuple[int, int, int] | None:
+    """(C, H, W) of the feature map that Flatten reads (None for a dense-only net: nothing to permute)."""
+    flatten = next((layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)), None)
+    if flatten is None or len(flatten.input.shape) != 4:
+        return None
     height, width, channels = flatten.input.shape[1:]
     return channels, height, width
+
+
+def _arrays(layer: keras.layers.Layer) -> tuple[keras.Variable, keras.Variable]:
+    """The layer's two trainable arrays in the canonical order: weight (kernel or scale), bias (or shift)."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return layer.gamma, layer.beta
+    return layer.kernel, layer.bias
 
 
 def _to_keras(weight: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
     if weight.ndim == 4:
         return weight.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+    if weight.ndim == 1:  # a batch norm's scale or shift: per feature, in Keras' flatten order after a Flatten
+        return weight if flattened is None else weight.reshape(flattened).transpose(1, 2, 0).reshape(-1)
     if flattened is None:
         return weight.T  # (out, in) -> (in, out)
-    # First dense: its input index runs over (C, H, W) canonically, over (H, W, C) in Keras.
+    # A dense reading the flattened map: its input index runs over (C, H, W) canonically, over (H, W, C) in Keras.
     units = weight.shape[0]
     return weight.reshape(units, *flattened).transpose(2, 3, 1, 0).reshape(-1, units)
 
@@ -119,26 +160,26 @@ def _to_keras(weight: np.ndarray, flattened: tuple[int, int, int] | None) -> np.
 def _to_canonical(kernel: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
     if kernel.ndim == 4:
         return kernel.transpose(3, 2, 0, 1)
+    channels, height, width = flattened or (0, 0, 0)
+    if kernel.ndim == 1:
+        return kernel if flattened is None else kernel.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1)
     if flattened is None:
         return kernel.T
-    channels, height, width = flattened
     units = kernel.shape[1]
     return kernel.reshape(height, width, channels, units).transpose(3, 2, 0, 1).reshape(units, -1)
 
 
-def _first_dense_index(layers: list[keras.layers.Layer]) -> int:
-    return next(i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Dense))
-
-
 def get_weights(model: keras.Model) -> list[np.ndarray]:
-    layers = _parametrized(model)
-    first_dense, flattened = _first_dense_index(layers), _flattened_map(model)
+    flattened = _flattened_map(model)
     weights = []
-    for i, layer in enumerate(layers):
-        kernel = np.asarray(layer.kernel.numpy())
+    for layer, reads_flattened in _parametrized(model):
+        kernel, bias = (np.asarray(array.numpy()) for array in _arrays(layer))
         if not isinstance(layer, _CANONICAL_LAYOUT):
-            kernel = _to_canonical(kernel, flattened if i == first_dense else None)
-        weights += [kernel.copy(), np.array(layer.bias.numpy())]
+            layout = flattened if reads_flattened else None
+            kernel = _to_canonical(kernel, layout)
+            # A dense layer's bias is per unit (no permutation); a batch norm's shift is per feature.
+            bias = _to_canonical(bias, layout) if isinstance(layer, keras.layers.BatchNormalization) else bias
+        weights += [kernel.copy(), bias.copy()]
     return weights
 
 
@@ -146,13 +187,15 @@ def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
     layers = _parametrized(model)
     if 2 * len(layers) != len(weights):
         raise ValueError(f"expected {2 * len(layers)} weight arrays, received {len(weights)}")
-    first_dense, flattened = _first_dense_index(layers), _flattened_map(model)
-    for i, layer in enumerate(layers):
-        kernel = np.asarray(weights[2 * i], np.float32)
+    flattened = _flattened_map(model)
+    for i, (layer, reads_flattened) in enumerate(layers):
+        kernel, bias = np.asarray(weights[2 * i], np.float32), np.asarray(weights[2 * i + 1], np.float32)
         if not isinstance(layer, _CANONICAL_LAYOUT):
-            kernel = _to_keras(kernel, flattened if i == first_dense else None)
-        bias = np.asarray(weights[2 * i + 1], np.float32)
-        for variable, value in ((layer.kernel, kernel), (layer.bias, bias)):
+            layout = flattened if reads_flattened else None
+            kernel = _to_keras(kernel, layout)
+            # A dense layer's bias is per unit (no permutation); a batch norm's shift is per feature.
+            bias = _to_keras(bias, layout) if isinstance(layer, keras.layers.BatchNormalization) else bias
+        for variable, value in zip(_arrays(layer), (kernel, bias)):
             if tuple(variable.shape) != value.shape:
                 raise ValueError(f"weight shape mismatch in {layer.name}: expected {tuple(variable.shape)} "
                                  f"(Keras layout), received {value.shape} after conversion")
