@@ -190,6 +190,17 @@ def test_images_keep_their_order_and_the_input_is_left_alone(digits):
         assert np.abs(out[i] - out[i - 1]).max() > 0.5  # and it is not its neighbour's
 
 
+def test_into_a_kept_buffer_as_into_a_new_array(digits):
+    images = digits.x_train[:100]
+    buffer = np.full_like(images, np.nan)
+    written = distorted_images(images, STRONG, seed=4, epoch=2, background=digits.background, out=buffer)
+    assert written is buffer
+    assert np.array_equal(buffer, distorted_images(images, STRONG, seed=4, epoch=2, background=digits.background))
+    for bad in (images, np.empty((99, 1, 32, 32), np.float32), np.empty(images.shape, np.float64)):
+        with pytest.raises(ValueError, match="out must be a C-contiguous float32 array"):
+            distorted_images(images, STRONG, seed=4, epoch=2, background=digits.background, out=bad)
+
+
 def test_a_background_per_channel_must_fit_the_channels(digits):
     with pytest.raises(ValueError, match=r"one per channel \(1\); received 3"):
         distorted_images(digits.x_train[:2], STRONG, seed=0, epoch=1, background=[0.0, 0.0, 0.0])
