@@ -134,7 +134,7 @@ def test_runs_are_logged_nested_with_params_metrics_and_results(workspace, mnist
     # Skipped cells: listed with their reason on the invocation, in results/, not as empty runs.
     # The invocation's run carries the results folder's effects, time to train and where the time went.
     parent_files = {a.path for a in client.list_artifacts(parent_id)}
-    assert {"effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md"} <= parent_files
+    assert {"effects.md", "effects_backends.png", "time_to_train.md", "time_to_train.png", "overhead.md"} <= parent_files
     assert (workspace / "results" / "effects.md").read_text().startswith("# What each design choice does")
     skipped = json.loads(client.download_artifacts(parent_id, "skipped_runs.json", str(workspace)) and
                          (workspace / "skipped_runs.json").read_text())

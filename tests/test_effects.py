@@ -13,6 +13,7 @@ from conftest import SPEC_FOLDERS
 
 from lenet_bench.cli import main
 from lenet_bench.results import effects
+from lenet_bench.results import effects_words as words
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.table import ResultsFolder
 
@@ -82,7 +83,7 @@ def test_known_effects_are_covered_by_their_intervals_and_a_zero_effect_is_repor
         assert row["ci_low"] <= truth <= row["ci_high"], row
     assert sigmoid["distinguishable"] and tanh["distinguishable"]
     assert not avg["distinguishable"]
-    assert "not distinguishable at 8 seeds" in effects.verdict(avg)
+    assert words.verdict(avg).startswith("not distinguishable (Holm, ")
     assert np.isnan(sigmoid["seeds_needed"]) and avg["seeds_needed"] > 8
     # Holm: adjusted p-values are never below the raw ones, and every accuracy effect is in one family.
     accuracy = table[table["metric"] == "test accuracy"]
@@ -103,7 +104,12 @@ def test_an_interaction_the_design_allows_is_estimated():
     frame.loc[cell, "test_accuracy"] -= 0.004  # sigmoid hurts 0.4 points more with average pooling
     table, _ = effects.effects_table(frame, variants_of(frame))
     both = effect(table, "activation × pool", "sigmoid × avg")
-    assert both["ci_low"] <= -0.4 <= both["ci_high"] and both["distinguishable"]
+    assert both["ci_low"] <= -0.4 <= both["ci_high"] and both["distinguishable"] and both["kind"] == "interaction"
+    # The cells' own difference: sigmoid's cost plus the interaction, what comparing the two cells shows.
+    assert both["cells"] == pytest.approx(SIGMOID_COST - 0.4, abs=0.1)
+    assert words.choice(both) == "activation × pool interaction: sigmoid × avg"
+    assert words.cells_text(both) == f"sigmoid × avg vs relu × max: {both['cells']:+.2f} pp"
+    assert "interaction sigmoid × avg (sigmoid's effect with avg minus with max)" in words.plain_words(both)
     assert not effect(table, "activation × pool", "tanh × avg")["distinguishable"]
 
 
@@ -126,7 +132,7 @@ def test_missing_seeds_use_the_pairs_that_exist_and_unpaired_levels_fall_back_to
 def test_timings_of_different_conditions_are_never_pooled():
     frame = synthetic_runs(conditions=("AMD EPYC, 1 core", "AMD EPYC, 2 cores"), speed_of_avg=1.25)
     table, _ = effects.effects_table(frame, variants_of(frame))
-    speed = table[(table["factor"] == "pool") & (table["metric"] == "training img/s")]
+    speed = table[(table["factor"] == "pool") & (table["metric"] == "training img/s") & (table["kind"] == "main")]
     assert sorted(speed["conditions"]) == ["AMD EPYC, 1 core, inline", "AMD EPYC, 2 cores, inline"]
     assert all(row.ci_low <= 25.0 <= row.ci_high and row.n == 8 for row in speed.itertuples())
     accuracy = effect(table, "pool", "avg")
@@ -139,7 +145,7 @@ def test_backends_that_compute_the_same_numbers_show_an_exact_zero():
     frame.loc[keras, "test_accuracy"] = frame.loc[~keras, "test_accuracy"].to_numpy()
     table, _ = effects.effects_table(frame, variants_of(frame))
     backend = effect(table, "backend", "keras")
-    assert backend["reference"] == "torch" and backend["effect"] == 0 and effects.verdict(backend) == \
+    assert backend["reference"] == "torch" and backend["effect"] == 0 and words.verdict(backend) == \
         "identical in every pair"
     # Two backends of one seed are one draw: the activation effect still has n = seeds, not seeds x backends.
     assert effect(table, "activation", "sigmoid")["n"] == 8
@@ -163,19 +169,24 @@ def test_runs_of_variants_a_spec_no_longer_has_are_left_out_with_a_note():
 # ------------------------------------------------------------------ the committed reference rows
 
 
-def reference_table():
+def reference_analysis() -> effects.Analysis:
     from lenet_bench.spec import load_variants
 
     frame = rows_to_frame(ResultsFolder(REFERENCE).read())
-    return effects.effects_table(frame, load_variants(SPEC_FOLDERS))
+    return effects.analyse(frame, load_variants(SPEC_FOLDERS))
+
+
+def reference_table():
+    analysis = reference_analysis()
+    return analysis.effects, analysis.notes
 
 
 def test_the_reference_readme_section_is_the_one_the_effects_give():
-    table, _ = reference_table()
-    section = effects.readme_section(table, "lenet5-classic")
+    table = reference_analysis()
+    section = words.readme_section(table, "lenet5-classic")
     text = README.read_text()
-    begin, end = text.index(effects.README_BEGIN.format(group="lenet5-classic")), text.index(effects.README_END)
-    assert text[begin:end + len(effects.README_END)] == section, \
+    begin, end = text.index(words.README_BEGIN.format(group="lenet5-classic")), text.index(words.README_END)
+    assert text[begin:end + len(words.README_END)] == section, \
         "regenerate it: python -m lenet_bench effects results/reference --readme-section lenet5-classic"
 
 
@@ -192,7 +203,7 @@ def test_the_classic_matrix_has_five_paired_seeds_per_cell_on_torch_and_keras():
 def test_the_command_prints_the_table_and_exits_0(capsys):
     assert main(["effects", str(REFERENCE), "--specs", *map(str, SPEC_FOLDERS)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "activation: sigmoid vs relu" in out and "effect [95% CI]" in out
+    assert "activation: sigmoid vs relu" in out and "(Holm)" in out and "each level's own numbers" in out
 
 
 def test_the_command_refuses_a_folder_without_runs(tmp_path, capsys):
@@ -214,3 +225,122 @@ def test_the_command_writes_markdown_for_any_results_folder(tmp_path, capsys, wi
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("# What each design choice does") and "sigmoid vs relu" in out
+
+
+# ------------------------------------------------------------------ every sentence follows from its row
+
+
+def test_the_interval_shown_excludes_zero_exactly_when_the_verdict_says_distinguishable():
+    """Holm's step-down levels against statsmodels' decisions, over many families of p-values, and on a table."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        p = rng.uniform(0, 0.08, size=int(rng.integers(1, 25))) ** rng.uniform(1, 3)
+        levels = effects.holm_levels(p)
+        assert ((p <= levels) == multipletests(p, alpha=effects.ALPHA, method="holm")[0]).all()
+    frame = synthetic_runs(seeds=range(4), noise=0.15)
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    tested = table[table["status"] == effects.TESTED]
+    assert len(tested) > 5 and tested["distinguishable"].any() and not tested["distinguishable"].all()
+    excludes_zero = (tested["low"] > 0) | (tested["high"] < 0)
+    assert (excludes_zero == tested["distinguishable"]).all()
+    # The interval is wider than the unadjusted 95% one: it is taken at 1 - alpha/k.
+    assert ((tested["high"] - tested["low"]) > (tested["ci_high"] - tested["ci_low"])).all()
+    for _, row in tested.iterrows():
+        assert words.shown_interval(row)[2] == f"{words.confidence(row['alpha'])} (Holm)"
+
+
+def test_seeds_needed_are_more_than_the_seeds_there_and_found_for_a_large_effect_of_few_seeds():
+    """A large effect of 2 seeds left unresolved by the correction needs a few seeds more, not 'over 1000'
+    (scipy's noncentral t gives NaN there) and never fewer than it has."""
+    large = effects.seeds_needed("paired", 9.35, effects.ALPHA / 19, have=2)
+    assert 2 < large < 10
+    assert effects.seeds_needed("paired", 9.35, effects.ALPHA / 19, have=5) == 6  # at least one more than there
+    assert effects.seeds_needed("paired", 0.5, effects.ALPHA, have=3) == pytest.approx(34, abs=2)  # textbook: 34
+    assert effects.seeds_needed("paired", 0.001, effects.ALPHA, have=3) == float("inf")
+    frame = synthetic_runs(seeds=range(4), noise=0.15)
+    table, _ = effects.effects_table(frame, variants_of(frame))
+    unresolved = table[(table["status"] == effects.TESTED) & ~table["distinguishable"]]
+    assert len(unresolved) and (unresolved["seeds_needed"] > unresolved["n"]).all()
+    assert table.loc[table["distinguishable"], "seeds_needed"].isna().all()
+
+
+def test_timings_under_load_or_of_one_seed_are_listed_apart_and_never_distinguishable():
+    frame = synthetic_runs(speed_of_avg=3.0, conditions=("AMD EPYC, 1 core", "AMD EPYC, 2 cores"))
+    frame.loc[frame["hardware"] == "AMD EPYC, 2 cores", "timing"] = "loaded"
+    one = synthetic_runs(seeds=[0], speed_of_avg=3.0, conditions=("Intel, 4 cores",))
+    table, _ = effects.effects_table(pd.concat([frame, one], ignore_index=True), variants_of(frame))
+    speed = table[(table["factor"] == "pool") & (table["metric"] == "training img/s") & (table["kind"] == "main")]
+    by_conditions = speed.set_index("conditions")
+    quiet, loaded = by_conditions.loc["AMD EPYC, 1 core, inline"], by_conditions.loc["AMD EPYC, 2 cores, loaded, inline"]
+    assert quiet["status"] == effects.TESTED and quiet["distinguishable"]
+    assert loaded["status"] == effects.LOADED and not loaded["distinguishable"] and np.isnan(loaded["p_adjusted"])
+    assert words.verdict(loaded) == "not tested: timed under load" and "95%, untested" in words.shown_interval(loaded)
+    single = by_conditions.loc["Intel, 4 cores, inline"]
+    assert single["status"] == effects.ONE_SEED and words.short_verdict(single) == "one seed"
+    # Holm's family of the speed metric holds the quiet effects only.
+    family = table[(table["metric"] == "training img/s") & (table["status"] == effects.TESTED)]
+    assert (family["conditions"] == "AMD EPYC, 1 core, inline").all() and (family["family"] == len(family)).all()
+
+
+def test_each_level_has_its_own_mean_and_interval():
+    frame = synthetic_runs(seeds=range(6), noise=0.0, speed_of_avg=2.0)
+    analysis = effects.analyse(frame, variants_of(frame))
+    levels = analysis.levels.set_index(["factor", "level", "metric"])
+    relu, sigmoid = levels.loc[("activation", "relu", "test accuracy")], levels.loc[("activation", "sigmoid",
+                                                                                     "test accuracy")]
+    assert sigmoid["mean"] - relu["mean"] == pytest.approx(SIGMOID_COST)
+    by_seed = frame[frame["activation"] == "relu"].groupby("seed")["test_accuracy"].mean() * 100
+    assert relu["mean"] == pytest.approx(by_seed.mean()) and relu["n"] == 6
+    assert relu["ci_low"] < relu["mean"] < relu["ci_high"]
+    avg, max_ = levels.loc[("pool", "avg", "training img/s")], levels.loc[("pool", "max", "training img/s")]
+    assert avg["mean"] / max_["mean"] == pytest.approx(2.0, rel=0.03)  # geometric means of the speeds
+    rows, condition = words.level_rows(analysis.levels, "m")
+    assert condition == "AMD EPYC, 1 core, inline"
+    assert [(r["factor"], r["level"]) for r in rows] == [("activation", "relu"), ("activation", "sigmoid"),
+                                                         ("activation", "tanh"), ("pool", "max"), ("pool", "avg")]
+    assert rows[0]["test accuracy %"].startswith(f"{relu['mean']:,.2f} [")
+
+
+def test_identical_values_give_no_test_and_no_library_warning():
+    """Two backends that compute the same numbers: no spread, so no p-value in any row (not 1.0 in one and none in
+    the next), no scipy warning of catastrophic cancellation, and the README words say what happened."""
+    import warnings
+
+    frame = synthetic_runs(backends=("torch", "keras"))
+    keras = frame["backend"] == "keras"
+    frame.loc[keras, "test_accuracy"] = frame.loc[~keras, "test_accuracy"].to_numpy() + 0.001  # the same +0.1 pp
+    frame.loc[keras, "train_images_per_sec"] = frame.loc[~keras, "train_images_per_sec"].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analysis = effects.analyse(frame, variants_of(frame))
+        text = words.effects_markdown(analysis)
+    backend = analysis.effects[analysis.effects["factor"] == "backend"].set_index("metric")
+    assert (backend["status"] == effects.NO_SPREAD).all() and backend["p"].isna().all()
+    assert words.verdict(backend.loc["test accuracy"]) == "the same difference in every seed"
+    assert words.verdict(backend.loc["training img/s"]) == "identical in every pair"
+    assert "the same difference in every seed" in text
+
+
+def test_the_summary_names_what_is_resolved_and_what_is_not():
+    frame = synthetic_runs()
+    analysis = effects.analyse(frame, variants_of(frame))
+    table = analysis.effects
+    text = words.summary(table[table["status"].isin([effects.TESTED, effects.NO_SPREAD])], "AMD EPYC, 1 core, inline")
+    resolved, unresolved = text.split(" Not resolved: ")
+    assert "sigmoid instead of relu (test accuracy -0.6" in resolved and "tanh instead of relu" in resolved
+    assert "avg instead of max (test accuracy" in unresolved and "avg instead of max (test" not in resolved
+    count = int(((table["status"] == effects.TESTED) & ~table["distinguishable"]).sum())
+    assert unresolved.startswith(f"{count} effects")
+
+
+def test_the_markdown_lists_levels_tested_effects_and_untested_ones_apart():
+    frame = synthetic_runs(conditions=("AMD EPYC, 1 core", "AMD EPYC, 2 cores"))
+    frame.loc[frame["hardware"] == "AMD EPYC, 2 cores", "timing"] = "loaded"
+    text = words.effects_markdown(effects.analyse(frame, variants_of(frame)))
+    levels, tested, untested = (text.index("Each level's own numbers"), text.index("Effects:"),
+                                text.index("Not tested (timed under load, or one seed)"))
+    assert levels < tested < untested
+    assert "loaded" not in text[tested:untested] and "not tested: timed under load" in text[untested:]
+    assert "95% CI" not in text[tested:untested].split("\n", 3)[2]  # the tested table's header names Holm's interval

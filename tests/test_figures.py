@@ -126,3 +126,53 @@ def test_error_bars_stop_at_what_is_possible(runs):
         x_bars, y_bars = container.lines[2]
         assert min(point[0] for segment in x_bars.get_segments() for point in segment) >= 0
         assert max(point[1] for segment in y_bars.get_segments() for point in segment) <= 1
+
+
+# ------------------------------------------------------------------ effects
+
+
+def _effects_analysis():
+    from test_effects import synthetic_runs, variants_of
+
+    from lenet_bench.results import effects
+
+    frame = synthetic_runs(backends=("torch", "keras"), speed_of_avg=1.3)
+    cell = (frame["activation"] == "sigmoid") & (frame["pooling"] == "avg")
+    frame.loc[cell, "test_accuracy"] -= 0.004
+    return effects.analyse(frame, variants_of(frame))
+
+
+def test_effects_figures_one_per_matrix_and_one_for_backends(tmp_path):
+    figures_by_name = figures.effects_figures(_effects_analysis())
+    assert sorted(figures_by_name) == ["effects_backends.png", "effects_m.png"]
+    matrix = figures_by_name["effects_m.png"]
+    accuracy, speed, to_target, interaction = matrix.axes
+    assert accuracy.get_title() == "test accuracy" and speed.get_title().startswith("training img/s\n")
+    labels = [t.get_text() for t in accuracy.get_yticklabels()]
+    assert labels == ["sigmoid vs relu", "tanh vs relu", "avg vs max", "sigmoid × avg (interaction)",
+                      "tanh × avg (interaction)"]  # the backend is in its own figure
+    legend = [t.get_text() for t in matrix.legends[0].get_texts()]
+    assert legend == ["activation", "pool", "interaction", "distinguishable (Holm)", "not distinguishable"]
+    # The interaction plot: activation along x, one line per pooling level, the largest interaction named.
+    assert [t.get_text() for t in interaction.get_xticklabels()] == ["relu", "sigmoid", "tanh"]
+    assert [t.get_text() for t in interaction.get_legend().get_texts()] == ["max", "avg"]
+    assert "interaction sigmoid × avg" in interaction.get_title()
+    assert all(min(text.get_fontsize() for text in ax.get_yticklabels()) >= 9 for ax in (accuracy, speed, to_target))
+    width, height = matrix.get_size_inches() * matrix.dpi
+    assert width <= 1500 and height <= 1000  # one laptop screen at 100%
+    backends = figures_by_name["effects_backends.png"]
+    assert [t.get_text() for t in backends.axes[0].get_yticklabels()] == ["m: keras vs torch"]
+    assert "keras vs reference" in [t.get_text() for t in backends.legends[0].get_texts()]
+    for name, figure in figures_by_name.items():
+        assert_saves_png(figure, tmp_path, name)
+
+
+def test_effects_markers_follow_the_verdict():
+    """Filled markers exactly for the distinguishable effects, hollow for the others."""
+    analysis = _effects_analysis()
+    accuracy = figures.effects_figures(analysis)["effects_m.png"].axes[0]
+    table = analysis.effects
+    rows = table[(table["metric"] == "test accuracy") & (table["factor"] != "backend")]
+    points = [line for line in accuracy.lines if line.get_marker() == "o"]
+    filled = [line.get_markerfacecolor() != "white" for line in points]
+    assert filled == list(rows["distinguishable"])

@@ -1,7 +1,7 @@
 """`effects`: what each design choice does to accuracy and speed, over the completed runs of a results folder.
 
-Exit codes: 0 the table (also when no factor varies: it says so); 2 no readable runs.csv, no completed
-runs, or specs that do not load.
+Exit codes: 0 the table (also when no factor varies: it says so); 2 no readable runs.csv, one that lacks a
+column the effects need, no completed runs, or specs that do not load.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     effects.add_argument("--markdown", action="store_true", help="print effects.md instead of the table")
     effects.add_argument("--readme-section", metavar="MATRIX",
                          help="print one matrix's effects in plain words, between markers, for a README")
+    effects.add_argument("--write", action="store_true",
+                         help="also write effects.md and its figures (effects_<matrix>.png, effects_backends.png) into "
+                              "the results folder, as run and report do")
+    effects.add_argument("--update-reference", action="store_true",
+                         help="with --write: allow writing a folder of reference results (results/reference)")
     effects.set_defaults(handler=cmd_effects)
 
 
 def cmd_effects(args: argparse.Namespace) -> int:
     from lenet_bench.results import effects
+    from lenet_bench.results import effects_words as words
     from lenet_bench.results.convert import rows_to_frame
     from lenet_bench.results.table import ResultsError, ResultsFolder
     from lenet_bench.spec import load_variants
@@ -43,7 +49,7 @@ def cmd_effects(args: argparse.Namespace) -> int:
               "first, or pass the folder that holds runs.csv)")
         return EXIT_INVALID
     try:
-        rows = folder.read()
+        rows = folder.read(require=("test_accuracy",))  # the seed, backend, ...: every reader needs them
     except ResultsError as err:
         error(str(err))
         return EXIT_INVALID
@@ -52,39 +58,76 @@ def cmd_effects(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
-    table, notes = effects.effects_table(rows_to_frame(rows), variants)
+    analysis = effects.analyse(rows_to_frame(rows), variants)
+    groups = list(dict.fromkeys(analysis.effects["group"]))
     if args.readme_section:
-        if args.readme_section not in set(table["group"]):
+        if args.readme_section not in groups:
             error(f"no effects of a matrix named {args.readme_section!r}; matrices with effects: "
-                  f"{', '.join(dict.fromkeys(table['group'])) or '(none)'}")
+                  f"{', '.join(groups) or '(none)'}")
             return EXIT_INVALID
-        output.print(effects.readme_section(table, args.readme_section), markup=False, highlight=False,
+        output.print(words.readme_section(analysis, args.readme_section), markup=False, highlight=False,
                      soft_wrap=True)
         return EXIT_OK
     if args.markdown:
-        output.print(effects.effects_markdown(table, notes), markup=False, highlight=False, soft_wrap=True)
+        output.print(words.effects_markdown(analysis), markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
-    for note in notes:
+    if args.write:
+        folder = ResultsFolder(args.results, update_reference=args.update_reference)
+        try:
+            folder.check_writable()
+        except ResultsError as err:
+            error(str(err))
+            return EXIT_INVALID
+        from lenet_bench.results.report import write_effects
+
+        console.print(f"wrote {', '.join(write_effects(analysis, folder.path))} in {folder.path}", markup=False)
+    for note in analysis.notes:
         console.print(f"note: {note}", markup=False)
-    if table.empty:
+    if not groups:
         console.print("no factor varies among the completed runs: nothing to compare", markup=False)
         return EXIT_OK
-    caption = ("level against reference, paired by seed; 95% CI unadjusted, p adjusted with Holm's method per metric; "
-               "timings only within one condition; resolved: distinguishable from zero, or about how many seeds "
-               "would tell (80% power)")
-    groups = list(dict.fromkeys(table["group"]))
-    for index, group in enumerate(groups):
-        rich_table = Table(title=f"{args.results}: {group}", caption=caption if index == len(groups) - 1 else None)
-        rich_table.add_column("choice", overflow="fold")
-        rich_table.add_column("metric", no_wrap=True)
-        rich_table.add_column("conditions", overflow="fold", max_width=26)
-        rich_table.add_column("n", justify="right")
-        for name in ("effect [95% CI]", "p (Holm)", "resolved"):
-            rich_table.add_column(name, justify="right" if name != "resolved" else "left", no_wrap=True)
-        for _, row in table[table["group"] == group].iterrows():
-            colour = "green" if row["distinguishable"] else "dim"
-            rich_table.add_row(escape(f"{row['factor']}: {row['level']} vs {row['reference']}"), str(row["metric"]),
-                               escape(str(row["conditions"])), str(int(row["n"])), effects.format_effect(row),
-                               effects.p_text(row["p_adjusted"]), f"[{colour}]{escape(effects.short_verdict(row))}[/]")
-        output.print(rich_table)
+    for group in groups:
+        _print_group(analysis, group, args.results)
+    console.print(CAPTION, markup=False)
     return EXIT_OK
+
+
+CAPTION = ("Each level against the reference (the spec's first level), paired by seed. The interval is taken at the "
+           "level Holm's method tested the effect at (the 'at' column), so it excludes zero exactly when 'resolved' "
+           "says yes; otherwise about how many seeds would resolve an effect this size (80% power). Timings only of "
+           "runs timed quiet, within one condition; the rest is in effects.md (`effects --markdown`).")
+
+
+def _print_group(analysis, group: str, results: Path) -> None:
+    from lenet_bench.results import effects_words as words
+
+    levels, condition = words.level_rows(analysis.levels, group)
+    if levels:
+        table = Table(title=f"{results}: {group}: each level's own numbers (mean [95% CI] over seeds)",
+                      caption=f"timings: {condition}" if condition else "no quiet timings")
+        for name in levels[0]:
+            table.add_column(name, justify="left" if name in ("factor", "level") else "right")
+        for row in levels:
+            table.add_row(*(escape(str(value)) for value in row.values()))
+        output.print(table)
+    part = analysis.effects[analysis.effects["group"] == group]
+    shown = part[part["status"].isin(["tested", "no spread"])]
+    table = Table(title=f"{results}: {group}: effects")
+    table.add_column("choice", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("conditions", overflow="fold", min_width=14, max_width=26)
+    table.add_column("n", justify="right")
+    for name in ("effect [interval]", "at", "resolved"):
+        table.add_column(name, justify="left" if name == "resolved" else "right", no_wrap=True)
+    for _, row in shown.iterrows():
+        colour = "green" if row["distinguishable"] else "dim"
+        cells = words.cells_text(row)  # an interaction: what comparing its two cells shows, beside it
+        table.add_row(escape(words.choice(row) + (f"\n  (cells {cells})" if cells else "")), str(row["metric"]), escape(str(row["conditions"])),
+                      str(int(row["n"])), words.format_effect(row), words.shown_interval(row)[2],  # type: ignore[index]
+                      f"[{colour}]{escape(words.short_verdict(row))}[/]")
+    if len(shown):
+        output.print(table)
+    untested = len(part) - len(shown)
+    if untested:
+        reasons = words.counted(part.loc[~part.index.isin(shown.index), "status"])
+        console.print(f"{group}: {untested} more effect(s) untested ({reasons}): see effects.md", markup=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import math
 import time
 from collections import deque
@@ -38,7 +39,7 @@ from lenet_bench.training import checkpoint
 from lenet_bench.training.checkpoint import Checkpoint
 
 # The results folder's files that the invocation's run in MLflow carries too (the effects of every run in it).
-INVOCATION_ARTIFACTS = ("effects.md", "effects.png", "time_to_train.md", "time_to_train.png", "overhead.md")
+INVOCATION_ARTIFACTS = ("effects.md", "time_to_train.md", "time_to_train.png", "overhead.md")  # + effects_*.png
 STOP_POLL_S = 0.5  # how often the driver, waiting on workers, looks whether a stop was asked for
 
 
@@ -109,7 +110,8 @@ class Driver:
             if status == "FINISHED" and self.run_phases:
                 written.append(self._write_overhead(results, time.perf_counter() - started, executor.capacity))
             recorder.finish_invocation(rows, len(self.reused), status, artifacts=[results.path / name for name in written
-                                                                    if name in INVOCATION_ARTIFACTS])
+                                                                    if name in INVOCATION_ARTIFACTS
+                                                                    or fnmatch.fnmatch(name, "effects_*.png")])
             self.unwritten = recorder.unwritten
         return rows
 

@@ -1,4 +1,4 @@
-"""What each design choice does: effects on accuracy and speed, with 95% CIs, p-values and power.
+"""What each design choice does: effects on accuracy and speed, with intervals, p-values and power.
 
 The unit of replication is the seed. For a factor (a matrix axis such as activation or padding,
 or the backend or device) and one of its levels, every pair of runs that differ only by that
@@ -12,11 +12,13 @@ no two seeds are paired, the levels' per-seed means are compared with Welch's t-
 Accuracy effects are differences in percentage points. Speed (training img/s) and time to the
 spec's target are effects in percent (the ratio of geometric means: logs are compared), and
 pairs are only formed within one timing condition (hardware and cores, load, executor), so
-timings taken under different conditions are never pooled. p-values are adjusted with Holm's
-method across every effect of one metric; the intervals are the unadjusted 95% intervals. For an
-effect not distinguishable from zero, the seeds needed to resolve an effect of the observed size
-(80% power at alpha 0.05/m, the strictest level Holm's method applies to a family of m effects,
-from the measured spread of the per-seed differences) come from statsmodels' power solver.
+timings taken under different conditions are never pooled; timings taken under load, and any
+effect of one seed, are listed but not tested. p-values are adjusted with Holm's method across
+every tested effect of one metric, and each effect's interval is taken at the level Holm's
+step-down tested it at, so that it excludes zero exactly when the effect is called
+distinguishable. For an effect the correction leaves unresolved, the seeds that would resolve an
+effect of the observed size (80% power at that same level, from the measured spread of the
+per-seed differences) come from statsmodels' power functions.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,11 +36,14 @@ ALPHA = 0.05
 POWER = 0.8
 CORRECTION = "holm"
 SEEDS_NEEDED_CAP = 1000  # beyond this the effect is, for any practical purpose, zero
+SAME_VALUE_TOLERANCE = 1e-9  # relative: differences below this are float rounding, not spread
 # Row columns that describe a design choice; used to find the factors of a matrix when no spec is at hand.
 DESIGN_COLUMNS = ("activation", "pooling", "padding", "input_size", "optimizer", "architecture", "dataset",
                   "params", "epochs")
 RUN_FACTORS = ("backend", "device")
 _REFERENCE_LEVELS = {"backend": "torch", "device": "cpu"}
+MAIN, INTERACTION = "main", "interaction"
+TESTED, ONE_SEED, LOADED, NO_SPREAD = "tested", "one seed", "loaded", "no spread"
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,11 @@ METRICS = (
     Metric("train_images_per_sec", "training img/s", "%", relative=True, timing=True),
     Metric("time_to_target_s", "time to target", "%", relative=True, timing=True),
 )
-COLUMNS = ("group", "factor", "level", "reference", "metric", "unit", "conditions", "method", "n", "effect",
-           "ci_low", "ci_high", "p", "p_adjusted", "distinguishable", "seeds_needed")
+# effect, ci_low/ci_high: the unadjusted 95% interval; low/high: the interval at `alpha`, the level Holm's method
+# tested the effect at (NaN where it was not tested); cells: for an interaction, the two cells' own difference.
+COLUMNS = ("group", "factor", "kind", "level", "reference", "metric", "unit", "conditions", "status", "method", "n",
+           "effect", "ci_low", "ci_high", "p", "p_adjusted", "alpha", "low", "high", "family", "distinguishable",
+           "seeds_needed", "cells")
 ALL_CONDITIONS = "any"  # accuracy does not depend on where a run ran
 
 
@@ -70,17 +79,6 @@ class Design:
     runs: pd.DataFrame
     factors: dict[str, dict[str, list[str]]]
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Estimate:
-    method: str
-    n: int
-    effect: float
-    ci_low: float
-    ci_high: float
-    p: float
-    effect_size: float  # |effect| / spread of the differences (Cohen's d), for the seeds an effect this size needs
 
 
 # ------------------------------------------------------------------ the design
@@ -205,8 +203,35 @@ def _back(value: float, metric: Metric) -> float:
     return 100 * math.expm1(value) if metric.relative else value
 
 
+def _no_spread(values: np.ndarray) -> bool:
+    """Every value the same, up to float rounding (two backends that compute the same numbers): a t-test on
+    them is 0/0, and scipy warns of catastrophic cancellation well before the values are exactly equal."""
+    return bool(np.ptp(values) <= SAME_VALUE_TOLERANCE * max(1.0, float(np.max(np.abs(values)))))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One effect on the transformed scale (points, or the log of a ratio) and the test behind it."""
+
+    method: str
+    n: int
+    effect: float
+    p: float  # NaN where there is nothing to test: one seed, or no spread at all
+    effect_size: float  # |effect| / spread of the differences (Cohen's d), for the seeds an effect this size needs
+    test: Any = None  # scipy's TtestResult, whose confidence_interval gives the interval at any level
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        """The two-sided (1 - alpha) interval; the effect itself where there is no spread, NaN with one seed."""
+        if self.test is not None:
+            found = self.test.confidence_interval(1 - alpha)
+            return float(found.low), float(found.high)
+        if self.n >= 2:  # no spread: every seed gave this very difference
+            return self.effect, self.effect
+        return math.nan, math.nan
+
+
 def one_sample(differences: Sequence[float] | np.ndarray) -> Estimate | None:
-    """Per-seed paired differences against zero: t-test, 95% CI and the seeds an effect this size needs."""
+    """Per-seed paired differences against zero: scipy's one-sample t-test."""
     from scipy import stats
 
     values = np.asarray(differences, dtype=float)
@@ -214,14 +239,10 @@ def one_sample(differences: Sequence[float] | np.ndarray) -> Estimate | None:
     if n == 0:
         return None
     mean = float(values.mean())
-    if n == 1:
-        return Estimate("paired", 1, mean, math.nan, math.nan, math.nan, math.nan)
-    sd = float(values.std(ddof=1))
-    if sd == 0:  # the same difference in every seed (e.g. two backends that compute the same numbers)
-        return Estimate("paired", n, mean, mean, mean, 1.0 if mean == 0 else math.nan, math.nan)
+    if n == 1 or _no_spread(values):
+        return Estimate("paired", n, mean, math.nan, math.nan)
     result = stats.ttest_1samp(values, 0.0)
-    interval = result.confidence_interval(1 - ALPHA)
-    return Estimate("paired", n, mean, float(interval.low), float(interval.high), float(result.pvalue), abs(mean) / sd)
+    return Estimate("paired", n, mean, float(result.pvalue), abs(mean) / float(values.std(ddof=1)), result)
 
 
 def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> Estimate | None:
@@ -232,33 +253,56 @@ def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] |
     if len(a) < 2 or len(b) < 2:
         return None
     mean = float(a.mean() - b.mean())
-    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    if pooled == 0:
-        return Estimate("Welch", min(len(a), len(b)), mean, mean, mean, 1.0 if mean == 0 else math.nan, math.nan)
+    if _no_spread(a) and _no_spread(b):
+        return Estimate("Welch", min(len(a), len(b)), mean, math.nan, math.nan)
     result = stats.ttest_ind(a, b, equal_var=False)
-    interval = result.confidence_interval(1 - ALPHA)
-    return Estimate("Welch", min(len(a), len(b)), mean, float(interval.low), float(interval.high),
-                    float(result.pvalue), abs(mean) / pooled)
+    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    return Estimate("Welch", min(len(a), len(b)), mean, float(result.pvalue), abs(mean) / pooled, result)
 
 
-def seeds_needed(method: str, effect_size: float, alpha: float) -> float:
-    """Seeds (per level, for Welch) that resolve an effect of this standardized size with 80% power; inf when
-    more than SEEDS_NEEDED_CAP would be needed or the effect is zero."""
-    import warnings
+def holm_levels(p_values: Sequence[float] | np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """The alpha Holm's step-down method tests each p-value at: alpha/m for the smallest, alpha/(m-1) for the
+    next, ..., and for every p-value from the first it keeps on, the alpha at which it stopped. An interval at
+    1 - that alpha excludes zero exactly when Holm's method calls the effect distinguishable."""
+    p = np.asarray(p_values, dtype=float)
+    levels = np.empty(len(p))
+    stopped: float | None = None
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        level = alpha / (len(p) - rank) if stopped is None else stopped
+        if stopped is None and p[index] > level:  # statsmodels' rule: p <= alpha/(m-rank) rejects
+            stopped = level
+        levels[index] = level
+    return levels
 
+
+def seeds_needed(method: str, effect_size: float, alpha: float, have: int) -> float:
+    """The fewest seeds (per level, for Welch) above `have` that would resolve an effect of this standardized
+    size at `alpha` with 80% power; inf when more than SEEDS_NEEDED_CAP would be needed or the effect is zero.
+
+    Power to find the effect with its sign: one tail at alpha/2. (statsmodels' two-sided power adds the far
+    tail, which is below alpha/2 and gives NaN in scipy's noncentral t for the large effects of few seeds.)
+    """
     from statsmodels.stats.power import TTestIndPower, TTestPower
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     if not (math.isfinite(effect_size) and effect_size > 0):
         return math.inf
     solver = TTestPower() if method == "paired" else TTestIndPower()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a vanishing effect: the root finder gives up
-        try:
-            n = float(solver.solve_power(effect_size=effect_size, alpha=alpha, power=POWER, alternative="two-sided"))
-        except (ValueError, RuntimeError):
+
+    def power(n: int) -> float:
+        found = float(solver.power(effect_size, n, alpha / 2, alternative="larger"))
+        # scipy's noncentral t gives NaN far out in its tail (a noncentrality in the tens), where the power is 1.
+        return 1.0 if math.isnan(found) else found
+
+    low = max(have + 1, 2)
+    high = low
+    while power(high) < POWER:  # power grows with the seeds: double until it is reached, then halve the gap
+        if high >= SEEDS_NEEDED_CAP:
             return math.inf
-    return float(math.ceil(n)) if math.isfinite(n) and n < SEEDS_NEEDED_CAP else math.inf
+        low, high = high + 1, min(2 * high, SEEDS_NEEDED_CAP)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if power(middle) >= POWER else (middle + 1, high)
+    return float(low)
 
 
 # ------------------------------------------------------------------ effects of a group
@@ -309,12 +353,13 @@ def main_effects(rows: pd.DataFrame, factors: dict[str, list[str]], metric: Metr
                 seed_means = part.groupby(level="seed").mean()
                 estimate = _estimate(part[level] - part[reference], seed_means[level], seed_means[reference])
                 if estimate is not None:
-                    found.append(_row(factor, level, reference, metric, conditions, estimate))
+                    found.append(_row(factor, MAIN, level, reference, metric, conditions, estimate))
     return found
 
 
 def interactions(rows: pd.DataFrame, factors: dict[str, list[str]], metric: Metric) -> list[dict]:
-    """Two-factor interactions of the matrix's own axes: how much a level's effect changes with another's."""
+    """Two-factor interactions of the matrix's own axes: how much a level's effect changes with another's level,
+    with the two cells' own difference beside it (what a person comparing the cells would see)."""
     found = []
     design = list(factors)
     axes = [f for f in design if f not in RUN_FACTORS]
@@ -330,185 +375,159 @@ def interactions(rows: pd.DataFrame, factors: dict[str, list[str]], metric: Metr
                 if any(cell not in part.columns for cell in cells):
                     continue
                 contrast = (part[(a, b)] - part[(a, ref_b)]) - (part[(ref_a, b)] - part[(ref_a, ref_b)])
-                per_seed = contrast.dropna().groupby(level="seed").mean()
-                estimate = one_sample(per_seed.to_numpy())
-                if estimate is not None:
-                    found.append(_row(f"{first} × {second}", f"{a} × {b}", f"{ref_a} × {ref_b}", metric,
-                                      conditions, estimate))
+                paired = contrast.notna()
+                estimate = one_sample(contrast[paired].groupby(level="seed").mean().to_numpy())
+                if estimate is None:
+                    continue
+                cell_gap = (part[(a, b)] - part[(ref_a, ref_b)])[paired].groupby(level="seed").mean().mean()
+                found.append({**_row(f"{first} × {second}", INTERACTION, f"{a} × {b}", f"{ref_a} × {ref_b}", metric,
+                                     conditions, estimate), "cells": _back(float(cell_gap), metric)})
     return found
 
 
-def _row(factor: str, level: str, reference: str, metric: Metric, conditions: str, e: Estimate) -> dict:
-    return {"factor": factor, "level": level, "reference": reference, "metric": metric.label, "unit": metric.unit,
-            "conditions": conditions, "method": e.method, "n": e.n, "effect": _back(e.effect, metric),
-            "ci_low": _back(e.ci_low, metric), "ci_high": _back(e.ci_high, metric), "p": e.p,
-            "effect_size": e.effect_size}
+def _row(factor: str, kind: str, level: str, reference: str, metric: Metric, conditions: str, e: Estimate) -> dict:
+    low, high = e.interval(ALPHA)
+    return {"factor": factor, "kind": kind, "level": level, "reference": reference, "metric": metric.label,
+            "unit": metric.unit, "conditions": conditions, "method": e.method, "n": e.n,
+            "effect": _back(e.effect, metric), "ci_low": _back(low, metric), "ci_high": _back(high, metric),
+            "p": e.p, "effect_size": e.effect_size, "cells": math.nan, "estimate": e, "metric_def": metric}
 
 
 # ------------------------------------------------------------------ the table
 
 
-def effects_table(frame: pd.DataFrame, variants: Sequence | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Every effect of every group's factors on every metric, Holm-adjusted per metric; and notes."""
-    from statsmodels.stats.multitest import multipletests
+@dataclass
+class Analysis:
+    """Every effect (one row per level against its reference, per metric and timing condition), each level's
+    own numbers, and notes on runs left out."""
 
+    effects: pd.DataFrame
+    levels: pd.DataFrame
+    notes: list[str]
+    design: Design | None = None
+
+
+def analyse(frame: pd.DataFrame, variants: Sequence | None = None) -> Analysis:
     design = design_of(frame, variants)
     found: list[dict] = []
     for group, factors in design.factors.items():
-        if not factors:
-            continue
         rows = design.runs[design.runs["group"] == group]
         for metric in METRICS:
-            for row in main_effects(rows, factors, metric) + interactions(rows, factors, metric):
-                found.append({"group": group, **row})
-    computed = [c for c in COLUMNS if c not in ("p_adjusted", "distinguishable", "seeds_needed")]
-    table = pd.DataFrame(found, columns=[*computed, "effect_size"])
-    table["p_adjusted"] = np.nan
-    table["seeds_needed"] = np.nan
-    for _, part in table.groupby("metric", sort=False):
-        testable = part[part["p"].notna()]
-        if len(testable):
-            table.loc[testable.index, "p_adjusted"] = multipletests(testable["p"], alpha=ALPHA, method=CORRECTION)[1]
-            # Planned at alpha/m, the strictest threshold Holm's method can apply to a family of m effects.
-            table.loc[list(testable.index), "seeds_needed"] = [
-                seeds_needed(str(method), float(size), ALPHA / len(testable))
-                for method, size in zip(testable["method"], testable["effect_size"], strict=True)]
-    constant = table["p"].isna() & table["ci_low"].notna() & (table["effect"] != 0)
-    table["distinguishable"] = (table["p_adjusted"] < ALPHA) | constant
-    table.loc[table["distinguishable"] | (table["n"] < 2), "seeds_needed"] = np.nan
-    return table[list(COLUMNS)].reset_index(drop=True), design.notes
+            found += [{"group": group, **row} for row in main_effects(rows, factors, metric)
+                      + interactions(rows, factors, metric)]
+    table = pd.DataFrame(found, columns=["group", "factor", "kind", "level", "reference", "metric", "unit",
+                                         "conditions", "method", "n", "effect", "ci_low", "ci_high", "p",
+                                         "effect_size", "cells", "estimate", "metric_def"])
+    table["status"] = [_status(row, _loaded_conditions(design.runs)) for _, row in table.iterrows()]
+    _correct(table)
+    return Analysis(table[list(COLUMNS)].reset_index(drop=True), level_table(design), design.notes, design)
 
 
-# ------------------------------------------------------------------ words
+def effects_table(frame: pd.DataFrame, variants: Sequence | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every effect of every group's factors on every metric, Holm-adjusted per metric; and notes."""
+    analysis = analyse(frame, variants)
+    return analysis.effects, analysis.notes
 
 
-def format_effect(row: pd.Series) -> str:
-    """'-0.62 pp [-0.75, -0.49]' or '-4.1% [-6.0, -2.2]'; the effect alone with one seed."""
-    unit = " pp" if row["unit"] == "points" else "%"
-    text = f"{row['effect']:+.2f}{unit}"
-    if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]):
-        text += f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
-    return text
+def _loaded_conditions(runs: pd.DataFrame) -> set[str]:
+    if "timing" not in runs:
+        return set()
+    return set(runs.loc[runs["timing"].astype(str) == "loaded", "conditions"].astype(str))
 
 
-def _resolution(row: pd.Series) -> str:
-    """one seed | distinguishable | identical | unresolved: what `verdict` and `short_verdict` put in words."""
+def _status(row: pd.Series, loaded: set[str]) -> str:
+    """tested | one seed | loaded | no spread: whether Holm's family takes the effect, and if not, why."""
     if row["n"] < 2:
-        return "one seed"
-    if row["distinguishable"]:
-        return "distinguishable"
-    if row["effect"] == 0 and row["ci_low"] == row["ci_high"]:
-        return "identical"
-    return "unresolved"
+        return ONE_SEED
+    if row["metric_def"].timing and row["conditions"] in loaded:
+        return LOADED  # timings taken beside other work say more about the load than about the choice
+    if not math.isfinite(row["p"]):
+        return NO_SPREAD
+    return TESTED
 
 
-def verdict(row: pd.Series) -> str:
-    state, needed = _resolution(row), row["seeds_needed"]
-    if state != "unresolved":
-        return {"one seed": "one seed: no interval", "distinguishable": "distinguishable from zero",
-                "identical": "identical in every pair"}[state]
-    if not math.isfinite(needed):
-        return f"not distinguishable at {row['n']} seeds; an effect this small needs over {SEEDS_NEEDED_CAP} seeds"
-    return f"not distinguishable at {row['n']} seeds; about {int(needed)} seeds would tell"
+def _correct(table: pd.DataFrame) -> None:
+    """Holm's method across the tested effects of each metric: adjusted p, the verdict, the interval at the
+    level Holm tested each effect at, and for an effect it leaves unresolved, the seeds that would resolve it."""
+    from statsmodels.stats.multitest import multipletests
+
+    for column in ("p_adjusted", "alpha", "low", "high", "seeds_needed", "family"):
+        table[column] = np.nan
+    table["distinguishable"] = False
+    same = table["status"] == NO_SPREAD
+    table.loc[same, ["low", "high"]] = np.column_stack([table.loc[same, "effect"]] * 2)
+    table.loc[same, "distinguishable"] = table.loc[same, "effect"] != 0  # the same non-zero difference every seed
+    for _, part in table[table["status"] == TESTED].groupby("metric", sort=False):
+        reject, adjusted, _, _ = multipletests(part["p"], alpha=ALPHA, method=CORRECTION)
+        levels = holm_levels(part["p"].to_numpy())
+        table.loc[part.index, "p_adjusted"] = adjusted
+        table.loc[part.index, "distinguishable"] = reject
+        table.loc[part.index, "alpha"] = levels
+        table.loc[part.index, "family"] = len(part)
+        for index, level, resolved in zip(part.index, levels, reject, strict=True):
+            estimate, metric = table.at[index, "estimate"], table.at[index, "metric_def"]
+            low, high = estimate.interval(level)
+            table.loc[index, ["low", "high"]] = [_back(low, metric), _back(high, metric)]
+            if not resolved:
+                table.at[index, "seeds_needed"] = seeds_needed(estimate.method, estimate.effect_size, level, estimate.n)
 
 
-def short_verdict(row: pd.Series) -> str:
-    """The verdict in a table cell: 'yes', 'no: ~26 seeds', 'identical', 'one seed'."""
-    state, needed = _resolution(row), row["seeds_needed"]
-    if state != "unresolved":
-        return {"one seed": "one seed", "distinguishable": "yes", "identical": "identical"}[state]
-    return f"no: ~{int(needed)} seeds" if math.isfinite(needed) else f"no: >{SEEDS_NEEDED_CAP} seeds"
+# ------------------------------------------------------------------ each level's own numbers
 
 
-def p_text(value: float) -> str:
-    if not math.isfinite(value):
-        return ""
-    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+def level_table(design: Design) -> pd.DataFrame:
+    """Mean and 95% interval over seeds of every level of every factor, per metric: a seed's value is the mean
+    of its runs at that level (over the other factors and backends), as the effects average them. Timings only
+    of runs timed quiet, per condition; speeds and times as geometric means (their effects are ratios)."""
+    from lenet_bench.results.stats import summarize
+
+    found = []
+    loaded = _loaded_conditions(design.runs)
+    for group, factors in design.factors.items():
+        rows = design.runs[design.runs["group"] == group]
+        for metric in METRICS:
+            values = rows.assign(value=_transform(rows[metric.column], metric)).dropna(subset=["value"])
+            parts = (values[~values["conditions"].isin(loaded)].groupby("conditions", sort=True) if metric.timing
+                     else [(ALL_CONDITIONS, values)])
+            for conditions, part in parts:
+                for factor, levels in factors.items():
+                    for level in levels:
+                        per_seed = part.loc[part[f"factor:{factor}"].astype(str) == level].groupby("seed")["value"]
+                        summary = summarize(per_seed.mean())
+                        if summary.n == 0:
+                            continue
+                        found.append({"group": group, "factor": factor, "level": level, "metric": metric.label,
+                                      "conditions": str(conditions), "n": summary.n,
+                                      **{name: _absolute(getattr(summary, name), metric)
+                                         for name in ("mean", "ci_low", "ci_high")}})
+    return pd.DataFrame(found, columns=["group", "factor", "level", "metric", "conditions", "n", "mean", "ci_low",
+                                       "ci_high"])
 
 
-def effects_markdown(table: pd.DataFrame, notes: Sequence[str] = ()) -> str:
-    head = ("# What each design choice does\n\n"
-            "Effect of each level against the reference level (first in the spec), per matrix. Runs that differ "
-            "only by the factor are paired by seed; a seed's pairs are averaged over the other factors and "
-            "backends (main effects) and the per-seed differences tested against zero (one-sample t-test; Welch's "
-            "t-test between levels where no seeds pair). Test accuracy in percentage points; training img/s and "
-            "time to target in percent, within one timing condition (never pooled across hardware, cores, load or "
-            "executor). `95% CI`: unadjusted interval; `p (Holm)`: p-value adjusted with Holm's method across all "
-            "effects on the same metric. Where an effect is not distinguishable from zero, the seeds needed to "
-            f"resolve one of the observed size after the correction ({POWER:.0%} power at alpha {ALPHA}/m for m "
-            "effects on the metric) are estimated from the measured seed spread (statsmodels).\n\n")
-    head += "".join(f"- {note}\n" for note in notes) + ("\n" if notes else "")
-    if table.empty:
-        return head + "(no factor varies among the completed runs: nothing to compare)\n"
-    body = []
-    for group, part in table.groupby("group", sort=False):
-        rows = [{"factor": r["factor"], "level vs reference": f"{r['level']} vs {r['reference']}",
-                 "metric": r["metric"], "conditions": r["conditions"], "n": int(r["n"]), "method": r["method"],
-                 "effect [95% CI]": format_effect(r), "p": p_text(r["p"]), "p (Holm)": p_text(r["p_adjusted"]),
-                 "verdict": verdict(r)} for _, r in part.iterrows()]
-        body.append(f"## {group}\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n")
-    return head + "\n".join(body)
+def _absolute(value: float, metric: Metric) -> float:
+    """A level's own number: accuracy in %, a speed or time as the geometric mean of its seeds."""
+    return math.exp(value) if metric.relative else value
 
 
-def _interval(row: pd.Series) -> str:
-    unit = " points" if row["unit"] == "points" else "%"
-    return f"95% CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]{unit}"
-
-
-def _what_it_does(row: pd.Series) -> str:
-    """The effect as a sentence's predicate: 'costs 0.74 points of test accuracy', 'trains 25.8% slower'."""
-    size = abs(row["effect"])
-    if row["unit"] == "points":
-        return f"{'costs' if row['effect'] < 0 else 'gains'} {size:.2f} points of test accuracy"
-    if row["metric"] == METRICS[1].label:
-        return f"trains {size:.1f}% {'slower' if row['effect'] < 0 else 'faster'} (img/s)"
-    return f"reaches the target {size:.1f}% {'sooner' if row['effect'] < 0 else 'later'}"
-
-
-def plain_words(row: pd.Series) -> str:
-    """One effect in a sentence: what it does and how sure it is."""
-    interaction = "×" in str(row["factor"])
-    if interaction:
-        a, b = str(row["level"]).split(" × ")
-        subject = f"{a} together with {b} (an interaction, beyond what each does alone)"
-    else:
-        subject = f"{row['level']} instead of {row['reference']}"
-    where = "" if row["conditions"] == ALL_CONDITIONS else f" [{row['conditions']}]"
-    if row["distinguishable"]:
-        return (f"{subject} {_what_it_does(row)}, {_interval(row)}{where} ({int(row['n'])} seeds, "
-                f"Holm p {p_text(row['p_adjusted'])}).")
-    return (f"{subject}: {row['metric']} not distinguishable from zero at {int(row['n'])} seeds after Holm's "
-            f"correction ({format_effect(row)}{where}); " + verdict(row).split("; ", 1)[-1] + ".")
-
-
-README_BEGIN = ("<!-- effects:begin: generated by `python -m lenet_bench effects results/reference --readme-section {group}` -->")
-README_END = "<!-- effects:end -->"
-
-
-def _main_condition(rows: pd.DataFrame) -> str | None:
-    """The timing condition with the most paired seeds, quiet ones first: the one a README speaks of."""
-    if rows.empty:
+def main_condition(conditions: pd.Series, n: pd.Series) -> str | None:
+    """The timing condition with the most seeds behind it: the one a summary speaks of."""
+    if conditions.empty:
         return None
-    ranked = rows.assign(quiet=~rows["conditions"].str.contains("loaded")).groupby("conditions")[["quiet", "n"]]
-    scores = ranked.agg({"quiet": "first", "n": "sum"}).sort_values(["quiet", "n"], ascending=False)
-    return str(scores.index[0])
+    return str(n.groupby(conditions.to_numpy()).sum().sort_index().idxmax())
 
 
-def readme_section(table: pd.DataFrame, group: str) -> str:
-    """A matrix's effects in plain words, between markers, for a README: effects with an interval only;
-    timings in the condition with the most seeds (the table in effects.md has every condition)."""
-    lines = [README_BEGIN.format(group=group)]
-    rows = table[(table["group"] == group) & (table["n"] >= 2)]
-    for metric in METRICS:
-        part = rows[rows["metric"] == metric.label]
-        if metric.timing:
-            condition = _main_condition(part)
-            part = part[(part["conditions"] == condition) & ~part["factor"].str.contains("×")]
-        if part.empty:
-            continue
-        tested = int(table.loc[table["metric"] == metric.label, "p"].notna().sum())
-        lines.append(f"\n**{metric.label.capitalize()}** (Holm's correction across the {tested} effects on it in "
-                     "the results folder):\n")
-        lines += [f"- {plain_words(row)}" for _, row in part.iterrows()]
-    lines.append(README_END)
-    return "\n".join(lines)
+def cell_table(design: Design, group: str, first: str, second: str, metric: Metric = METRICS[0]) -> pd.DataFrame:
+    """Mean and 95% interval over seeds of every cell of two factors (the other factors and backends averaged
+    within a seed), for an interaction plot; accuracy only (a cell's timings would mix conditions)."""
+    from lenet_bench.results.stats import summarize
+
+    rows = design.runs[design.runs["group"] == group]
+    values = rows.assign(value=_transform(rows[metric.column], metric)).dropna(subset=["value"])
+    found = []
+    for a in design.factors[group][first]:
+        for b in design.factors[group][second]:
+            cell = values[(values[f"factor:{first}"].astype(str) == a) & (values[f"factor:{second}"].astype(str) == b)]
+            summary = summarize(cell.groupby("seed")["value"].mean())
+            found.append({first: a, second: b, "n": summary.n, "mean": summary.mean, "ci_low": summary.ci_low,
+                          "ci_high": summary.ci_high})
+    return pd.DataFrame(found)

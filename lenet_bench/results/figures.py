@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from lenet_bench.results.stats import aggregate, usable_runs
@@ -204,42 +205,162 @@ def _empty_figure(title: str, message: str) -> Figure:
 
 # ------------------------------------------------------------------ effects
 
-def effects_forest(table: pd.DataFrame) -> Figure:
-    """Every effect (results.effects) as a point with its 95% interval, one panel per metric, grouped by
-    matrix and factor, zero marked. Filled: distinguishable from zero after Holm's correction; hollow: not;
-    a point without a bar: one seed."""
-    if table.empty:
-        return _empty_figure("Effects of design choices", "no factor varies among the completed runs")
-    panels = list(dict.fromkeys(table["metric"]))
-    heights = [max(1.5, 0.28 * int((table["metric"] == m).sum()) + 0.8) for m in panels]
-    fig = Figure(figsize=(11, sum(heights) + 0.8), layout="constrained")
-    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, metric in zip(axes, panels, strict=True):
-        rows = table[table["metric"] == metric].reset_index(drop=True)
-        positions = np.arange(len(rows))[::-1]
-        # Two seeds give t(0.975, 1) = 12.7 and intervals of thousands of percent: cut them at a width the
-        # point estimates can be read beside, and mark the cut end with an arrow.
-        reach = 2.5 * float(np.nanmax(np.abs(rows["effect"]))) if rows["effect"].notna().any() else 1.0
-        reach = max(reach, float(np.nanmedian(np.abs(rows[["ci_low", "ci_high"]].to_numpy()))) if len(rows) else 1.0)
-        colours = {key: f"C{i % 10}" for i, key in enumerate(dict.fromkeys(rows["group"] + "/" + rows["factor"]))}
-        for y, (_, row) in zip(positions, rows.iterrows(), strict=True):
-            colour = colours[row["group"] + "/" + row["factor"]]
-            low, high = row["ci_low"], row["ci_high"]
-            if np.isfinite(low) and np.isfinite(high):
-                ax.plot([max(low, -reach), min(high, reach)], [y, y], color=colour, linewidth=1.5)
-                for end, arrow in ((low, "<"), (high, ">")):
-                    if abs(end) > reach:
-                        ax.plot(np.sign(end) * reach, y, arrow, color=colour, markersize=5)
-            ax.plot(row["effect"], y, "o", color=colour, markersize=5,
-                    markerfacecolor=colour if row["distinguishable"] else "white")
-        labels = [f"{r.group}: {r.factor} {r.level} vs {r.reference}"
-                  + ("" if r.conditions == "any" else f" [{r.conditions}]") for r in rows.itertuples()]
-        ax.set_yticks(positions)
-        ax.set_yticklabels(labels, fontsize=7)
-        ax.axvline(0, color="black", linewidth=0.8)
-        unit = rows["unit"].iloc[0]
-        ax.set_xlabel(f"effect on {metric} ({'percentage points' if unit == 'points' else '% change'})")
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle("Effects of design choices (95% CI over seeds; filled: distinguishable from zero, Holm)")
+_EFFECT_ROW_INCHES = 0.34  # one effect per row, with 10-point labels, readable at 100% zoom
+_SHOWN = ("tested", "no spread")  # timings under load and effects of one seed stay in effects.md
+
+
+def effects_figures(analysis) -> dict[str, Figure]:
+    """effects_<matrix>.png for every matrix with axes of its own (a panel per metric, and the interaction plot of
+    its largest accuracy interaction) and effects_backends.png for the backend and device comparisons."""
+    from lenet_bench.results.compare import safe_file_name
+    from lenet_bench.results.effects import RUN_FACTORS
+
+    table = analysis.effects
+    shown = table[table["status"].isin(_SHOWN)]
+    figures = {}
+    for group in dict.fromkeys(shown["group"]):
+        own = shown[(shown["group"] == group) & ~shown["factor"].isin(RUN_FACTORS)]
+        if len(own):
+            figures[f"effects_{safe_file_name(str(group))}.png"] = matrix_effects(analysis, str(group))
+    if shown["factor"].isin(RUN_FACTORS).any():
+        figures["effects_backends.png"] = backend_effects(analysis)
+    if not figures:
+        figures["effects_backends.png"] = _empty_figure("Effects of design choices",
+                                                        "no effect with two or more seeds among the completed runs")
+    return figures
+
+
+def matrix_effects(analysis, group: str) -> Figure:
+    """One matrix: the effect of each level against its reference on accuracy, speed and time to target (interval
+    at Holm's level; filled: distinguishable), and the cell means of its largest accuracy interaction."""
+    from lenet_bench.results.effects import INTERACTION, METRICS, RUN_FACTORS, main_condition
+
+    table = analysis.effects
+    rows = table[(table["group"] == group) & table["status"].isin(_SHOWN) & ~table["factor"].isin(RUN_FACTORS)]
+    timing = analysis.levels[(analysis.levels["group"] == group) & (analysis.levels["metric"] != METRICS[0].label)]
+    condition = main_condition(timing["conditions"], timing["n"])
+    factors = list(dict.fromkeys(rows.loc[rows["kind"] != INTERACTION, "factor"]))
+    colours = {name: f"C{index}" for index, name in enumerate(factors)} | {"interaction": "dimgray"}
+    panels = [rows[(rows["metric"] == m.label) & ((rows["conditions"] == condition) | ~pd.Series(m.timing, rows.index))]
+              for m in METRICS]
+    height = max(4.0, _EFFECT_ROW_INCHES * max(len(p) for p in panels) + 1.6)
+    fig = Figure(figsize=(14, 2 * height), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    for ax, metric, part in zip(axes, METRICS, panels, strict=False):
+        title = metric.label + ("" if not metric.timing else f"\n{condition}" if condition else "")
+        _effect_panel(ax, part, colours, title)
+    _interaction_panel(axes[3], analysis, group, rows)
+    handles = [Line2D([], [], color=colour, marker="o", linestyle="-", label=name) for name, colour in colours.items()
+               if name in factors or (name == "interaction" and (rows["kind"] == INTERACTION).any())]
+    handles += [Line2D([], [], color="black", marker="o", linestyle="none", label="distinguishable (Holm)"),
+                Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="none",
+                       label="not distinguishable")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=10)
+    fig.suptitle(f"{group}: what each choice does against the reference level (interval at Holm's level)",
+                 fontsize=13)
     return fig
+
+
+def backend_effects(analysis) -> Figure:
+    """Backends and devices against the reference (torch, cpu) in every group: one row per group and level, a
+    panel per metric side by side; timings in each group's quiet condition with the most seeds."""
+    from lenet_bench.results.effects import METRICS, RUN_FACTORS, main_condition
+
+    table = analysis.effects
+    rows = table[table["status"].isin(_SHOWN) & table["factor"].isin(RUN_FACTORS)]
+    timing = analysis.levels[analysis.levels["metric"] != METRICS[0].label]
+    conditions = {group: main_condition(part["conditions"], part["n"]) for group, part in timing.groupby("group")}
+    rows = rows[(rows["conditions"] == "any") | (rows["conditions"] == rows["group"].map(conditions))]
+    keys = list(dict.fromkeys(zip(rows["group"], rows["level"], rows["reference"], strict=True)))
+    levels = list(dict.fromkeys(rows["level"]))
+    colours = {level: f"C{index % 10}" for index, level in enumerate(levels)}
+    fig = Figure(figsize=(15, max(3.5, _EFFECT_ROW_INCHES * len(keys) + 2.0)), layout="constrained")
+    axes = fig.subplots(1, len(METRICS), sharey=True)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        part = rows[rows["metric"] == metric.label].set_index(["group", "level", "reference"])
+        full = part.reindex(pd.MultiIndex.from_tuples(keys, names=["group", "level", "reference"])).reset_index()
+        _effect_panel(ax, full, colours, metric.label + (" (quiet runs)" if metric.timing else ""), colour_by="level",
+                      label=lambda r: f"{r['group']}: {r['level']} vs {r['reference']}")
+    handles = [Line2D([], [], color=c, marker="o", label=f"{level} vs reference") for level, c in colours.items()]
+    handles += [Line2D([], [], color="black", marker="o", linestyle="none", label="distinguishable (Holm)"),
+                Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="none",
+                       label="not distinguishable")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=10)
+    fig.suptitle("Backends and devices against torch on cpu, per spec (interval at Holm's level)", fontsize=13)
+    return fig
+
+
+def _effect_label(row: pd.Series) -> str:
+    if row["kind"] == "interaction":
+        return f"{row['level']} (interaction)"
+    return f"{row['level']} vs {row['reference']}"
+
+
+def _effect_panel(ax: Axes, rows: pd.DataFrame, colours: dict[str, str], title: str, *, colour_by: str = "factor",
+                  label=_effect_label) -> None:
+    """Each effect a point with its interval; intervals that two seeds make thousands of percent wide are cut at
+    a width the points can be read beside, their cut ends drawn as arrows."""
+    unit = "percentage points" if (rows["unit"] == "points").all() else "% change"
+    ax.set_title(title, fontsize=11)
+    ax.axvline(0, color="black", linewidth=0.8)
+    if not rows["effect"].notna().any():
+        ax.text(0.5, 0.5, "no tested effect", ha="center", va="center", transform=ax.transAxes, fontsize=10)
+        ax.set_yticks([])
+        return
+    rows = rows.reset_index(drop=True)
+    positions = np.arange(len(rows))[::-1]
+    effects = np.abs(rows["effect"].to_numpy(dtype=float))
+    reach = max(2.5 * float(np.max(effects, initial=0.0, where=np.isfinite(effects))), 1e-9)
+    for y, (_, row) in zip(positions, rows.iterrows(), strict=True):
+        if not np.isfinite(row["effect"]):
+            continue  # this comparison has no tested effect on this metric (a shared row of another panel)
+        key = "interaction" if row["kind"] == "interaction" and colour_by == "factor" else str(row[colour_by])
+        colour = colours.get(key, "black")
+        low, high = float(row["low"]), float(row["high"])
+        distinguishable = bool(row["distinguishable"]) if isinstance(row["distinguishable"], (bool, np.bool_)) else False
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([max(low, -reach), min(high, reach)], [y, y], color=colour, linewidth=2)
+            for end, arrow in ((low, "<"), (high, ">")):
+                if abs(end) > reach:
+                    ax.plot(np.sign(end) * reach, y, arrow, color=colour, markersize=7)
+        ax.plot(row["effect"], y, "o", color=colour, markersize=7,
+                markerfacecolor=colour if distinguishable else "white")
+    ax.set_yticks(positions)
+    ax.set_yticklabels([label(r) for _, r in rows.iterrows()], fontsize=10)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"effect ({unit})", fontsize=10)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _interaction_panel(ax: Axes, analysis, group: str, rows: pd.DataFrame) -> None:
+    """Cell means of the largest accuracy interaction: the first factor's levels along x, a line per level of
+    the second, 95% intervals over seeds; parallel lines would mean no interaction."""
+    from lenet_bench.results.effects import INTERACTION, METRICS, cell_table
+
+    candidates = rows[(rows["kind"] == INTERACTION) & (rows["metric"] == METRICS[0].label)]
+    if candidates.empty or analysis.design is None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no interaction with two or more seeds", ha="center", va="center", transform=ax.transAxes)
+        return
+    largest = candidates.loc[candidates["effect"].abs().idxmax()]
+    first, second = str(largest["factor"]).split(" × ")
+    cells = cell_table(analysis.design, group, first, second)
+    order = list(dict.fromkeys(cells[first]))
+    for index, (level, line) in enumerate(cells.groupby(second, sort=False)):
+        x = [order.index(a) + (index - 0.5) * 0.06 for a in line[first]]
+        ax.errorbar(x, line["mean"], yerr=_error_bars_of(line), marker="o", capsize=4, linewidth=2, markersize=6,
+                    color=f"C{index % 10}", label=str(level))
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order, fontsize=10)
+    ax.set_xlabel(first, fontsize=10)
+    ax.set_ylabel("test accuracy (%)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=10, title=second, title_fontsize=10)
+    ax.set_title(f"{largest['factor']}: cell means, 95% CI over seeds\n"
+                 f"interaction {largest['level']}: {largest['effect']:+.2f} points", fontsize=11)
+
+
+def _error_bars_of(cells: pd.DataFrame) -> np.ndarray:
+    half = np.nan_to_num((cells["ci_high"] - cells["ci_low"]).to_numpy(dtype=float) / 2, nan=0.0)
+    return np.vstack([half, half])

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lenet_bench.results import compare, effects, reproduction, time_to_train
+from lenet_bench.results import compare, effects, effects_words, reproduction, time_to_train
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.row import ResultRow
 from lenet_bench.training.result import EpochRecord
 
 COMPARE_MD = "compare.md"
 EFFECTS_MD = "effects.md"
-EFFECTS_PNG = "effects.png"
+EFFECTS_FIGURES = "effects_*.png"  # effects_<matrix>.png per matrix, effects_backends.png
 LEARNING_CURVES = "learning_curves"
 
 
@@ -29,19 +29,29 @@ def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | N
                                                               superseded=compare.compare_table(superseded)))
     (folder / reproduction.REPRODUCTION_MD).write_text(
         reproduction.reproduction_markdown(reproduction.reproduction_table(compare.with_groups(current))))
-    table, notes = effects.effects_table(frame, variants)
-    (folder / EFFECTS_MD).write_text(effects.effects_markdown(table, notes))
+    analysis = effects.analyse(frame, variants)
     to_target = time_to_train.time_to_train_table(current, variants)
     (folder / time_to_train.TIME_TO_TRAIN_MD).write_text(time_to_train.time_to_train_markdown(to_target))
-    written = [COMPARE_MD, reproduction.REPRODUCTION_MD, EFFECTS_MD, time_to_train.TIME_TO_TRAIN_MD]
-    from lenet_bench.results.figures import effects_forest  # matplotlib: only when figures are drawn
-
-    figures = {**compare.invocation_figures(current), EFFECTS_PNG: effects_forest(table),
+    written = [COMPARE_MD, reproduction.REPRODUCTION_MD, time_to_train.TIME_TO_TRAIN_MD]
+    figures = {**compare.invocation_figures(current),
                time_to_train.TIME_TO_TRAIN_PNG: time_to_train.time_to_train_figure(to_target)}
     for name, figure in figures.items():
         figure.savefig(folder / name)
         written.append(name)
-    return written
+    return written + write_effects(analysis, folder)
+
+
+def write_effects(analysis: effects.Analysis, folder: Path) -> list[str]:
+    """effects.md and its figures (effects_<matrix>.png, effects_backends.png) into `folder`; the names written."""
+    from lenet_bench.results.figures import effects_figures  # matplotlib: only when figures are drawn
+
+    (folder / EFFECTS_MD).write_text(effects_words.effects_markdown(analysis))
+    figures = effects_figures(analysis)
+    for stale in set(folder.glob("effects*.png")) - {folder / name for name in figures}:
+        stale.unlink()  # a matrix no longer in the folder (or effects.png, one figure of old): it would outlive its numbers
+    for name, figure in figures.items():
+        figure.savefig(folder / name)
+    return [EFFECTS_MD, *figures]
 
 
 
