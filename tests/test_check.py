@@ -34,3 +34,18 @@ def test_check_passes_then_fails_when_the_expectation_is_raised(tmp_path, mnist_
     assert "miss" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "nowhere"), "--specs", str(tmp_path / "specs")]) == 2
 
+
+
+def test_the_reference_results_are_checked_against_the_projects_own_specs_without_a_flag(monkeypatch, capsys):
+    """From the repository, `check results/reference` reads specs/ and paper1998/; runs of variants a matrix no
+    longer has are superseded, not 'not in specs' asking for a flag."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    assert main(["check", "results/reference"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "against specs, paper1998" in out
+    assert "lecun1998/torch/cpu/seed0 │ pass" in out  # a paper1998 run, judged
+    assert "lenet5-classic-relu-avg-28same/torch/cpu/seed0 │ superseded" in out
+    assert "pass them" not in out and "--specs specs paper1998" not in out

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error, specs_or_default
 from lenet_bench.console import console, output
 
 
@@ -16,7 +16,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
     check.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
                        help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
-    check.add_argument("--specs", nargs="+", default=["specs"], help="the specs whose expectations apply")
+    check.add_argument("--specs", nargs="+", metavar="PATH",
+                       help="the specs whose expectations apply (default: the project's own, specs/ and paper1998/, "
+                            "where they are)")
     check.set_defaults(handler=cmd_check)
 
 
@@ -25,16 +27,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     from lenet_bench.results.table import ResultsError
     from lenet_bench.spec import load_variants
 
+    specs = specs_or_default(args.specs)
+    if specs is None:
+        error("no specs to judge the runs by: pass --specs PATH (no specs/ folder here)")
+        return EXIT_INVALID
     try:
-        verdicts = check_results(args.results, load_variants(args.specs))
+        verdicts = check_results(args.results, load_variants(specs))
     except (FileNotFoundError, ResultsError) as err:
         error(str(err))
         return EXIT_INVALID
-    table = Table(title=f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, args.specs))}")
+    table = Table(title=f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, specs))}")
     for column in ("run", "verdict", "test acc", "expected", "note"):
         table.add_column(column)
     colours = {"pass": "green", "miss": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
-               "not in specs": "dim"}
+               "not in specs": "dim", "superseded": "dim"}
     for v in verdicts:
         table.add_row(escape(v.run), f"[{colours[v.status]}]{v.status}[/]",
                       f"{100 * v.test_accuracy:.2f}%" if v.test_accuracy is not None else "",
@@ -42,11 +48,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     output.print(table)
     misses = [v for v in verdicts if v.status == "miss"]
     counts = {status: sum(v.status == status for v in verdicts)
-              for status in ("pass", "miss", "skipped", "interrupted", "not judged", "not in specs")}
+              for status in ("pass", "miss", "skipped", "interrupted", "not judged", "superseded", "not in specs")}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     unjudged = sorted({v.run.split("/", 1)[0] for v in verdicts if v.status == "not in specs"})
     if unjudged:
-        console.print(f"{counts['not in specs']} run(s) of {len(unjudged)} spec(s) not among {' '.join(args.specs)} "
-                      f"were not judged ({', '.join(unjudged[:4])}{', ...' if len(unjudged) > 4 else ''}); pass "
-                      "their spec files too, e.g. --specs specs paper1998", markup=False)
+        console.print(f"{counts['not in specs']} run(s) of {len(unjudged)} spec(s) not among "
+                      f"{' '.join(map(str, specs))} were not judged ({', '.join(unjudged[:4])}"
+                      f"{', ...' if len(unjudged) > 4 else ''}): specs no longer in the project, or pass their files with --specs",
+                      markup=False)
     return EXIT_FAILED if misses else EXIT_OK

@@ -83,10 +83,15 @@ def stops_as_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+PAPER_SPECS = Path("paper1998")  # the project's other spec folder: hours of one-image updates, not in the suite
+
+
 def specs_or_default(paths: list[str | Path] | None) -> list[str | Path] | None:
-    """The spec paths a command was given, else the default suite where there is one, else None."""
+    """The spec paths a command was given, else the project's own spec folders that are here (the default suite
+    and paper1998/, whose runs results/reference holds too), else None."""
     from lenet_bench.spec import DEFAULT_SUITE
 
     if paths:
         return paths
-    return [DEFAULT_SUITE] if DEFAULT_SUITE.is_dir() else None
+    found: list[str | Path] = [folder for folder in (DEFAULT_SUITE, PAPER_SPECS) if folder.is_dir()]
+    return found if DEFAULT_SUITE.is_dir() else None

@@ -2,7 +2,8 @@
 
 A run misses when its test accuracy is below its spec's `expect.min_test_accuracy` as the
 spec says now, or when it failed. An interrupted or skipped run is not a miss (it measured
-nothing), and a run whose spec the command line changed (`--epochs`, ...) is not judged.
+nothing), a run whose spec the command line changed (`--epochs`, ...) is not judged, and a run of a
+variant that its matrix no longer has is superseded (kept as the measurement it is, never judged).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lenet_bench.spec import Variant
 @dataclass(frozen=True)
 class Verdict:
     run: str
-    status: str  # pass | miss | skipped | interrupted | not judged | not in specs
+    status: str  # pass | miss | skipped | interrupted | not judged | superseded | not in specs
     test_accuracy: float | None
     expected: float | None
     note: str = ""
@@ -29,11 +30,15 @@ def check_results(results_dir: Path, variants: list[Variant]) -> list[Verdict]:
     if not folder.runs_csv.is_file():
         raise FileNotFoundError(f"{folder.runs_csv}: no results file; run `python -m lenet_bench run SPECS` first")
     expectations = {v.name: v.spec.expect.min_test_accuracy for v in variants}
+    matrices = {v.base_name for v in variants if v.labels}
     verdicts = []
-    for row in folder.read():
+    for row in folder.read(require=("test_accuracy",)):  # a table without it cannot be judged
         expected = expectations.get(row.spec)
         accuracy = row.test_accuracy
-        if expected is None:
+        if expected is None and row.base_spec in matrices:
+            verdicts.append(Verdict(row.run, "superseded", accuracy, None,
+                                    f"a variant that matrix {row.base_spec} no longer has (kept as measured)"))
+        elif expected is None:
             verdicts.append(Verdict(row.run, "not in specs", accuracy, None, "its spec is not among the checked specs"))
         elif row.overrides:
             verdicts.append(Verdict(row.run, "not judged", accuracy, None, f"overrides: {row.overrides}"))
