@@ -7,7 +7,9 @@ the stream it left. Only the training images pass through here, never validation
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,3 +138,44 @@ def distorted_images(images: np.ndarray, augment: AugmentSpec, seed: int, epoch:
                          f"them; received {out.dtype} {out.shape}")
     matrices = affine_matrices(draw_distortions(len(images), augment, seed, epoch), height, width)
     return warp_images(np.asarray(images, np.float32), inverse_affine(matrices), fill, out=out)
+
+
+class EpochImages:
+    """A run's distorted training images, epoch by epoch: the next epoch's are warped in a thread while this
+    one trains (numpy's gathers and arithmetic release the GIL), into the other of two buffers. `images(epoch)`
+    waits for them if they are not ready; `waited` adds up those waits, the augmentation's cost that training
+    did not hide. The distortions depend on (seed, epoch) only, so a resumed run gets the stream it left."""
+
+    def __init__(self, images: np.ndarray, augment: AugmentSpec, seed: int, background: float | np.ndarray):
+        self._source, self._augment, self._seed, self._background = images, augment, seed, background
+        self._buffers = [np.empty_like(images, dtype=np.float32) for _ in range(2)]
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
+        self._pending: dict[int, Future[np.ndarray]] = {}
+        self.waited = 0.0
+
+    def _start(self, epoch: int) -> None:
+        if epoch not in self._pending:
+            out = self._buffers[epoch % 2]
+            self._pending[epoch] = self._pool.submit(distorted_images, self._source, self._augment, self._seed, epoch,
+                                                     background=self._background, out=out)
+
+    def images(self, epoch: int, last_epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s images (valid until epoch + 2 is asked for), the next epoch's started behind them."""
+        started = time.perf_counter()
+        self._start(epoch)
+        ready = self._pending.pop(epoch).result()
+        self.waited += time.perf_counter() - started
+        if epoch < last_epoch:
+            self._start(epoch + 1)
+        return ready
+
+    def close(self) -> None:
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def epoch_images(augment: AugmentSpec | None, images: np.ndarray, seed: int,
+                 background: float | np.ndarray) -> EpochImages | None:
+    """The run's distorted training images, or None when its spec asks for none."""
+    return EpochImages(images, augment, seed, background) if augment is not None else None

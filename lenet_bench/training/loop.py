@@ -7,6 +7,7 @@ seed see the same mini-batches in the same order at the same learning rate.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,6 +16,7 @@ import numpy as np
 
 from lenet_bench import stopping
 from lenet_bench.spec.schema import TrainSpec
+from lenet_bench.training.augment import EpochImages
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, LoopState
 from lenet_bench.training.result import EpochRecord, Progress
 
@@ -105,7 +107,9 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
                  validate: Callable[[], tuple[float | None, float | None]],
                  warmup_steps: int, progress_every: int = 10,
                  before_epoch: Callable[[int], None] | None = None,
-                 checkpoint: Checkpoint | None = None, state: BackendState | None = None) -> LoopOutcome:
+                 checkpoint: Checkpoint | None = None, state: BackendState | None = None,
+                 distorted: EpochImages | None = None,
+                 load_images: Callable[[np.ndarray], None] | None = None) -> LoopOutcome:
     """The epoch loop both backends share: same batches, same learning rates, same clocks.
 
     `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
@@ -120,7 +124,28 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
     clock, and a run that has one goes on after its last complete epoch: its history and
     timings so far restored, and the first steps of this process timed apart as warm-up too
     (they compile again).
+
+    With `distorted` images (data.augment), each epoch starts by handing its images to `load_images`, on the
+    epoch's clock; the seconds that takes (waiting for the warp, moving the images) are the record's
+    `augment_seconds`.
     """
+    try:
+        return _train_epochs(cfg, n, seed, max_steps, clock, progress, run_steps=run_steps, take_sums=take_sums,
+                             validate=validate, warmup_steps=warmup_steps, progress_every=progress_every,
+                             before_epoch=before_epoch, checkpoint=checkpoint, state=state, distorted=distorted,
+                             load_images=load_images)
+    finally:
+        if distorted is not None:
+            distorted.close()
+
+
+def _train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock: Clock, progress: Progress, *,
+                  run_steps: Callable[[list[np.ndarray], list[float]], None],
+                  take_sums: Callable[[], tuple[float, int]],
+                  validate: Callable[[], tuple[float | None, float | None]],
+                  warmup_steps: int, progress_every: int, before_epoch: Callable[[int], None] | None,
+                  checkpoint: Checkpoint | None, state: BackendState | None, distorted: EpochImages | None,
+                  load_images: Callable[[np.ndarray], None] | None) -> LoopOutcome:
     per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
     total_steps = per_epoch * cfg.epochs
     warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
@@ -143,6 +168,11 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
         chunks = ([slice(0, first)] if first else []) + [
             slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
         clock.start()
+        augment_seconds = 0.0
+        if distorted is not None and load_images is not None:
+            started = time.perf_counter()
+            load_images(distorted.images(epoch, cfg.epochs))
+            augment_seconds = time.perf_counter() - started
         if before_epoch:
             before_epoch(epoch)  # e.g. sdlm's Hessian estimate: part of training, so inside the epoch's time
         for chunk in chunks:
@@ -166,7 +196,7 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
             val_loss, val_accuracy = validate()
             eval_seconds = clock.read()
         record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed,
-                             eval_seconds)
+                             eval_seconds, augment_seconds)
         history.append(record)
         if checkpoint and state:
             checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images), state)

@@ -19,6 +19,7 @@ class EpochRecord:
     images: int
     elapsed: float = 0.0  # training seconds since the start, for time-to-target
     eval_seconds: float = 0.0  # this epoch's evaluation on the validation split (time to target counts it)
+    augment_seconds: float = 0.0  # part of `seconds`: waiting for this epoch's distorted images and loading them
 
 
 @dataclass

@@ -27,6 +27,7 @@ from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
+from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
@@ -145,18 +146,23 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     def estimate_hessian(epoch: int) -> None:
         # sdlm (LeCun et al. 1998, section III.C): the Hessian diagonal re-estimated before each pass.
         index = hessian_sample(len(data.x_train), spec.train.optimizer.hessian_samples, seed, epoch)
-        optimizer.set_curvature(diagonal_hessian(model, tf.gather(x_train, index), spec.train.loss))
+        optimizer.set_curvature(diagonal_hessian(model, tf.gather(trainer.x, index), spec.train.loss))
 
     def device_memory() -> dict[str, float]:
         if device != Device.GPU:
             return {}
         return {"peak_gpu_mb": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
 
+    def load_images(distorted: np.ndarray) -> None:
+        trainer.x = tf.constant(to_channels_last(distorted))
+
     loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
                         run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
                         warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY,
                         before_epoch=estimate_hessian if sdlm else None,
-                        checkpoint=checkpoint, state=training_state(model, optimizer))
+                        checkpoint=checkpoint, state=training_state(model, optimizer),
+                        distorted=epoch_images(spec.data.augment, data.x_train, seed, data.background),
+                        load_images=load_images)
     return finish_run(backend=NAME, device=device, framework_version=framework_version(),
                       params=count_params(model), loop=loop,
                       evaluate_test=lambda: evaluate(model, x_test, y_test, loss_fn),

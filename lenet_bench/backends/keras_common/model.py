@@ -110,7 +110,8 @@ def build(spec: Spec, seed: int, backend_name: str,
 
 
 def count_params(model: keras.Model) -> int:
-    return int(model.count_params())
+    """Trainable parameters, as PyTorch counts them: a batch norm's running mean and variance are state."""
+    return int(sum(np.prod(variable.shape) for variable in model.trainable_weights))
 
 
 def _parametrized(model: keras.Model) -> list[tuple[keras.layers.Layer, bool]]:

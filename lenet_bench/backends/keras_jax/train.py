@@ -37,6 +37,7 @@ from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
+from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.loop import train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
@@ -189,10 +190,15 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     def validate() -> tuple[float | None, float | None]:
         return evaluate(model, x_val, y_val, loss_fn, trainer.model_state())[:2] if len(data.x_val) else (None, None)
 
+    def load_images(distorted: np.ndarray) -> None:
+        trainer.x = jax.device_put(to_channels_last(distorted), dev)
+
     loop = train_epochs(spec.train, len(data.x_train), seed, max_steps_per_epoch, clock, progress,
                         run_steps=trainer.run, take_sums=trainer.take_sums, validate=validate,
                         warmup_steps=WARMUP_STEPS, progress_every=PROGRESS_EVERY,
-                        checkpoint=checkpoint, state=trainer.training_state())
+                        checkpoint=checkpoint, state=trainer.training_state(),
+                        distorted=epoch_images(spec.data.augment, data.x_train, seed, data.background),
+                        load_images=load_images)
     trainer.write_back()
 
     def predict_batch(xb: jax.Array) -> Any:

@@ -32,6 +32,7 @@ from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
 from lenet_bench.training.checkpoint import BackendState, Checkpoint
 from lenet_bench.training.evaluation import finish_run
+from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
@@ -151,6 +152,10 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: D
     loss_fn = loss_function(spec.train.loss)
     sums = [torch.zeros((), device=dev), torch.zeros((), device=dev, dtype=torch.long)]
 
+    def load_images(distorted: np.ndarray) -> None:
+        nonlocal x_train  # a new tensor: the one made from data.x_train shares the prepared (cached) images
+        x_train = images(distorted, dev)
+
     def run_steps(batches: list[np.ndarray], lrs: list[float]) -> None:
         loss_sum, hits = train_steps(model, optimizer, x_train, y_train, batches, lrs, loss_fn)
         sums[0] += loss_sum
@@ -184,7 +189,9 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: D
                             run_steps=run_steps, take_sums=take_sums, validate=validate, warmup_steps=WARMUP_STEPS,
                             progress_every=PROGRESS_EVERY,
                             before_epoch=estimate_hessian if spec.train.optimizer.name == "sdlm" else None,
-                            checkpoint=checkpoint, state=training_state(model, optimizer, device))
+                            checkpoint=checkpoint, state=training_state(model, optimizer, device),
+                            distorted=epoch_images(spec.data.augment, data.x_train, seed, data.background),
+                            load_images=load_images)
     return finish_run(backend=NAME, device=device, framework_version=torch.__version__, params=count_params(model),
                       loop=loop, evaluate_test=evaluate_test, predict_batch=lambda xb: logits(model, xb),
                       x_test=x_test, sync=clock_sync, data_seconds=data_seconds, model=model,
