@@ -25,9 +25,9 @@ from lenet_bench.backends.keras_common.optimizers import make_optimizer
 from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
+from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 

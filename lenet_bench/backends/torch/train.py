@@ -30,9 +30,9 @@ from lenet_bench.backends.torch.sdlm import SDLM, diagonal_hessian
 from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training import timing
+from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.checkpoint import BackendState, Checkpoint
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.loop import hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
