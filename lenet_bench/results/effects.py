@@ -27,7 +27,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -465,9 +465,9 @@ def _correct(table: pd.DataFrame) -> None:
         table.loc[part.index, "alpha"] = levels
         table.loc[part.index, "family"] = len(part)
         for index, level, resolved in zip(part.index, levels, reject, strict=True):
-            estimate, metric = table.at[index, "estimate"], table.at[index, "metric_def"]
+            estimate, metric = cast(Estimate, table.at[index, "estimate"]), cast(Metric, table.at[index, "metric_def"])
             low, high = estimate.interval(level)
-            table.loc[index, ["low", "high"]] = [_back(low, metric), _back(high, metric)]
+            table.at[index, "low"], table.at[index, "high"] = _back(low, metric), _back(high, metric)
             if not resolved:
                 table.at[index, "seeds_needed"] = seeds_needed(estimate.method, estimate.effect_size, level, estimate.n)
 

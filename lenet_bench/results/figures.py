@@ -343,7 +343,7 @@ def _interaction_panel(ax: Axes, analysis, group: str, rows: pd.DataFrame) -> No
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no interaction with two or more seeds", ha="center", va="center", transform=ax.transAxes)
         return
-    largest = candidates.loc[candidates["effect"].abs().idxmax()]
+    largest = candidates.sort_values("effect", key=lambda effect: effect.abs()).iloc[-1]
     first, second = str(largest["factor"]).split(" × ")
     cells = cell_table(analysis.design, group, first, second)
     order = list(dict.fromkeys(cells[first]))
