@@ -303,6 +303,71 @@ def test_torch_hessian_equals_finite_differences_on_a_chain():
         np.testing.assert_allclose(h.numpy().ravel(), numeric, rtol=1e-5, atol=1e-9 * np.abs(numeric).max())
 
 
+def _exact_gauss_newton(net, x):
+    """Mean over the images of diag(J^T J), J each image's Jacobian of the outputs with respect to every
+    parameter (torch.func, float64): the exact Gauss-Newton diagonal of half the squared error (curvature 1)."""
+    from torch.func import functional_call, jacrev, vmap
+
+    from lenet_bench.backends.torch import model as torch_model
+
+    names = {id(p): n for n, p in net.named_parameters()}
+    weights = {names[id(p)]: p.detach() for p in torch_model.canonical_parameters(net)}
+    jac = vmap(jacrev(lambda w, image: functional_call(net, w, (image.unsqueeze(0),))[0]), in_dims=(None, 0))(weights, x)
+    return [j.detach().square().sum(1).mean(0) for j in jac.values()]
+
+
+def test_hessian_is_the_exact_gauss_newton_diagonal_where_appendix_c_drops_nothing():
+    """Each weight of a one-hidden-layer dense net reaches the outputs through one unit: there Appendix C's
+    rule is the exact Gauss-Newton diagonal, averaged (not summed) over the images."""
+    import torch
+
+    from lenet_bench.backends.torch import model as torch_model
+    from lenet_bench.backends.torch.sdlm import diagonal_hessian
+
+    summary = arch.describe(ModelSpec.model_validate({"dense": [4], "activation": "scaled_tanh", "num_classes": 3}),
+                            (1, 3, 3))
+    net = torch_model.module_of(summary.layers).double()
+    torch_model.set_weights(net, [3 * w.astype(np.float64) for w in initial_weights(summary, "lecun_uniform", 0)])
+    x = torch.from_numpy(np.random.default_rng(4).normal(size=(5, 1, 3, 3)))
+    for ours, exact in zip(diagonal_hessian(net, x, LossSpec(name="mse")), _exact_gauss_newton(net, x), strict=True):
+        np.testing.assert_allclose(ours.numpy(), exact.numpy(), rtol=1e-10, atol=0)
+
+
+def test_hessian_of_a_shared_kernel_drops_only_the_cross_terms_between_its_connections():
+    """A convolution whose kernel is shared by 4 positions, feeding the output layer: Appendix C sums the
+    curvature of each connection that shares a weight, the exact diagonal squares the sum over them. Both
+    from the Jacobian of the same network with its kernel untied, one copy per position (torch.func)."""
+    import torch
+    from torch.func import jacrev, vmap
+    from torch.nn import functional as F
+
+    from lenet_bench.backends.torch import model as torch_model
+    from lenet_bench.backends.torch.sdlm import diagonal_hessian
+
+    spec = ModelSpec.model_validate({"conv": [{"filters": 2, "kernel": 3, "pool": "none"}], "dense": [],
+                                     "activation": "scaled_tanh", "num_classes": 3})
+    summary = arch.describe(spec, (1, 4, 4))
+    net = torch_model.module_of(summary.layers).double()
+    torch_model.set_weights(net, [3 * w.astype(np.float64) for w in initial_weights(summary, "lecun_uniform", 1)])
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(3, 1, 4, 4)))
+    conv, head = net[0][0], net[1:]
+    kernel = conv.weight.detach().reshape(2, -1)  # (filters, in * kh * kw), F.unfold's order
+    untied = kernel.expand(4, *kernel.shape).clone()  # one copy per output position (2x2)
+
+    def outputs(per_position, image):
+        patches = F.unfold(image.unsqueeze(0), 3)[0]  # (in * kh * kw, positions)
+        a = torch.einsum("pfq,qp->fp", per_position, patches) + conv.bias.detach()[:, None]
+        return head(net[0][1](a).reshape(1, 2, 2, 2))[0]
+
+    jac = vmap(jacrev(outputs), in_dims=(None, 0))(untied, x).detach()  # (images, outputs, positions, filters, q)
+    per_connection = jac.square().sum(1).mean(0).sum(0)  # Appendix C: sum over the shared connections
+    exact = jac.sum(2).square().sum(1).mean(0)  # the tied weight's own Gauss-Newton diagonal
+    ours = diagonal_hessian(net, x, LossSpec(name="mse"))[0].reshape(2, -1)
+    np.testing.assert_allclose(ours.numpy(), per_connection.numpy(), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(_exact_gauss_newton(net, x)[0].reshape(2, -1).numpy(), exact.numpy(), rtol=1e-10)
+    assert not np.allclose(exact.numpy(), ours.numpy(), rtol=1e-3), "no cross terms: the test shows nothing"
+
+
 @pytest.mark.parametrize("kind", ["conv", "partial_conv", "subsample", "dense"])
 def test_each_layer_back_propagates_squared_weights_and_squared_inputs(kind):
     """Appendix C's rule for a layer's weights, against its definition: h_k = sum over the connections
