@@ -41,6 +41,7 @@ from torch.func import functional_call, hessian, jacrev, vmap
 
 from lenet_bench import backends
 from lenet_bench.data import load_dataset, prepare
+from lenet_bench.device import Device
 from lenet_bench.spec import Spec
 from lenet_bench.spec.loading import load_variants
 from lenet_bench.training import weights as initial
@@ -84,7 +85,7 @@ class Network:
     def __init__(self, spec: Spec, weights: list[np.ndarray], dtype: torch.dtype = torch.float32):
         from lenet_bench.backends.torch.model import build, canonical_parameters, set_weights
 
-        self.model = build(spec, 0, "cpu").to(dtype)
+        self.model = build(spec, 0, Device.CPU).to(dtype)
         set_weights(self.model, [w.astype(np.float64 if dtype == torch.float64 else np.float32) for w in weights])
         self.params = canonical_parameters(self.model)
         names = {id(p): n for n, p in self.model.named_parameters()}
@@ -183,9 +184,9 @@ def compare(spec: Spec, x: torch.Tensor, y: np.ndarray, count: int, seed: int) -
           f"f'(a) against the formula: largest difference {(slope - formula).abs().max().item():.1e}")
 
     all_h = torch.cat([h.reshape(-1) for h in ours])
-    rates = paper_rate(1) / (PAPER_MU + all_h)
+    effective = paper_rate(1) / (PAPER_MU + all_h)
     print(f"mu = {PAPER_MU}: {(all_h < PAPER_MU).double().mean().item():.0%} of the parameters have h < mu; "
-          f"effective rates eta/(mu + h) at eta = {paper_rate(1)}: {rates.min():.1e} to {rates.max():.1e} "
+          f"effective rates eta/(mu + h) at eta = {paper_rate(1)}: {effective.min():.1e} to {effective.max():.1e} "
           f"(the paper: {PAPER_EFFECTIVE_RATES[0]:.0e} to {PAPER_EFFECTIVE_RATES[1]})")
 
 
