@@ -75,7 +75,7 @@ def noop():
     noop_backend.TRAINED.clear()
     noop_backend.RELEASED.clear()
     for seeds in (noop_backend.FAIL_SEEDS, noop_backend.INTERRUPT_SEEDS, noop_backend.KILL_SEEDS,
-                  noop_backend.SLOW_SEEDS, noop_backend.NAN_SEEDS):
+                  noop_backend.SLOW_SEEDS, noop_backend.NAN_SEEDS, noop_backend.FILL_SEEDS):
         seeds.clear()
     yield noop_backend
     backends.unregister("noop")

@@ -30,11 +30,22 @@ INTERRUPT_SEEDS: set[int] = _seeds("INTERRUPT")
 KILL_SEEDS: set[int] = _seeds("KILL")  # the process dies on the spot, as under SIGKILL: no finally, no atexit
 SLOW_SEEDS: set[int] = _seeds("SLOW")  # train() waits, so that a test can signal the process meanwhile
 NAN_SEEDS: set[int] = _seeds("NAN")  # the loss diverges
+FILL_SEEDS: set[int] = _seeds("FILL")  # the disk of LENET_BENCH_NOOP_FILL_PATH fills up while it trains
 TRAINED: list[tuple[str, int]] = []  # (variant, seed) of every train() call in this process
 RELEASED: list[int] = []  # len(TRAINED) at each release() call
 SLOW_SECONDS = float(os.environ.get("LENET_BENCH_NOOP_SLOW_SECONDS", "60"))
 # A slow seed ends early once this file exists: a test that needs it running only while it acts releases it.
 SLOW_UNTIL_FILE = os.environ.get("LENET_BENCH_NOOP_SLOW_UNTIL_FILE", "")
+
+
+def fill_disk(path: Path) -> None:
+    """Another program takes the disk of `path`: a file written until the disk is full."""
+    with open(path, "wb", buffering=0) as file:  # unbuffered: the write that fails is this one, not close()
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+        except OSError:
+            pass
 
 
 def configure(cores):
@@ -119,6 +130,8 @@ def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
         raise RuntimeError("planned failure")
     if seed in NAN_SEEDS:
         raise Diverged(1, float("nan"))
+    if seed in FILL_SEEDS:
+        fill_disk(Path(os.environ["LENET_BENCH_NOOP_FILL_PATH"]))
     TRAINED.append((spec.name, seed))
     model["label"] = int(np.bincount(data.y_train).argmax())
     predictions = predict_logits(model, data.x_test).argmax(1)

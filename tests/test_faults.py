@@ -1,12 +1,13 @@
 """Stores and results folders that fail: each gives a clear error, early, and nothing finished is lost.
 
-Concurrent writers of runs.csv and of a new SQLite store, an unwritable or misplaced results folder, a
-broken runs.csv, a full disk, an MLflow server that does not answer, and the reference results.
+Concurrent writers of runs.csv and of a new SQLite store, an unwritable or misplaced results folder (its
+claims and checkpoints folders too), a broken runs.csv or one without a column a command needs, a second
+invocation of the same runs, an MLflow server that does not answer, and the reference results. A full disk:
+test_full_disk.py.
 """
 
 from __future__ import annotations
 
-import errno
 import multiprocessing
 import os
 import socket
@@ -19,6 +20,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from small_disk import cli, run_on_small_disk
+from test_driver import started_slow_run
 
 from lenet_bench.cli import main
 from lenet_bench.results.row import ResultRow, Status
@@ -107,7 +110,10 @@ def test_a_results_folder_that_cannot_be_written_is_exit_2_before_training(works
     ("", "is empty"),
     ("run,status\n<<<<<<< HEAD\na,completed\n=======\na,failed\n>>>>>>> other\n", "unresolved merge conflict (line 2)"),
     ("just some text\n", "no 'run' and 'status' columns"),
-    ("run,status\nx/noop/cpu/seed0,finished-ish\n", "'finished-ish' is not a valid Status"),
+    ("run,spec,backend,device,seed,status\nx/noop/cpu/seed0,x,noop,cpu,0,finished-ish\n",
+     "'finished-ish' is not a valid Status"),
+    ("run,spec,backend,device,status\nx/noop/cpu/seed0,x,noop,cpu,completed\n", "lacks the column(s) 'seed'"),
+    ("run,status\nx/noop/cpu/seed0,completed\n", "lacks the column(s) 'spec', 'backend', 'device', 'seed'"),
 ])
 def test_a_broken_runs_csv_is_exit_2_saying_how_to_fix_it(workspace, mnist_dir, noop, capsys, content, message):
     (workspace / "results").mkdir()
@@ -116,24 +122,6 @@ def test_a_broken_runs_csv_is_exit_2_saying_how_to_fix_it(workspace, mnist_dir, 
     err = capsys.readouterr().err
     assert noop.TRAINED == [] and message in err and "runs.csv" in err
     assert (workspace / "results" / "runs.csv").read_text() == content, "the file is left as it was"
-
-
-def test_a_full_disk_keeps_what_mlflow_has_and_says_what_was_not_written(workspace, mnist_dir, noop, monkeypatch,
-                                                                          capsys):
-    def full(self, rows):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(ResultsFolder, "merge", full)
-    assert run(workspace, mnist_dir) == 1
-    err = " ".join(capsys.readouterr().err.split())
-    assert "No space left on device" in err and "is in MLflow run" in err and "report" in err
-    mlflow.set_tracking_uri(f"sqlite:///{workspace}/mlflow.db")
-    runs = mlflow.search_runs(experiment_names=["lenet_bench/specs"])
-    assert (runs["tags.lenet_bench.status"] == "completed").sum() == 2
-    monkeypatch.undo()
-    assert main(["report", "--tracking-uri", f"sqlite:///{workspace}/mlflow.db", "--results",
-                 str(workspace / "results")]) == 0
-    assert len(pd.read_csv(workspace / "results" / "runs.csv")) == 2
 
 
 # ------------------------------------------------------------------ MLflow
@@ -213,3 +201,81 @@ def test_predict_of_a_run_name_with_a_quote_is_exit_2_naming_it(tmp_path, capsys
     assert main(["predict", "lenet5'", str(image), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
     err = capsys.readouterr().err
     assert "lenet5'" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ claims and checkpoints folders
+
+@pytest.mark.parametrize("name", [".claims", ".checkpoints"])
+def test_a_file_where_the_claims_or_checkpoints_folder_should_be_is_exit_2_before_training(workspace, mnist_dir,
+                                                                                          noop, capsys, name):
+    (workspace / "results").mkdir()
+    (workspace / "results" / name).write_text("not a folder")
+    assert run(workspace, mnist_dir) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert noop.TRAINED == [] and f"{workspace / 'results' / name} is not a folder" in err and "Traceback" not in err
+    assert (workspace / "results" / name).read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("name", [".claims", ".checkpoints"])
+def test_a_read_only_claims_or_checkpoints_folder_is_exit_2_before_training(workspace, mnist_dir, name):
+    """Read-only as a mount is, which stops root too (a chmod does not)."""
+    found, output = run_on_small_disk(workspace, cli(workspace, mnist_dir, f"{str(workspace / 'results')!r}",
+                                                     f"{str(workspace / 'mlflow.db')!r}", """
+        invoke("read-only")
+        found["trained"] = len(noop_backend.TRAINED)
+    """), size_kib=1024, at=f"results/{name}", read_only=True)
+    assert found["read-only"]["code"] == 2 and found["trained"] == 0, found
+    assert f"cannot write into {workspace / 'results' / name} (Read-only file system)" in found["read-only"]["err"]
+    assert "Traceback" not in output
+
+
+# ------------------------------------------------------------------ a table without a column a command needs
+
+def _table_without(workspace, mnist_dir, column: str) -> Path:
+    assert run(workspace, mnist_dir) == 0
+    path = workspace / "results" / "runs.csv"
+    pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=[column]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("command", ["effects", "check", "report", "run"])
+@pytest.mark.parametrize("column", ["seed", "test_accuracy", "backend"])
+def test_a_table_without_a_column_a_command_needs_is_exit_2_naming_it(workspace, mnist_dir, noop, capsys, command,
+                                                                      column):
+    path = _table_without(workspace, mnist_dir, column)
+    before = path.read_text()
+    capsys.readouterr()
+    args = {"effects": ["effects", str(path.parent), "--specs", str(workspace / "specs")],
+            "check": ["check", str(path.parent), "--specs", str(workspace / "specs")],
+            "report": ["report", "--results", str(path.parent), "--tracking-uri", f"sqlite:///{workspace}/mlflow.db",
+                       "--specs", str(workspace / "specs")]}
+    code = run(workspace, mnist_dir, "--force") if command == "run" else main(args[command])
+    err = " ".join(capsys.readouterr().err.split())
+    if command in ("run", "report") and column == "test_accuracy":
+        # They read the table only to merge into it, the accuracies coming from the runs: it is rewritten whole.
+        assert code == 0, err
+        assert "test_accuracy" in pd.read_csv(path).columns
+        return
+    assert code == 2 and f"{path} lacks the column(s) '{column}'" in err and "Traceback" not in err, err
+    assert path.read_text() == before, "the table is left as it was"
+
+
+# ------------------------------------------------------------------ a second invocation
+
+@pytest.mark.slow
+def test_a_second_invocation_whose_runs_another_live_one_trains_exits_0_saying_so(workspace, mnist_dir, noop,
+                                                                                 capsys):
+    released = workspace / "second-invocation-done"
+    first = started_slow_run(workspace, mnist_dir, "", "--seed", "1", seconds=60, until=released)
+    try:
+        assert main(["run", "specs", "--data-dir", str(mnist_dir), "--tracking-uri", "sqlite:///mlflow.db",
+                     "--results", "results", "--seed", "1"]) == 0
+        err = " ".join(capsys.readouterr().err.split())
+        assert "skipping 1 run(s) of tiny: being trained by another invocation (pid" in err
+        assert "0 trained, 0 completed before, 1 skipped, 0 failed" in err and "nothing ran" not in err
+        assert noop.TRAINED == []
+    finally:
+        released.touch()
+        assert first.wait(timeout=120) == 0
+    assert pd.read_csv(workspace / "results" / "runs.csv").set_index("run").loc["tiny/noop/cpu/seed1", "status"] == \
+        "completed"

@@ -95,10 +95,24 @@ def test_a_stop_while_an_epoch_is_written_leaves_the_last_complete_one(tmp_path)
 
 def test_a_checkpoint_of_another_shape_is_removed_and_says_so(tmp_path):
     backend, checkpoint = _Arrays(), Checkpoint(tmp_path / CHECKPOINTS / "abc")
+    backend.value = 7
     checkpoint.save(_loop(1), backend.state())
-    with pytest.raises(CheckpointError, match="trains from scratch"):
-        checkpoint.load(backend.state(), steps_per_epoch=5)
+    restored = _Arrays()
+    assert checkpoint.load(restored.state(), steps_per_epoch=5) is None and restored.value == 0  # nothing restored
+    assert checkpoint.notes == [f"its checkpoint of epoch 1 in {checkpoint.folder} is unreadable (ValueError: it "
+                                "holds epoch 1 of 4 steps; expected epoch 1 of 5)", "trained from scratch"]
     assert not checkpoint.folder.exists()
+
+
+def test_a_backend_state_that_fails_to_restore_is_removed_and_raised(tmp_path):
+    """The model may hold part of it: the caller trains again from a new model (test_checkpoint_faults.py)."""
+    backend, checkpoint = _Arrays(), Checkpoint(tmp_path / CHECKPOINTS / "abc")
+    checkpoint.save(_loop(1), backend.state())
+    (checkpoint.folder / "epoch-0001" / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="could not be restored"):
+        checkpoint.load(backend.state(), steps_per_epoch=4)
+    assert not (checkpoint.folder / "epoch-0001").exists()
+    assert checkpoint.load(backend.state(), steps_per_epoch=4) is None
 
 
 def test_no_checkpoint_inside_the_reference_results(tmp_path):

@@ -110,6 +110,7 @@ def _print_time_to_train(frame) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
     from lenet_bench.results import report
     from lenet_bench.results.readback import load_histories
     from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
@@ -120,17 +121,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     tracker, loaded = found
     folder = ResultsFolder(args.results, update_reference=args.update_reference)
+    spec_paths = specs_or_default(args.specs)
+    variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
     try:
         folder.check_writable()
         rows = folder.merge(loaded.rows)
-    except ResultsError as err:
-        error(str(err))
-        return EXIT_INVALID
-    spec_paths = specs_or_default(args.specs)
-    variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
-    written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path, variants)]
-    histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])
-    written += report.write_learning_curves(loaded.rows, histories, folder.path)
+        written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path, variants)]
+        histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])
+        written += report.write_learning_curves(loaded.rows, histories, folder.path)
+    except Exception as err:
+        if is_out_of_space(err):  # runs.csv is whole (written atomically); the figures are drawn again next time
+            error(out_of_space_message(err, [folder.path]))
+            return EXIT_INVALID
+        if isinstance(err, ResultsError):
+            error(str(err))
+            return EXIT_INVALID
+        raise
     console.print(f"report: {len(loaded.rows)} completed run(s) of {args.experiment!r} -> {folder.path}/: "
                   f"{', '.join(written)}", markup=False)
     return EXIT_OK

@@ -90,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         error(str(err))
         return EXIT_INVALID
 
+    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
     from lenet_bench.engine.driver import Driver, Interrupted
     from lenet_bench.results.table import ResultsError
     from lenet_bench.results.tracking import TrackingError
@@ -99,9 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with stops_as_flag():
             rows = driver.run(variants, args.experiment or experiment_name(args.paths), jobs)
-    except (SelectionError, ResultsError, TrackingError, ConnectionError) as err:
-        error(str(err))
-        return EXIT_INVALID
+    except Exception as err:
+        if is_out_of_space(err):  # a full disk wherever the invocation writes: what it recorded is kept, whole
+            error(f"{out_of_space_message(err, store_folders(options))}; the runs recorded before are kept")
+            return EXIT_INVALID
+        if isinstance(err, (SelectionError, ResultsError, TrackingError, ConnectionError)):
+            error(str(err))
+            return EXIT_INVALID
+        raise
     except Interrupted:
         console.print("\ninterrupted: finished runs are logged and in the results folder; the runs in flight are "
                       "marked KILLED. Run the same command again to resume.")
@@ -114,6 +120,14 @@ def cmd_run(args: argparse.Namespace) -> int:
               "warnings above); `python -m lenet_bench report` writes them there once the folder is writable")
         return max(code, EXIT_FAILED)
     return code
+
+
+def store_folders(options) -> list[Path]:
+    """The local folders an invocation writes: the results folder and a SQLite store's."""
+    from lenet_bench.results.tracking import resolve_tracking_uri, sqlite_path
+
+    database = sqlite_path(resolve_tracking_uri(options.tracking_uri))
+    return [Path(options.results_dir)] + ([database.absolute().parent] if database is not None else [])
 
 
 def print_mlflow_hint(tracker) -> None:
@@ -131,13 +145,15 @@ def print_mlflow_hint(tracker) -> None:
 
 def summarize(rows: list[ResultRow], reused: int, results: Path) -> int:
     """The invocation's counts, and each failed run or missed expectation; the exit code."""
+    from lenet_bench.engine.claims import TRAINED_ELSEWHERE
     from lenet_bench.results.row import Status
 
     completed = sum(r.status is Status.COMPLETED for r in rows)
     counts = {"trained": completed - reused, "completed before": reused,
               **{s.value: sum(r.status is s for r in rows) for s in (Status.SKIPPED, Status.FAILED)}}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; results in {results}/", markup=False)
-    if not completed and not any(r.status is Status.FAILED for r in rows):
+    elsewhere = [r for r in rows if r.status is Status.SKIPPED and r.reason.startswith(TRAINED_ELSEWHERE)]
+    if not completed and not elsewhere and not any(r.status is Status.FAILED for r in rows):
         skipped = [r for r in rows if r.status is Status.SKIPPED]
         error(f"nothing ran: every selected run was skipped (first: {skipped[0].run}: {skipped[0].reason})"
               if skipped else "nothing ran")

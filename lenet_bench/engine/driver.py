@@ -25,8 +25,9 @@ from lenet_bench.console import InvocationProgress, RunProgress, console, durati
 from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
 from lenet_bench.device import Device
+from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
 from lenet_bench.engine import estimate, executors, hardware, phases
-from lenet_bench.engine.claims import Claims
+from lenet_bench.engine.claims import CLAIMS, Claims
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
@@ -78,9 +79,11 @@ class Driver:
         options = self.options
         jobs = plan_jobs(variants, options) if jobs is None else jobs
         results = ResultsFolder(options.results_dir, update_reference=options.update_reference)
-        results.check_writable()  # before any training: a folder that cannot take the results is found now
+        # Before any training: a folder (or its claims, checkpoints) that cannot take the results is found now.
+        results.check_writable(subfolders=(CLAIMS, checkpoint.CHECKPOINTS))
         self.claims = Claims(results.path)
         tracker = self.tracker = Tracker(resolve_tracking_uri(options.tracking_uri), experiment)
+        tracker.check_room()  # and a full disk under the MLflow store
         executor = make_executor(options, self.data)
         recorder = Recorder(tracker, results, executor=executor.name, concurrent_workers=executor.capacity,
                             warn=lambda text: console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False))
@@ -109,9 +112,15 @@ class Driver:
                 written = self._write_reports(results, rows, variants) if status == "FINISHED" else []
             if status == "FINISHED" and self.run_phases:
                 written.append(self._write_overhead(results, time.perf_counter() - started, executor.capacity))
-            recorder.finish_invocation(rows, len(self.reused), status, artifacts=[results.path / name for name in written
-                                                                    if name in INVOCATION_ARTIFACTS
-                                                                    or fnmatch.fnmatch(name, "effects_*.png")])
+            try:
+                recorder.finish_invocation(rows, len(self.reused), status,
+                                           artifacts=[results.path / name for name in written
+                                                      if name in INVOCATION_ARTIFACTS
+                                                      or fnmatch.fnmatch(name, "effects_*.png")])
+            except Exception:
+                if status == "FINISHED":
+                    raise
+                # Already stopping for an error (a full disk): that one is what the user must see, not this.
             self.unwritten = recorder.unwritten
         return rows
 
@@ -272,6 +281,8 @@ class Driver:
         try:
             return report.write_comparison(results.read(), results.path, variants + _default_suite(variants))
         except OSError as err:
+            if is_out_of_space(err) or short_of_space(results.path):
+                raise OutOfSpace(results.path) from err
             console.print(f"warning: could not write the comparison to {results.path} ({err})", markup=False)
             return []
 

@@ -36,7 +36,7 @@ from lenet_bench.engine.plan import Job
 from lenet_bench.engine.process import in_engine_process
 from lenet_bench.engine.sampler import Sample, SystemSampler
 from lenet_bench.results.row import Status
-from lenet_bench.training.checkpoint import Checkpoint
+from lenet_bench.training.checkpoint import Checkpoint, CheckpointError
 from lenet_bench.training.loop import Diverged
 from lenet_bench.training.result import Progress, RunResult
 
@@ -85,6 +85,8 @@ class JobResult:
     wall_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds of each step of executing it (phases.py)
     traceback: str = ""
+    notes: list[str] = field(default_factory=list)  # what went wrong around the run without failing it (its checkpoint)
+    out_of_space: bool = False  # a write of the run (its checkpoint) found the disk full: the invocation stops
 
 
 # A worker process's datasets, kept between its jobs (a local worker lives for one invocation, a Dask
@@ -173,11 +175,21 @@ def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
         outcome.rss_at_start_mb = hardware.reset_peak_rss()
         sampler = SystemSampler().start()
         try:
-            with timed("model build"):
-                model = backend.build(job.spec, job.seed, job.device)
-            with timed("backend.train"):
-                result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
-                                       job.spec.train.max_steps_per_epoch, **_checkpointing(backend, job))
+            checkpoint = _checkpoint(backend, job)
+            while True:
+                with timed("model build"):
+                    model = backend.build(job.spec, job.seed, job.device)
+                try:
+                    with timed("backend.train"):
+                        result = backend.train(model, job.spec, prepared, job.seed, job.device, progress,
+                                               job.spec.train.max_steps_per_epoch,
+                                               **({"checkpoint": checkpoint} if checkpoint else {}))
+                    break
+                except CheckpointError:
+                    continue  # the model may hold part of the state: a new one, from the next readable epoch or none
+                finally:
+                    if checkpoint is not None:  # what went wrong with the checkpoint, said with the run's result
+                        outcome.notes, outcome.out_of_space = checkpoint.notes, checkpoint.out_of_space
         finally:
             outcome.system_metrics = sampler.stop()
             outcome.other_load_cores = load.other_cores()
@@ -200,11 +212,11 @@ def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
     return outcome
 
 
-def _checkpointing(backend: backends.Backend, job: Job) -> dict[str, Checkpoint]:
+def _checkpoint(backend: backends.Backend, job: Job) -> Checkpoint | None:
     """train()'s checkpoint argument, when the job has a checkpoint folder and the backend takes one."""
     if job.checkpoint_dir is None or "checkpoint" not in inspect.signature(backend.train).parameters:
-        return {}
-    return {"checkpoint": Checkpoint(Path(job.checkpoint_dir))}
+        return None
+    return Checkpoint(Path(job.checkpoint_dir))
 
 
 def _provenance(backend: backends.Backend, device: Device) -> Provenance:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import psutil
 import yaml
 
+from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
 from lenet_bench.results import convert
 from lenet_bench.results.row import (
     DRIVER_TAG,
@@ -224,20 +225,35 @@ class Recorder:
             self.tracker.delete_run(run_id)  # no empty run: the invocation lists it instead
             return self.skipped(job, result.reason)
         row = self.provenance(row, result)
+        for note in result.notes:  # said once, here; kept in the row's reason below
+            self.warn(f"{job.name}: {note}")
         if result.status is Status.FAILED or result.result is None:
-            return self.failed(job, run_id, row, result.reason or "no result", result.traceback)
+            row = self.failed(job, run_id, row, "; ".join([result.reason or "no result", *result.notes]),
+                              result.traceback)
+            return self._stop_if_full(job, result, row)
         run = result.result
         other = result.other_load_cores
         row = judged(row.update(status=Status.COMPLETED, **result_fields(job, run, result.baseline),
                                 data_prepare_seconds=result.data_prepare_seconds, peak_rss_mb=result.peak_rss_mb,
                                 rss_at_start_mb=result.rss_at_start_mb, other_load_cores=other,
                                 timing=timing_condition(other)))
+        if result.notes:
+            row = row.update(reason="; ".join(filter(None, [row.reason, *result.notes])))
         try:
             self._log_completed(job, run_id, row, result)
         except Exception as err:  # the store refused (disk full, server gone): the run is not complete there
+            if is_out_of_space(err):
+                raise  # the invocation stops (exit 2); the run, never tagged completed, is marked KILLED next time
             return self.failed(job, run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: "
                                                  f"{err}")
-        return self._write(row)
+        return self._stop_if_full(job, result, self._write(row))
+
+    @staticmethod
+    def _stop_if_full(job: Job, result: JobResult, row: ResultRow) -> ResultRow:
+        """The run is recorded; a checkpoint that found the disk full stops the invocation before the next."""
+        if result.out_of_space:
+            raise OutOfSpace(job.checkpoint_dir or ".")
+        return row
 
     def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> ResultRow:
         row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
@@ -347,6 +363,8 @@ class Recorder:
         try:
             self.results.merge([row])
         except (OSError, ResultsError) as err:
+            if is_out_of_space(err) or (isinstance(err, OSError) and short_of_space(self.results.path)):
+                raise OutOfSpace(self.results.path) from err  # runs.csv is whole as it was (written atomically)
             where = f"MLflow run {row.mlflow_run_id}" if row.mlflow_run_id else "nowhere else"
             self._unwritten.append(row.run)
             self.warn(f"could not write {row.run} to {self.results.runs_csv} ({err}); it is in {where}: "

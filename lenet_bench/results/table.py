@@ -7,9 +7,10 @@
   failed, interrupted or skipped run never erases a completed one.
 - A folder marked as the project's reference results (a `REFERENCE` file) is written only
   when asked for explicitly.
-- Problems (a file where the folder should be, no permission, a broken `runs.csv`) are
-  `ResultsError`s that name the path and say how to fix it; `check_writable` finds them
-  before anything trains.
+- Problems (a file where the folder should be, no permission, a full disk, a broken `runs.csv`,
+  one that lacks a column every reader needs) are `ResultsError`s (`OutOfSpace` for a full
+  disk) that name the path and say how to fix it; `check_writable` finds them before anything
+  trains.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from lenet_bench.atomic_file import write_text_atomically
+from lenet_bench.disk_space import check_room
 from lenet_bench.reference_folder import REFERENCE_MARKER, inside_reference
 from lenet_bench.results.convert import rows_from_frame, rows_to_frame
 from lenet_bench.results.row import ResultRow, Status
@@ -32,6 +34,8 @@ RUNS_CSV = "runs.csv"
 SUMMARY_MD = "summary.md"
 LOCK_TIMEOUT_S = 60
 _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
+# What makes a row a run: without one of these no reader can tell runs apart or pair them by seed.
+IDENTITY_COLUMNS = ("run", "spec", "backend", "device", "seed", "status")
 SUMMARY_COLUMNS = {
     "spec": "spec", "overrides": "overrides", "backend": "backend", "device": "device", "seed": "seed",
     "status": "status", "params": "params", "test_accuracy": "test acc %", "baseline_accuracy": "baseline acc %",
@@ -60,8 +64,10 @@ class ResultsFolder:
 
     # ------------------------------------------------------------ checks
 
-    def check_writable(self) -> None:
-        """Before any training: the folder can be created and written, and its runs.csv (if any) read."""
+    def check_writable(self, subfolders: Iterable[str] = ()) -> None:
+        """Before any training: the folder can be created and written, its disk takes a run's records
+        (disk_space.OutOfSpace if not), its `subfolders` (where they exist) are writable folders, and its
+        runs.csv (if any) can be read."""
         if self.is_reference and not self.update_reference:
             raise ResultsError(
                 f"{self.path} holds the project's reference results ({REFERENCE_MARKER} file); runs write "
@@ -71,17 +77,29 @@ class ResultsFolder:
             raise ResultsError(f"{self.path} is a file, not a folder; move it away or pass --results DIR")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-"):
-                pass
+            check_room(self.path, "; free some space there, or pass --results DIR on another disk")
         except OSError as err:
             raise ResultsError(f"cannot write results to {self.path} ({err.strerror or err}); "
                                "fix its permissions or pass --results DIR") from err
+        for name in subfolders:
+            folder = self.path / name
+            if folder.exists() and not folder.is_dir():
+                raise ResultsError(f"{folder} is not a folder (lenet_bench keeps its {name.strip('.')} there); "
+                                   "move it away or pass --results DIR")
+            try:
+                if folder.exists():
+                    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                        pass
+            except OSError as err:
+                raise ResultsError(f"cannot write into {folder} ({err.strerror or err}); fix its permissions, "
+                                   "move it away or pass --results DIR") from err
         self.read()
 
     # ------------------------------------------------------------ reading
 
-    def read(self) -> list[ResultRow]:
-        """Every row of runs.csv ([] when there is none); a broken file is a ResultsError."""
+    def read(self, require: Iterable[str] = ()) -> list[ResultRow]:
+        """Every row of runs.csv ([] when there is none); a broken file, or one without the identity columns
+        or the columns a reader `require`s, is a ResultsError naming the file and the columns."""
         path = self.runs_csv
         if not path.exists():
             return []
@@ -104,6 +122,11 @@ class ResultsFolder:
         if "run" not in frame or "status" not in frame:
             raise ResultsError(f"{path} has no 'run' and 'status' columns: not a lenet_bench runs table; "
                                "move it away or pass --results DIR")
+        missing = [c for c in dict.fromkeys([*IDENTITY_COLUMNS, *require]) if c not in frame]
+        if missing:
+            raise ResultsError(f"{path} lacks the column(s) {', '.join(map(repr, missing))}, which this command "
+                               "needs; move it away and rebuild it from MLflow with `python -m lenet_bench report`, "
+                               "or pass the folder of a complete table")
         try:
             return rows_from_frame(frame)
         except ValueError as err:  # a status or number that is not one

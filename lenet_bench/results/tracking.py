@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from lenet_bench.disk_space import check_room
 from lenet_bench.results.row import DRIVER_TAG, KIND_TAG, STATUS_TAG, Status
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -44,9 +46,11 @@ class TrackingError(Exception):
 
 
 def quiet_mlflow_logs() -> None:
-    """MLflow narrates database set-up at INFO; users watch the progress instead."""
-    for chatty in ("mlflow.store.db.utils", "mlflow.system_metrics", "alembic"):
+    """MLflow narrates database set-up at INFO; users watch the progress instead. Its database layer also logs
+    every error it raises, with the whole traceback: the error reaches lenet_bench, which says it once."""
+    for chatty in ("mlflow.system_metrics", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def resolve_tracking_uri(cli_value: str | None) -> str:
@@ -124,6 +128,28 @@ class Tracker:
             if found is None:
                 raise
             return found.experiment_id
+
+    def local_folders(self) -> list[Path]:
+        """The folders on this machine that the store writes: the SQLite file's and the experiment's artifacts'."""
+        folders = []
+        database = sqlite_path(self.tracking_uri)
+        if database is not None:
+            folders.append(database.absolute().parent)
+        location = self.client.get_experiment(self.experiment_id).artifact_location if self.experiment_id else ""
+        if location.startswith("file:") or "://" not in location:
+            folder = Path(urllib.parse.urlparse(location).path if location.startswith("file:") else location)
+            if location:
+                folders.append(folder.absolute())
+        return list(dict.fromkeys(folders))
+
+    def check_room(self) -> None:
+        """Before any training: the store's local folders take a run's records (disk_space.OutOfSpace if not)."""
+        for folder in self.local_folders():
+            try:
+                check_room(folder, "; free some space there, or pass --tracking-uri with a store on another disk")
+            except OSError as err:
+                raise TrackingError(f"cannot write the MLflow store's folder {folder} ({err.strerror or err}); "
+                                    "fix its permissions or pass --tracking-uri") from err
 
     # ------------------------------------------------------------ reading
 

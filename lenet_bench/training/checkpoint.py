@@ -17,13 +17,14 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lenet_bench.atomic_file import write_text_atomically
+from lenet_bench.disk_space import free_text, is_out_of_space, short_of_space
 from lenet_bench.reference_folder import inside_reference
 from lenet_bench.training.result import EpochRecord
 
@@ -34,7 +35,8 @@ FORMAT = 1
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed from (unreadable, or not this run's)."""
+    """A checkpoint whose backend state could not be restored: the model may hold part of it, so the run
+    starts again from a freshly built model (the epoch that failed is removed)."""
 
 
 def folder_for(results_dir: Path, fingerprint: str) -> Path:
@@ -61,57 +63,121 @@ class BackendState:
 
 
 class Checkpoint:
+    """A run's checkpoint folder. What went wrong with it is kept in `notes` (said once, with the run's
+    result): an unreadable epoch is passed over for an older readable one, or the run trains from
+    scratch; an epoch that cannot be written stops the checkpointing, never the run."""
+
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         if inside_reference(self.folder):
             raise ValueError(f"{self.folder} is inside the reference results: no checkpoint is written there")
+        self.notes: list[str] = []
+        self.unwritable = False  # an epoch could not be written: no more are tried
+        self.out_of_space = False  # ... because the disk is full
 
     def saved_epoch(self) -> int | None:
-        """The last complete epoch saved, or None (no checkpoint, or an unreadable one)."""
-        try:
-            return int(json.loads((self.folder / LATEST).read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        """The newest complete epoch whose loop state reads back, or None."""
+        return next((epoch for epoch, _ in self._readable()), None)
 
     def save(self, state: LoopState, backend: BackendState) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{state.epoch:04d}"
+        if self.unwritable:
+            return
+        name = _epoch_name(state.epoch)
         partial = self.folder / f".{name}.partial-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        backend.save(partial)
-        (partial / LOOP_STATE).write_text(json.dumps(_loop_json(state)))
-        final = self.folder / name
-        shutil.rmtree(final, ignore_errors=True)  # left by a run stopped before it replaced LATEST
-        os.replace(partial, final)
-        write_text_atomically(self.folder / LATEST, json.dumps({"epoch": state.epoch}))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            backend.save(partial)
+            (partial / LOOP_STATE).write_text(json.dumps(_loop_json(state)))
+            final = self.folder / name
+            shutil.rmtree(final, ignore_errors=True)  # left by a run stopped before it replaced LATEST
+            os.replace(partial, final)
+            write_text_atomically(self.folder / LATEST, json.dumps({"epoch": state.epoch}))
+        except Exception as err:  # a full disk, a read-only or misplaced folder: the run trains on without
+            shutil.rmtree(partial, ignore_errors=True)
+            self.unwritable = True
+            self.out_of_space = is_out_of_space(err) or short_of_space(self.folder)
+            why = f"no space left on device, {free_text(self.folder)} free" if self.out_of_space else _problem(err)
+            self.notes.append(f"epoch {state.epoch} and later were not checkpointed ({why} in {self.folder}): "
+                              "a stop now would train it again from the last epoch saved")
+            return
         for old in self.folder.iterdir():
             if old != final and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self, backend: BackendState, steps_per_epoch: int) -> LoopState | None:
-        """Restore the backend's state and return the loop's, or None when there is no checkpoint.
-        An unreadable checkpoint is removed (the next attempt starts afresh) and raises CheckpointError."""
-        epoch = self.saved_epoch()
-        if epoch is None:
-            return None
-        folder = self.folder / f"epoch-{epoch:04d}"
-        try:
-            data = json.loads((folder / LOOP_STATE).read_text())
-            state = _loop_state(data)
-            if state.epoch != epoch or state.steps_per_epoch != steps_per_epoch:
-                raise ValueError(f"it holds epoch {state.epoch} of {state.steps_per_epoch} steps; expected epoch "
-                                 f"{epoch} of {steps_per_epoch}")
-            backend.restore(folder)
-            _restore_generators(data)
-        except Exception as err:
+        """Restore the newest readable epoch's backend state and return its loop's, or None: no checkpoint, or
+        none readable (the run trains from scratch; `notes` say why). Epochs that cannot be read, or are of
+        another shape, are removed. CheckpointError when the backend's state fails to restore."""
+        for epoch, data in self._readable(steps_per_epoch):
+            folder = self.folder / _epoch_name(epoch)
+            try:
+                state = _loop_state(data)
+                backend.restore(folder)
+                _restore_generators(data)
+            except Exception as err:
+                shutil.rmtree(folder, ignore_errors=True)
+                self.notes.append(f"its checkpoint of epoch {epoch} in {self.folder} could not be restored "
+                                  f"({_problem(err)}); trained again from a new model")
+                raise CheckpointError(self.notes[-1]) from err
+            return state
+        if self.notes:
             self.remove()
-            raise CheckpointError(f"cannot resume from the checkpoint in {self.folder} ({type(err).__name__}: "
-                                  f"{err}); it was removed, the next attempt trains from scratch") from err
-        return state
+            self.notes.append("trained from scratch")
+        return None
+
+    def _readable(self, steps_per_epoch: int | None = None) -> Iterator[tuple[int, dict]]:
+        """(epoch, loop state) of each complete epoch folder whose loop.json reads back, newest first; the
+        others noted and, when loading (`steps_per_epoch` given), removed. An epoch folder is renamed into
+        place only once complete, so the newest one is right whatever LATEST says."""
+        try:
+            found = sorted((int(p.name.removeprefix("epoch-")), p) for p in self.folder.glob("epoch-[0-9]*")
+                           if p.name.removeprefix("epoch-").isdigit())
+        except OSError:
+            found = []
+        loading = steps_per_epoch is not None
+        latest = self._latest()
+        if loading and (self.folder / LATEST).is_file():  # none: a stop before the first epoch's, or after its folder
+            if latest is None:
+                self.notes.append(f"its checkpoint's {LATEST} in {self.folder} is unreadable")
+            elif latest not in dict(found):
+                self.notes.append(f"its checkpoint's {LATEST} names epoch {latest}, whose folder in {self.folder} "
+                                  "is gone")
+        for epoch, folder in reversed(found):
+            try:
+                data = json.loads((folder / LOOP_STATE).read_text())
+                _loop_state(data)
+                if data["epoch"] != epoch or (loading and data["steps_per_epoch"] != steps_per_epoch):
+                    raise ValueError(f"it holds epoch {data['epoch']} of {data['steps_per_epoch']} steps; expected "
+                                     f"epoch {epoch}" + (f" of {steps_per_epoch}" if loading else ""))
+            except Exception as err:
+                if loading:
+                    self.notes.append(f"its checkpoint of epoch {epoch} in {self.folder} is unreadable "
+                                      f"({_problem(err)})")
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
+            yield epoch, data
+
+    def _latest(self) -> int | None:
+        try:
+            return int(json.loads((self.folder / LATEST).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _epoch_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def _problem(err: BaseException) -> str:
+    """An error in a few words: its type and its message's first line."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
