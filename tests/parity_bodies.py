@@ -25,6 +25,14 @@ OPTIMIZERS = {
     "adam-wd-onecycle": ({"name": "adam", "lr": 0.002, "weight_decay": 1e-3, "beta1": 0.8, "eps": 1e-6},
                          {"schedule": "onecycle", "warmup_epochs": 0.4}),
 }
+# Batch norm after convolutions and after the flatten, activations of their own, a stride-2 convolution.
+BATCH_NORM_LAYERS = [
+    {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"}, {"type": "batch_norm"},
+    {"type": "activation", "fn": "gelu"}, {"type": "pool", "kind": "max", "size": 2},
+    {"type": "conv", "filters": 16, "kernel": 5, "stride": 2}, {"type": "batch_norm", "momentum": 0.2},
+    {"type": "activation", "fn": "leaky_relu", "slope": 0.1}, {"type": "flatten"},
+    {"type": "batch_norm", "epsilon": 1e-3}, {"type": "dense", "units": 64}, {"type": "activation", "fn": "elu"},
+    {"type": "dense", "units": 10}]
 
 
 @cache
@@ -69,3 +77,14 @@ def weights_after_steps(name: str, optimizer: str, mnist_dir: Path) -> dict[str,
     run = backend.train(backend.build(spec, 0, "cpu"), spec, data, 0, "cpu", SilentProgress(), TRAIN_STEPS)
     return {"initial": backend.get_weights(backend.build(spec, 0, "cpu")), "trained": backend.get_weights(run.model),
             "train_loss": run.history[0].train_loss, "train_accuracy": run.history[0].train_accuracy}
+
+
+def batch_norm_after_steps(name: str, mnist_dir: Path) -> dict[str, Any]:
+    """Initial and trained weights after TRAIN_STEPS steps of SGD through a network with batch norm."""
+    backend = backends.activate(name)
+    spec = Spec.model_validate({"name": "bn-sgd", "data": {"input_size": 28}, "model": {"layers": BATCH_NORM_LAYERS},
+                                "train": {"optimizer": {"name": "sgd", "lr": 0.01}, "batch_size": 64}})
+    data = prepared(mnist(mnist_dir), spec, subset=TRAIN_STEPS * 64 * 2)
+    run = backend.train(backend.build(spec, 0, "cpu"), spec, data, 0, "cpu", SilentProgress(), TRAIN_STEPS)
+    return {"initial": backend.get_weights(backend.build(spec, 0, "cpu")), "trained": backend.get_weights(run.model),
+            "train_loss": run.history[0].train_loss}

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from lenet_bench.backends.keras_common import lecun
+from lenet_bench.backends.keras_common.batch_norm import BatchNorm
 from lenet_bench.backends.keras_common.optimizers import fit_optimizer
 from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
@@ -64,9 +65,8 @@ def _dropout(layer: arch.Dropout) -> keras.layers.Layer:
 
 
 def _batch_norm(layer: arch.BatchNorm) -> keras.layers.Layer:
-    # Keras' momentum weighs the running statistics, PyTorch's (the spec's) the new batch's: 1 - the other.
-    return keras.layers.BatchNormalization(axis=-1, momentum=1.0 - layer.momentum, epsilon=layer.epsilon,
-                                           name=layer.name)
+    # PyTorch's formulas and momentum (the spec's; Keras' own layer's momentum would be 1 - it): see batch_norm.py.
+    return BatchNorm(layer.momentum, layer.epsilon, name=layer.name)
 
 
 # One builder per layer type of the description.
@@ -122,7 +122,7 @@ def _parametrized(model: keras.Model) -> list[tuple[keras.layers.Layer, bool]]:
     for layer in model.layers:
         if isinstance(layer, keras.layers.Flatten):
             reads_flattened = True
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization,
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, BatchNorm,
                               *_CANONICAL_LAYOUT)):
             found.append((layer, reads_flattened))
         if isinstance(layer, keras.layers.Dense):
@@ -141,7 +141,7 @@ def _flattened_map(model: keras.Model) -> tuple[int, int, int] | None:
 
 def _arrays(layer: keras.layers.Layer) -> tuple[keras.Variable, keras.Variable]:
     """The layer's two trainable arrays in the canonical order: weight (kernel or scale), bias (or shift)."""
-    if isinstance(layer, keras.layers.BatchNormalization):
+    if isinstance(layer, BatchNorm):
         return layer.gamma, layer.beta
     return layer.kernel, layer.bias
 
@@ -179,7 +179,7 @@ def get_weights(model: keras.Model) -> list[np.ndarray]:
             layout = flattened if reads_flattened else None
             kernel = _to_canonical(kernel, layout)
             # A dense layer's bias is per unit (no permutation); a batch norm's shift is per feature.
-            bias = _to_canonical(bias, layout) if isinstance(layer, keras.layers.BatchNormalization) else bias
+            bias = _to_canonical(bias, layout) if isinstance(layer, BatchNorm) else bias
         weights += [kernel.copy(), bias.copy()]
     return weights
 
@@ -195,7 +195,7 @@ def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
             layout = flattened if reads_flattened else None
             kernel = _to_keras(kernel, layout)
             # A dense layer's bias is per unit (no permutation); a batch norm's shift is per feature.
-            bias = _to_keras(bias, layout) if isinstance(layer, keras.layers.BatchNormalization) else bias
+            bias = _to_keras(bias, layout) if isinstance(layer, BatchNorm) else bias
         for variable, value in zip(_arrays(layer), (kernel, bias)):
             if tuple(variable.shape) != value.shape:
                 raise ValueError(f"weight shape mismatch in {layer.name}: expected {tuple(variable.shape)} "

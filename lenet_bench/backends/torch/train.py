@@ -18,12 +18,12 @@ from torch.nn import functional as F
 
 from lenet_bench.backends.torch.losses import Loss, loss_function
 from lenet_bench.backends.torch.model import (
-    MEMORY_FORMAT,
     NAME,
     canonical_parameters,
     count_params,
     images,
     logits,
+    memory_format,
     torch_device,
 )
 from lenet_bench.backends.torch.sdlm import SDLM, diagonal_hessian
@@ -144,7 +144,7 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: D
     clock.start()
     x_train, x_val, x_test = (images(x, dev) for x in (data.x_train, data.x_val, data.x_test))
     y_train, y_val, y_test = (torch.from_numpy(y).to(dev) for y in (data.y_train, data.y_val, data.y_test))
-    model.to(memory_format=MEMORY_FORMAT)
+    model.to(memory_format=memory_format(model))
     data_seconds = clock.read()
 
     # Canonical order: sdlm's curvature arrays come in it (the same set as model.parameters()).
