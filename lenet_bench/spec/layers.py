@@ -84,7 +84,7 @@ class ConvFields(Strict):
         return self
 
 
-Init = Literal["glorot_uniform", "torch_default", "lecun_uniform"]
+Init = Literal["glorot_uniform", "torch_default", "lecun_uniform", "lecun_uniform_sqrt"]
 
 
 class ConvSpec(_Layer, ConvFields):

@@ -14,7 +14,7 @@ from lenet_bench import backend_registry
 from lenet_bench.data import registry
 from lenet_bench.device import Device
 from lenet_bench.spec import arch, layers
-from lenet_bench.spec.layers import MAX_FILTERS, MAX_KERNEL, MAX_UNITS, TEMPLATE_ACTIVATIONS, LayerSpec
+from lenet_bench.spec.layers import MAX_KERNEL, MAX_UNITS, LayerSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -56,7 +56,8 @@ class ModelSpec(_Strict):
     in_channels: int = Field(1, gt=0)
     num_classes: int = Field(10, ge=2)
     # lecun_uniform: U(-2.4/F, 2.4/F), F the fan-in of the unit (1998, Appendix A); a layer's own `init` wins.
-    init: Literal["glorot_uniform", "torch_default", "lecun_uniform", "framework"] = "glorot_uniform"
+    # lecun_uniform_sqrt: U(-2.4/sqrt(F), 2.4/sqrt(F)) (training/weights.py says why).
+    init: Literal["glorot_uniform", "torch_default", "lecun_uniform", "lecun_uniform_sqrt", "framework"] = "glorot_uniform"
     # rbf: 1998's output, one Euclidean RBF unit per class with fixed +-1 parameter vectors (the
     # 7x12 digit bitmaps of lenet_bench/spec/bitmaps.py); its output is minus the squared distance.
     output: Literal["dense", "rbf"] = "dense"

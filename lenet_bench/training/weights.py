@@ -5,6 +5,11 @@ the same point. Layout is canonical (PyTorch's): conv weights (out, in, kh, kw),
 weights (out, in), and the first dense layer reads a flattened (C, H, W) feature map. The
 arrays and their order come from the layer description (`spec.arch`).
 
+lecun_uniform_sqrt is the same with sqrt(F) for F: weighted sums of unit variance, Appendix A's stated aim (sums
+"in the normal operating region of the sigmoid") and Efficient BackProp's rule (standard deviation F^-1/2); read as
+printed, 2.4/F leaves LeNet-5's sums far below it, and the paper's own learning rates diverge from there
+(scripts/sdlm_diagnosis.py).
+
 lecun_uniform is LeCun et al. (1998), Appendix A: every weight and bias of a unit uniform in
 (-2.4/F, 2.4/F), F the unit's fan-in (its incoming connections, the bias left out): 25 for C1,
 75, 100 or 150 for C3's maps (3, 4 or 6 input maps, Table I), 4 for a 2x2 subsampling unit.
@@ -19,7 +24,7 @@ import numpy as np
 from lenet_bench.spec import arch
 from lenet_bench.spec.arch import ArchSummary
 
-SCHEMES = ("glorot_uniform", "torch_default", "lecun_uniform")
+SCHEMES = ("glorot_uniform", "torch_default", "lecun_uniform", "lecun_uniform_sqrt")
 LECUN_SCALE = 2.4  # LeCun et al. (1998), Appendix A
 
 
@@ -40,8 +45,10 @@ def initial_weights(summary: ArchSummary, model_scheme: str, seed: int) -> list[
             weights += [np.ones(w_shape, np.float32), np.zeros(b_shape, np.float32)]
             continue
         scheme = getattr(layer, "init", None) or model_scheme
-        if scheme == "lecun_uniform":
+        if scheme in ("lecun_uniform", "lecun_uniform_sqrt"):
             w_fan_in, b_fan_in = _unit_fan_ins(layer)
+            if scheme == "lecun_uniform_sqrt":
+                w_fan_in, b_fan_in = np.sqrt(w_fan_in), np.sqrt(b_fan_in)
             weights.append((rng.uniform(-1, 1, w_shape) * LECUN_SCALE / w_fan_in).astype(np.float32))
             weights.append((rng.uniform(-1, 1, b_shape) * LECUN_SCALE / b_fan_in).astype(np.float32))
             continue
