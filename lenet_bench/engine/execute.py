@@ -33,7 +33,7 @@ from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.engine.phases import PhaseTimer
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import in_engine_process
+from lenet_bench.engine.process import in_engine_process, watch_parent
 from lenet_bench.engine.sampler import Sample, SystemSampler
 from lenet_bench.results.row import Status
 from lenet_bench.training.checkpoint import Checkpoint, CheckpointError
@@ -231,7 +231,9 @@ def _provenance(backend: backends.Backend, device: Device) -> Provenance:
 
 
 def worker_setup(cores: list[int] | None, environment: dict[str, str]) -> None:
-    """First thing in a worker process: its own cores, and thread pools sized to them before any framework loads."""
+    """First thing in a worker process: its own cores, and thread pools sized to them before any framework loads;
+    and it ends when the invocation that started it is gone (killed with -9)."""
+    watch_parent(os.getppid())
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     count = str(len(cores) if cores else len(allowed_cores()))

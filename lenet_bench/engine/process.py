@@ -1,9 +1,13 @@
 """Processes of our own: a function run in a fresh spawned process, a process per Keras engine kept for
-the invocation, and ending a process pool mid-job."""
+the invocation, and ending a process pool mid-job. Every such process watches its parent and ends when
+the parent is gone."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -13,16 +17,33 @@ T = TypeVar("T")
 _ENGINE_POOLS: dict[str, ProcessPoolExecutor] = {}
 
 
+PARENT_POLL_S = 0.5  # how often a helper looks whether its parent is still there
+
+
 def _spawned_pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))  # TensorFlow is not fork-safe
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),  # TensorFlow is not fork-safe
+                               initializer=watch_parent, initargs=(os.getpid(),))
+
+
+def watch_parent(parent: int) -> None:
+    """In a helper process: end it as soon as `parent` is gone. Its pipe never tells it so: the pool's call
+    queue is a multiprocessing.Queue, whose writing end the helper holds too, so a helper whose parent was
+    killed (a Dask worker stopped by its nanny's SIGKILL) would wait on it, or train on, for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:  # a dead parent's children are handed to init (or a subreaper)
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # at once: no cleanup is owed to a parent that is gone
+
+    threading.Thread(target=watch, name="lenet_bench-watch-parent", daemon=True).start()
 
 
 @contextmanager
 def _children_allowed() -> Iterator[None]:
     """Let a daemonic process start our helper. A Dask worker under its nanny (the README's `dask worker`)
     is daemonic, and multiprocessing refuses children there, lest they outlive a daemon that is ended.
-    Ours cannot: the helper is killed with its call or the invocation (kill_pool), and a spawned pool
-    process exits by itself when its parent dies and the pipe it reads from closes."""
+    Ours cannot: the helper is killed with its call or the invocation (kill_pool), and it ends itself
+    within a second of its parent's death, however that came (watch_parent)."""
     config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
     daemonic = config.get("daemon", False)
     config["daemon"] = False
