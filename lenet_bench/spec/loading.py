@@ -28,8 +28,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lenet_bench.data import registry
-from lenet_bench.spec import arch, bounded_yaml
-from lenet_bench.spec import schema
+from lenet_bench.spec import arch, bounded_yaml, schema
 from lenet_bench.spec.schema import SPEC_SUFFIXES, Spec
 
 DEFAULT_SUITE = Path("specs")  # the specs `effects`, `report` and run's reports read when none are named
@@ -290,6 +289,9 @@ def _set_dotted(data: dict, path: str, value: Any) -> str | None:
             continue
         index = _list_index(node, part)
         if index is None:
+            if isinstance(node, list):
+                return (f"cannot set {path!r}: {part} is neither an index of the list of {len(node)} nor a name in it"
+                        f" (names: {', '.join(str(e.get('name')) for e in node if isinstance(e, dict) and e.get('name')) or 'none'})")
             return f"cannot set {path!r}: {'.'.join(parts[:depth + 1])} does not exist in the base spec"
         node = node[index]
     last = parts[-1]
