@@ -3,7 +3,6 @@ fields, and its stochastic layers in inference mode on every backend."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import layers_bodies as bodies
