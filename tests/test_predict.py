@@ -6,6 +6,8 @@ users draw them - small in a corner, dark on white, photographed - where the old
 from __future__ import annotations
 
 import io
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,8 +165,18 @@ def test_bad_image_files_exit_2_naming_every_file(tmp_path, mnist_raw, capsys):
     assert f"{blank}: no digit found" in err
     assert str(good) not in err and "Traceback" not in err
 
-    assert main(["predict", "any-run", str(tmp_path / "missing.png"), str(tmp_path), *store]) == 2
-    assert f"no such image file: {tmp_path / 'missing.png'}, {tmp_path}" in capsys.readouterr().err
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opened, it would block the reader for ever
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "socket.png"))
+        assert main(["predict", "any-run", str(tmp_path / "missing.png"), str(tmp_path), str(fifo),
+                     str(tmp_path / "socket.png"), "/dev/null", *store]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path / 'missing.png'}: no such image file" in err
+    assert f"{tmp_path}: a folder, not an image file" in err
+    assert f"{fifo}: a named pipe (FIFO), not an image file" in err
+    assert f"{tmp_path / 'socket.png'}: a socket, not an image file" in err
+    assert "/dev/null: a character device, not an image file" in err
 
 
 @pytest.mark.slow
@@ -229,6 +241,29 @@ def test_predict_command_prints_a_guess_per_image(trained_store, mnist_raw, tmp_
 
     assert main(["predict", "no-such-run", str(paths[0]), *uri]) == 2
     assert "no completed run with id or name 'no-such-run'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_good_images_are_read_beside_bad_ones_and_every_bad_one_is_named(trained_store, mnist_raw, tmp_path, capsys):
+    good = write_images(tmp_path, photo, mnist_raw.x_test[:2], seed=3)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    capsys.readouterr()
+    assert main(["predict", trained_store.run_name, str(good[0]), str(text), str(fifo), str(good[1]),
+                 "--tracking-uri", trained_store.tracking_uri]) == 2
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(good[0]), str(good[1])], captured
+    err = " ".join(captured.err.split())
+    assert f"{text}: not an image" in err and f"{fifo}: a named pipe (FIFO), not an image file" in err
+    assert str(good[0]) not in err and "Traceback" not in err
+
+    assert main(["predict", "no-such-run", str(good[0]), str(text), "--tracking-uri",
+                 trained_store.tracking_uri]) == 2  # a run that cannot read them: said with the files' problems
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no completed run with id or name 'no-such-run'" in err and f"{text}: not an image" in err
 
 
 @pytest.mark.slow
