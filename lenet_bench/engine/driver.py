@@ -247,16 +247,14 @@ class Driver:
         """Add a trained run's phases; `slot_seconds` from handing it to the executor to its result here."""
         if executed.result is None or not executed.phases:
             return
-        history = executed.result.history
-        split = phases.split_backend_call(executed.phases, sum(r.seconds for r in history),
-                                          sum(r.eval_seconds for r in history))
+        split = phases.split_run(executed.phases, executed.result)  # only the epochs trained in this invocation
         split[phases.HAND_OFF] = max(slot_seconds - sum(executed.phases.values()), 0.0)
         self.run_phases[job.name] = split
 
     def _write_overhead(self, results: ResultsFolder, wall_seconds: float, capacity: int) -> str:
         """overhead.md: every second of this invocation outside training, per phase; its name."""
         table = phases.overhead_table(list(self.run_phases.values()), self.driver_phases, wall_seconds, capacity)
-        outside = 1 - float(table.loc[table["phase"] == phases.TRAINING, "share"].sum())
+        outside = phases.outside_training(table)
         console.print(f"time outside training: {100 * outside:.1f}% of {duration(wall_seconds)} "
                       f"({results.path / phases.OVERHEAD_MD})", markup=False)
         text = phases.overhead_markdown(table, wall_seconds, capacity, len(self.run_phases),
