@@ -99,7 +99,7 @@ class Driver:
         status = "KILLED"
         try:
             with self.timed("decide (data keys, fingerprints, reuse)"):
-                to_run = self._decide(jobs, tracker, results, recorder, rows)
+                to_run = self._decide(jobs, tracker, results, recorder, rows, executor)
             announce_plan(to_run, len(self.reused))
             seconds, expected = self._expect(to_run, results, executor)
             self._execute(to_run, executor, recorder, rows, len(jobs), seconds, expected)
@@ -127,12 +127,13 @@ class Driver:
     # ------------------------------------------------------------ decide
 
     def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
-                rows: list[ResultRow]) -> list[Job]:
+                rows: list[ResultRow], executor: executors.Executor) -> list[Job]:
         recorded = results.completed_by_fingerprint()
         to_run = []
         skipped: list[ResultRow] = []
         for job in jobs:
-            reason = self._skip_reason(job)
+            # The executor first: what it cannot take (a GPU run on a cluster without a GPU worker) is its device.
+            reason = executor.cannot_run(job) or self._skip_reason(job)
             if reason is None:
                 try:
                     data_key = self.data.key(job.spec.data)

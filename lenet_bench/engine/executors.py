@@ -10,6 +10,10 @@ flight (and marks exactly those KILLED on Ctrl-C).
   dies fails its run with that reason; a new one takes its place for the next run.
 - dask: an existing `dask.distributed` scheduler. GPU runs ask for `resources={"GPU": 1}`, so
   they go only to workers started with `--resources GPU=1`.
+
+`cannot_run(job)` says, before anything trains, why an executor will not take a job (a GPU run on a
+cluster without a GPU worker), so that the driver announces the skip with the others and counts only
+the runs that will train in its estimate.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class Executor(Protocol):
     capacity: int  # jobs in flight at once
     cores_per_run: int  # the cores one run gets (for the estimate of how long runs take)
 
+    def cannot_run(self, job: Job) -> str | None: ...
+
     def submit(self, job: Job) -> Future[JobResult]: ...
 
     def shutdown(self, *, kill: bool) -> None: ...
@@ -53,6 +59,9 @@ class InlineExecutor:
         self._progress_for = progress_for
         self._data = data  # the invocation's data cache: what the driver loaded to decide, trained on here
         self.cores_per_run = len(allowed_cores())
+
+    def cannot_run(self, job: Job) -> str | None:
+        return None  # this process: the driver asked its backend already
 
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
@@ -89,6 +98,9 @@ class LocalWorkers:
         self._environment = environment or {}
         self._pools: list[ProcessPoolExecutor | None] = [None] * workers
         self._busy: list[bool] = [False] * workers
+
+    def cannot_run(self, job: Job) -> str | None:
+        return None  # workers on this machine: what it has (its GPU, its backends) the driver asked already
 
     def _pool(self, slot: int) -> ProcessPoolExecutor:
         pool = self._pools[slot]
@@ -150,11 +162,16 @@ class DaskExecutor:
         self.gpu_workers = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU"))
         self._tasks: set[Any] = set()
 
+    def cannot_run(self, job: Job) -> str | None:
+        if job.device == Device.GPU and not self.gpu_workers:
+            return "no Dask worker offers a GPU resource (start one with: dask worker ADDRESS --resources GPU=1)"
+        return None
+
     def submit(self, job: Job) -> Future[JobResult]:
         outer: Future[JobResult] = Future()
-        if job.device == Device.GPU and not self.gpu_workers:
-            outer.set_result(JobResult(job.name, Status.SKIPPED, "no Dask worker offers a GPU resource "
-                                       "(start one with: dask worker ADDRESS --resources GPU=1)"))
+        refused = self.cannot_run(job)
+        if refused:  # the driver skips such a job before; a caller that did not gets it skipped here
+            outer.set_result(JobResult(job.name, Status.SKIPPED, refused))
             return outer
         resources = {"GPU": 1} if job.device == Device.GPU else None
         task = self.client.submit(execute_job, job, None, key=f"lenet_bench-{job.name}-{id(outer)}", pure=False,
