@@ -153,3 +153,11 @@ def test_inference_mode_is_deterministic_and_per_image(backend, body_result):
     np.testing.assert_allclose(result["alone"], result["twice"][0][:1], rtol=1e-5, atol=1e-5)
     assert result["layer_shapes"] == [[2, *layer.output_shape] for layer in summary.layers]
     assert np.isfinite(result["train_loss"])
+
+
+def test_a_saved_layers_spec_reads_back_as_itself():
+    """Runs are saved with every field of their spec (model_dump); a layers-form spec must read back from that."""
+    spec = Spec.model_validate(bodies.LAYERED)
+    assert Spec.model_validate(spec.model_dump(mode="json")) == spec
+    for variant in load_variants([Path(__file__).resolve().parents[1] / "specs" / "regularization.yaml"]):
+        assert Spec.model_validate(variant.spec.model_dump(mode="json")) == variant.spec

@@ -71,7 +71,10 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_form(self) -> ModelSpec:
-        template = sorted(TEMPLATE_FIELDS & self.model_fields_set)
+        # Compared with their defaults, not with what was written: a saved spec (model_dump) writes every field,
+        # and must read back as the same spec.
+        template = sorted(name for name in TEMPLATE_FIELDS
+                          if getattr(self, name) != type(self).model_fields[name].get_default(call_default_factory=True))
         if self.layers is not None and template:
             raise ValueError(f"write the model either as layers or in the template form, not both; received layers "
                              f"and {', '.join(template)} (in the layers form, each activation, pooling and the output "
