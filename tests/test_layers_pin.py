@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from pinned_networks import networks
 
 ROOT = Path(__file__).resolve().parents[1]
