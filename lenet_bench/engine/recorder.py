@@ -225,8 +225,8 @@ class Recorder:
             self.tracker.delete_run(run_id)  # no empty run: the invocation lists it instead
             return self.skipped(job, result.reason)
         row = self.provenance(row, result)
-        for note in result.notes:  # said once, here; kept in the row's reason below
-            self.warn(f"{job.name}: {note}")
+        if result.notes:  # said once, here; kept in the row's reason below
+            self.warn(f"{job.name}: {'; '.join(result.notes)}")
         if result.status is Status.FAILED or result.result is None:
             row = self.failed(job, run_id, row, "; ".join([result.reason or "no result", *result.notes]),
                               result.traceback)

@@ -117,9 +117,10 @@ class Checkpoint:
                 backend.restore(folder)
                 _restore_generators(data)
             except Exception as err:
-                shutil.rmtree(folder, ignore_errors=True)
+                _discard(folder)
+                _discard(self.folder / LATEST)  # it names the epoch just removed: nothing more to say about it
                 self.notes.append(f"its checkpoint of epoch {epoch} in {self.folder} could not be restored "
-                                  f"({_problem(err)}); trained again from a new model")
+                                  f"({_problem(err)})")
                 raise CheckpointError(self.notes[-1]) from err
             return state
         if self.notes:
@@ -137,6 +138,9 @@ class Checkpoint:
         except OSError:
             found = []
         loading = steps_per_epoch is not None
+        if loading and self.folder.exists() and not self.folder.is_dir():
+            self.notes.append(f"its checkpoint {self.folder} is not a folder")
+            _discard(self.folder)  # inside lenet_bench's own .checkpoints: the run's epochs go there now
         latest = self._latest()
         if loading and (self.folder / LATEST).is_file():  # none: a stop before the first epoch's, or after its folder
             if latest is None:
@@ -155,7 +159,7 @@ class Checkpoint:
                 if loading:
                     self.notes.append(f"its checkpoint of epoch {epoch} in {self.folder} is unreadable "
                                       f"({_problem(err)})")
-                    shutil.rmtree(folder, ignore_errors=True)
+                    _discard(folder)
                 continue
             yield epoch, data
 
@@ -168,6 +172,14 @@ class Checkpoint:
     def remove(self) -> None:
         if self.folder.is_dir():
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _discard(path: Path) -> None:
+    """A damaged part of a checkpoint gone, whatever it is (a folder, or a file in a folder's place)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _epoch_name(epoch: int) -> str:
