@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from lenet_bench.spec.layers import LayerSpec
+    from lenet_bench.spec.layers import (
+        ActivationSpec,
+        BatchNormSpec,
+        ConvSpec,
+        DenseSpec,
+        DropoutSpec,
+        FlattenSpec,
+        LayerSpec,
+        PoolSpec,
+        RBFSpec,
+    )
     from lenet_bench.spec.schema import ModelSpec
 
 TRAINING_FLOPS_FACTOR = 3
@@ -324,7 +335,7 @@ def _feature_map(walk: _Walk, field: str, where: str, spec: LayerSpec) -> tuple[
     return channels, height, width
 
 
-def _conv(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _conv(walk: _Walk, spec: ConvSpec, field: str, where: str) -> None:
     channels, height, width = _feature_map(walk, field, where, spec)
     if spec.padding == "valid" and (spec.kernel > height or spec.kernel > width):
         raise ShapeError(f"{field}.kernel",
@@ -344,7 +355,7 @@ def _conv(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
                          spec.padding, tuple(tuple(sorted(m)) for m in spec.connections), None, spec.init))
 
 
-def _pool(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _pool(walk: _Walk, spec: PoolSpec, field: str, where: str) -> None:
     channels, height, width = _feature_map(walk, field, where, spec)
     if spec.size > height or spec.size > width:
         raise ShapeError(f"{field}.size", f"{where}: {spec.kind} pooling of {spec.size}x{spec.size} does not fit its "
@@ -358,7 +369,7 @@ def _pool(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
                       None if stride == spec.size else stride))
 
 
-def _activation(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _activation(walk: _Walk, spec: ActivationSpec, field: str, where: str) -> None:
     from lenet_bench.spec.layers import TEMPLATE_ACTIVATIONS
 
     last = walk.layers[-1] if walk.layers else None
@@ -369,15 +380,15 @@ def _activation(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
     walk.add(Activation(walk.name(spec.name, spec.fn), walk.shape, walk.shape, spec.fn, spec.slope))
 
 
-def _dropout(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _dropout(walk: _Walk, spec: DropoutSpec, field: str, where: str) -> None:
     walk.add(Dropout(walk.name(spec.name, "dropout"), walk.shape, walk.shape, spec.rate))
 
 
-def _batch_norm(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _batch_norm(walk: _Walk, spec: BatchNormSpec, field: str, where: str) -> None:
     walk.add(BatchNorm(walk.name(spec.name, "batch_norm"), walk.shape, walk.shape, spec.momentum, spec.epsilon))
 
 
-def _flatten(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _flatten(walk: _Walk, spec: FlattenSpec, field: str, where: str) -> None:
     _feature_map(walk, field, where, spec)
     walk.add(Flatten(spec.name or "flatten", walk.shape, (math.prod(walk.shape),)))
 
@@ -389,12 +400,12 @@ def _vector(walk: _Walk, field: str, where: str) -> int:
     return walk.shape[0]
 
 
-def _dense(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _dense(walk: _Walk, spec: DenseSpec, field: str, where: str) -> None:
     _vector(walk, field, where)
     walk.add(Dense(walk.name(spec.name, "dense"), walk.shape, (spec.units,), spec.units, None, spec.init))
 
 
-def _rbf(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
+def _rbf(walk: _Walk, spec: RBFSpec, field: str, where: str) -> None:
     inputs = _vector(walk, field, where)
     classes = walk.model.num_classes
     if inputs != RBF_INPUTS or classes != 10:
@@ -404,7 +415,7 @@ def _rbf(walk: _Walk, spec: LayerSpec, field: str, where: str) -> None:
     walk.add(RBF(spec.name or "output", walk.shape, (classes,), classes))
 
 
-_DESCRIBERS = {"conv": _conv, "pool": _pool, "activation": _activation, "dropout": _dropout,
+_DESCRIBERS: dict[str, Callable[[_Walk, Any, str, str], None]] = {"conv": _conv, "pool": _pool, "activation": _activation, "dropout": _dropout,
                "batch_norm": _batch_norm, "flatten": _flatten, "dense": _dense, "rbf": _rbf}
 
 

@@ -15,6 +15,7 @@ from lenet_bench.data import registry
 from lenet_bench.device import Device
 from lenet_bench.spec import arch, layers
 from lenet_bench.spec.layers import MAX_KERNEL, MAX_UNITS, LayerSpec
+from lenet_bench.spec.layers import Strict as _Strict
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -27,9 +28,6 @@ MAX_STEPS_PER_EPOCH = 100_000
 MAX_LAYERS = 100
 MAX_SEEDS = 100
 MAX_SEED = 2**31 - 1  # every framework's seed setter takes it
-
-
-_Strict = layers.Strict
 
 
 class ConvLayer(layers.ConvFields):
@@ -359,8 +357,8 @@ class Spec(_Strict):
     def axes(self) -> dict[str, str]:
         """The design choices a user compares; the same keys for every variant."""
         enabled = [layer for _, layer in self.model.enabled_layers()]
-        paddings = sorted({layer.padding for layer in enabled if isinstance(layer, layers.ConvSpec)}) or ["none"]
-        pools = sorted({layer.kind for layer in enabled if isinstance(layer, layers.PoolSpec)}) or ["none"]
+        paddings: list[str] = sorted({layer.padding for layer in enabled if isinstance(layer, layers.ConvSpec)}) or ["none"]
+        pools: list[str] = sorted({layer.kind for layer in enabled if isinstance(layer, layers.PoolSpec)}) or ["none"]
         return {
             "architecture": self.model.arch_label,
             "activation": "+".join(self.model.activations) or "none",

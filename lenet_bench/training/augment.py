@@ -146,7 +146,8 @@ class EpochImages:
     waits for them if they are not ready; `waited` adds up those waits, the augmentation's cost that training
     did not hide. The distortions depend on (seed, epoch) only, so a resumed run gets the stream it left."""
 
-    def __init__(self, images: np.ndarray, augment: AugmentSpec, seed: int, background: float | np.ndarray):
+    def __init__(self, images: np.ndarray, augment: AugmentSpec, seed: int,
+                 background: float | Sequence[float] | np.ndarray):
         self._source, self._augment, self._seed, self._background = images, augment, seed, background
         self._buffers = [np.empty_like(images, dtype=np.float32) for _ in range(2)]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
@@ -176,6 +177,6 @@ class EpochImages:
 
 
 def epoch_images(augment: AugmentSpec | None, images: np.ndarray, seed: int,
-                 background: float | np.ndarray) -> EpochImages | None:
+                 background: float | Sequence[float] | np.ndarray) -> EpochImages | None:
     """The run's distorted training images, or None when its spec asks for none."""
     return EpochImages(images, augment, seed, background) if augment is not None else None
