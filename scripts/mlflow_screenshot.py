@@ -60,13 +60,13 @@ def screenshot(server: str, experiment: str, out: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1800, "height": 1000}).new_page()
-            page.goto(view_url(server, experiment_id(server, experiment)) + "&workflowType=machine_learning")
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()  # a laptop's window
+            page.goto(view_url(server, experiment_id(server, experiment)))  # the link run prints, mode and all
             page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]').first.wait_for(timeout=TIMEOUT_MS)
             close = page.get_by_role("button", name="Close")  # MLflow's assistant panel hides half the table
             if close.count() == 1 and close.is_visible():
                 close.click()
-            time.sleep(2)  # let the grid settle its column widths
+            time.sleep(2)  # let the grid settle the view's column widths
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
         finally:

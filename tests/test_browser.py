@@ -5,10 +5,9 @@ as a subprocess on a free port; the server is always stopped. Needs Debian's chr
 (`apt-get install -y chromium`) and `pip install playwright`; never `playwright install`
 (no browser download). Without them the test fails under CI (env CI set) and skips elsewhere.
 
-MLflow 3 opens an experiment on its GenAI overview; `workflowType=machine_learning` and
-the `/runs` tab give the classic runs table. Sorting by a metric (or filtering) shows child
-runs flat instead of folded under their invocation, and choosing the metric in the sort
-menu also adds it as a column.
+MLflow 3 opens an experiment on its GenAI overview; `workflowType=machine_learning` (in the
+view's URL) and the `/runs` tab give the classic runs table. The view groups runs over seeds,
+folded: a group's row holds the mean of each metric; opened, its runs show the design axes.
 """
 
 from __future__ import annotations
@@ -39,6 +38,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXPERIMENT = "lenet_bench/specs"
 RUN_NAMES = ["tiny/noop/cpu/seed0", "tiny/noop/cpu/seed1"]
+OVERRIDES = ["--epochs", "1", "--max-steps", "5"]  # a second setup whose names MLflow's default column would cut
+OVERRIDE_RUNS = ["tiny@epochs=1,max_steps=5/noop/cpu/seed0", "tiny@epochs=1,max_steps=5/noop/cpu/seed1"]
+VIEWPORT = {"width": 1400, "height": 900}  # a laptop's browser window, as the issue looked at it
+AXES = ["activation", "pooling", "padding", "architecture", "backend", "device", "seed"]
 UI_TIMEOUT_MS = 45_000  # the first page load compiles a large bundle on a busy 2-core machine
 SPEC = """
 name: tiny
@@ -71,7 +74,8 @@ def require_browser() -> None:
 
 
 def write_store(root: Path, mnist_dir: Path, cache_dir: Path) -> None:
-    """Two completed no-op runs (and their invocation and baseline) in root/mlflow.db."""
+    """Two completed no-op runs of the spec and two with overrides (and their invocations and baseline) in
+    root/mlflow.db."""
     (root / "specs").mkdir(exist_ok=True)
     (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
     backends.register(backends.BackendEntry("noop", "noop_backend", distributions=()))
@@ -79,8 +83,9 @@ def write_store(root: Path, mnist_dir: Path, cache_dir: Path) -> None:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("LENET_BENCH_CACHE_DIR", str(cache_dir))
             patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-            assert main(["run", str(root / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri",
-                         f"sqlite:///{root}/mlflow.db", "--results", str(root / "results")]) == 0
+            for extra in ([], OVERRIDES):
+                assert main(["run", str(root / "specs"), "--data-dir", str(mnist_dir), "--tracking-uri",
+                             f"sqlite:///{root}/mlflow.db", "--results", str(root / "results"), *extra]) == 0
     finally:
         backends.unregister("noop")
 
@@ -161,7 +166,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     try:
         yield context.new_page()
     finally:
@@ -210,26 +215,58 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_the_shared_view_shows_runs_best_first_with_the_numbers_a_person_compares(server, page, tmp_path):
-    """The recorder stores a named view on the experiment; the README's link opens it: only the runs (no
-    invocations or baselines), sorted by test accuracy, with the metric columns shown without any clicking."""
+def test_the_shared_view_opens_in_model_training_mode_with_the_means_over_seeds_and_the_axes_first(
+        server, page, tmp_path):
+    """The README's link opens the view the recorder stored: model-training mode, only the runs (no invocations
+    or baselines), one folded group per setup with the mean test accuracy of its seeds, best first and visible
+    in a 1400 px window; opened, a group's runs show the design axes as the first columns and whole names."""
     from lenet_bench.results.view import view_url
 
     experiment_id, runs = logged_runs(server)
-    assert sorted(runs) == RUN_NAMES
-    page.goto(view_url(server, experiment_id) + "&workflowType=machine_learning")
-    for name in RUN_NAMES:
-        wait_for_text(page, name)
+    assert sorted(runs) == RUN_NAMES + OVERRIDE_RUNS
+    page.goto(view_url(server, experiment_id))
+    groups = ["tiny/noop/cpu", "tiny@epochs=1,max_steps=5/noop/cpu"]
+    for group in groups:
+        wait_for_text(page, f"Group: {group}")
     close_assistant(page)
-    cells = page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]')
-    cells.first.wait_for(timeout=UI_TIMEOUT_MS)
-    headers = [h.inner_text().strip() for h in page.locator('[role="columnheader"]').all()]
-    assert {"test_accuracy_pct", "test_error_pct", "gap_to_baseline_pp", "train_seconds", "params"} <= set(headers)
-    shown = [float(c.inner_text()) for c in cells.all()]
-    assert sorted(shown) == pytest.approx(sorted(100 * r["test_accuracy"] for r in runs.values()), abs=1e-2)
+    nav = page.locator("nav").first.inner_text().splitlines()  # GenAI's: Overview, Traces, Sessions, Evaluation, ...
+    assert nav[1:3] == ["Runs", "Models"] and "Overview" not in nav, f"MLflow's model-training mode: {nav}"
     body = page.inner_text("body")
     assert "invocation-" not in body and "baseline/logreg" not in body, "only the runs are listed"
+    assert not any(name in body for name in RUN_NAMES + OVERRIDE_RUNS), "the groups open folded"
+    cells = page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]')
+    cells.first.wait_for(timeout=UI_TIMEOUT_MS)
+    time.sleep(1)  # the grid sets the view's widths after its first paint
+    headers = [h.inner_text().strip() for h in page.locator('[role="columnheader"][col-id]').all()]
+    shown = [h for h in headers if h in AXES + ["test_accuracy_pct"]]
+    assert shown == AXES + ["test_accuracy_pct"], headers  # the axes first, then the accuracy
+    box = cells.first.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= VIEWPORT["width"], "the accuracy is on screen"
+    means = sorted(float(c.inner_text().split()[0]) for c in cells.all())
+    expected = sorted(round(sum(100 * runs[n]["test_accuracy"] for n in names) / 2, 2)
+                      for names in (RUN_NAMES, OVERRIDE_RUNS))
+    assert means == pytest.approx(expected, abs=0.01) and all("(average)" in c.inner_text() for c in cells.all())
     assert save_screenshot(page, tmp_path, "mlflow_runs.png").stat().st_size > 10_000
+
+    group_row = page.locator('[role="row"]', has_text=f"Group: {groups[1]}")
+    label = group_row.get_by_text(f"Group: {groups[1]}")
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), "the group's label shows whole"
+    where = label.bounding_box()
+    assert where is not None
+    page.mouse.click(where["x"] - 35, where["y"] + where["height"] / 2)  # its fold button: open the override runs
+    for name in OVERRIDE_RUNS:
+        wait_for_text(page, name)
+    for name in OVERRIDE_RUNS:  # the whole name shows: the overrides tell the runs apart
+        link = page.get_by_role("link", name=name)
+        assert link.evaluate("e => e.closest('[role=gridcell]').scrollWidth <= e.closest('[role=gridcell]').clientWidth")
+    # The grid draws a row in two parts (the pinned name, the rest), each a [role=row] with the row's id.
+    row_id = page.locator('[role="row"]', has=page.get_by_role("link", name=OVERRIDE_RUNS[0])).first.get_attribute("row-id")
+    cells = page.locator(f'[role="row"][row-id="{row_id}"] [role="gridcell"]').all()
+    values = {c.get_attribute("col-id"): c.inner_text().strip() for c in cells}
+    assert values["params.`activation`"] == "relu" and values["tags.`seed`"] == "0"
+    accuracy = values["metrics.`test_accuracy_pct`"]  # as logged: 98.91, never 98.9099979
+    assert float(accuracy) == pytest.approx(100 * runs[OVERRIDE_RUNS[0]]["test_accuracy"]) and len(accuracy) <= 7
+    assert save_screenshot(page, tmp_path, "mlflow_group_open.png").stat().st_size > 10_000
 
 
 def test_compare_view_of_two_runs(server, page, tmp_path):

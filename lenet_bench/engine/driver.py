@@ -94,7 +94,8 @@ class Driver:
                       markup=False)
         recorder.start_invocation(f"invocation-{time.strftime('%Y%m%d-%H%M%S')}", {
             "paths": [str(v.file) for v in variants][:50], "runs": len(jobs), "executor": executor.name,
-            "workers": executor.capacity, "overrides": ",".join(f"{k}={v}" for k, v in options.overrides().items())})
+            "workers": executor.capacity, "overrides": ",".join(f"{k}={v}" for k, v in options.overrides().items())},
+            jobs=jobs)
         rows: list[ResultRow] = []
         status = "KILLED"
         try:

@@ -27,15 +27,28 @@ from lenet_bench.results.row import (
     Kind,
     ResultRow,
     Status,
+    setup_name,
     timing_condition,
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, flatten
-from lenet_bench.results.view import VIEW_TAG, shared_view_state
+from lenet_bench.results.view import (
+    EXPERIMENT_KIND_TAG,
+    MODEL_TRAINING,
+    SEED_GROUP_TAG,
+    VIEW_TAG,
+    name_width,
+    shared_view_state,
+    stored_name_width,
+)
 from lenet_bench.training.loop import time_to_target
 
 ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
 RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its checkpoint of that epoch
+# Accuracies as a person reads them, rounded where they are logged (MLflow and runs.csv alike): a backend's
+# float32 accuracy of 9,891 hits in 10,000 is 0.98909998, 98.9099979 as a percentage. float32 holds about 7
+# significant digits: past the 6th decimal of a fraction (the 4th of a percentage) is its noise, not the count.
+FRACTION_DECIMALS, POINTS_DECIMALS = 6, 4
 
 if TYPE_CHECKING:
     import mlflow.entities
@@ -75,21 +88,21 @@ def judged(row: ResultRow) -> ResultRow:
 def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) -> dict[str, object]:
     """The numbers of a completed run, as ResultRow fields."""
     summary = job.spec.summary()
-    accuracy = result.test_accuracy
-    base = baseline.test_accuracy if baseline else None
+    accuracy = fraction(result.test_accuracy)
+    base = fraction(baseline.test_accuracy) if baseline else None
     fields: dict[str, object] = {
-        "test_accuracy": accuracy, "test_accuracy_pct": 100 * accuracy, "test_error_pct": 100 * (1 - accuracy),
+        "test_accuracy": accuracy, "test_accuracy_pct": points(accuracy), "test_error_pct": points(1 - accuracy),
         "test_loss": result.test_loss, "baseline_accuracy": base,
-        "delta_to_baseline": accuracy - base if base is not None else None,
-        "gap_to_baseline_pp": 100 * (accuracy - base) if base is not None else None,
+        "delta_to_baseline": fraction(accuracy - base) if base is not None else None,
+        "gap_to_baseline_pp": points(accuracy - base) if base is not None else None,
         "epochs": len(result.history),
         "train_seconds": sum(r.seconds for r in result.history),
         "warmup_seconds": result.warmup_seconds, "steady_seconds": result.steady_seconds,
         "train_images_per_sec": result.train_images_per_second,
         "achieved_gflops": result.train_images_per_second * summary.train_flops / 1e9,
         "data_seconds": result.data_seconds, "eval_seconds": result.eval_seconds,
-        "final_train_accuracy": result.history[-1].train_accuracy,
-        "final_val_accuracy": result.history[-1].val_accuracy,
+        "final_train_accuracy": fraction(result.history[-1].train_accuracy),
+        "final_val_accuracy": fraction(result.history[-1].val_accuracy),
         "framework_version": result.framework_version,
     }
     if result.resumed_from_epoch:
@@ -105,6 +118,21 @@ def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) 
     if reached:
         fields["time_to_target_s"], fields["epochs_to_target"] = reached
     return fields
+
+
+def fraction(value: float | None) -> float | None:
+    """An accuracy (0-1) as logged: rounded to FRACTION_DECIMALS."""
+    return None if value is None else round(float(value), FRACTION_DECIMALS)
+
+
+def points(value: float) -> float:
+    """An accuracy or a difference of two (0-1) in percentage points, as logged: 98.91, not 98.9099979."""
+    return round(100 * float(value), POINTS_DECIMALS)
+
+
+def seed_group(setup: str, backend: str, device: str) -> str:
+    """The group a run belongs to in the MLflow view: the runs of a setup on one backend and device (its seeds)."""
+    return f"{setup}/{backend}/{device}"
 
 
 def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
@@ -169,11 +197,34 @@ class Recorder:
             names.append(run.info.run_name)
         return names
 
-    def start_invocation(self, name: str, params: dict[str, object]) -> None:
-        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state())
+    def start_invocation(self, name: str, params: dict[str, object], jobs: Sequence[Job] = ()) -> None:
+        """The invocation's run; first the experiment's view: its name column wide enough for the runs of `jobs`
+        (this invocation's) and never narrower than before, every group of runs (the store's and the jobs')
+        folded, and the runs that predate the grouping given their group."""
+        stored = self.tracker.client.get_experiment(self.tracker.experiment_id).tags.get(VIEW_TAG)
+        groups = self.label_seed_groups() | {seed_group(job.setup, job.backend, job.device.value) for job in jobs}
+        width = max(name_width([job.name for job in jobs], groups), stored_name_width(stored))
+        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups))
+        self.tracker.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)
+
+    def label_seed_groups(self) -> set[str]:
+        """The groups of the experiment's runs; runs recorded before the view grouped them (no SEED_GROUP_TAG)
+        get theirs from the tags they have, so that the view puts them with their seeds instead of all in one
+        group of runs without the tag."""
+        groups = set()
+        for run in self.tracker.search(f"tags.`{KIND_TAG}` = '{Kind.RUN.value}'"):
+            tags = run.data.tags
+            group = tags.get(SEED_GROUP_TAG)
+            if group is None and {"variant", "backend", "device"} <= tags.keys():
+                group = seed_group(setup_name(tags["variant"], tags.get("overrides", "")), tags["backend"],
+                                   tags["device"])
+                self.tracker.log(run.info.run_id, tags={SEED_GROUP_TAG: group})
+            if group is not None:
+                groups.add(group)
+        return groups
 
     def finish_invocation(self, rows: list[ResultRow], reused: int, status: str, artifacts: Sequence[Path] = ()) -> None:
         """Counts (`reused` of the completed `rows` were completed before), the skipped cells with their reasons,
@@ -206,6 +257,7 @@ class Recorder:
         """The run in MLflow, RUNNING while it executes."""
         tags = {KIND_TAG: Kind.RUN.value, DRIVER_TAG: self._driver, "backend": job.backend, "device": job.device.value,
                 "seed": str(job.seed), "variant": job.variant.name, "overrides": job.overrides_label,
+                SEED_GROUP_TAG: seed_group(job.setup, job.backend, job.device.value),
                 **job.spec.axes(), "spec_file": str(job.variant.file), "executor": self.executor}
         return self.tracker.start_run(job.name, parent_id=self.invocation_id, tags=tags)
 
