@@ -30,7 +30,6 @@ def test_accuracies_are_rounded_where_they_are_computed():
     assert points(fraction(0.9890999794006348) - 0.925) == 6.41
     assert points(1 - fraction(0.9890999794006348)) == 1.09
     assert fraction(2 / 3) == 0.666667 and points(2 / 3) == 66.6667  # no count to recover: float32's digits kept
-    assert fraction(None) is None
 
 
 def test_the_view_state_puts_the_axes_first_groups_over_seeds_and_folds_the_groups():

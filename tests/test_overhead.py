@@ -81,7 +81,9 @@ def test_after_a_resume_overhead_md_and_the_closing_line_count_this_invocations_
     seconds = _phase_seconds(text)
     assert seconds[phases.TRAINING] == pytest.approx(2 * (STEP_SECONDS - AUGMENT_SECONDS), abs=0.05)
     assert seconds[phases.AUGMENTATION] == pytest.approx(2 * AUGMENT_SECONDS, abs=0.05)
-    wall = float(re.search(r"([\d,.]+) s of wall time", text).group(1).replace(",", ""))
+    stated = re.search(r"([\d,.]+) s of wall time", text)
+    assert stated, text
+    wall = float(stated.group(1).replace(",", ""))
     outside = 100 * (1 - (seconds[phases.TRAINING] + seconds[phases.AUGMENTATION]) / wall)
     assert 0 < float(closing.group(1)) < 100
     assert float(closing.group(1)) == pytest.approx(outside, abs=0.2)  # the line and the file say the same

@@ -102,7 +102,7 @@ def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) 
         "achieved_gflops": result.train_images_per_second * summary.train_flops / 1e9,
         "data_seconds": result.data_seconds, "eval_seconds": result.eval_seconds,
         "final_train_accuracy": fraction(result.history[-1].train_accuracy),
-        "final_val_accuracy": fraction(result.history[-1].val_accuracy),
+        "final_val_accuracy": None if (last := result.history[-1].val_accuracy) is None else fraction(last),
         "framework_version": result.framework_version,
     }
     if result.resumed_from_epoch:
@@ -120,9 +120,9 @@ def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) 
     return fields
 
 
-def fraction(value: float | None) -> float | None:
+def fraction(value: float) -> float:
     """An accuracy (0-1) as logged: rounded to FRACTION_DECIMALS."""
-    return None if value is None else round(float(value), FRACTION_DECIMALS)
+    return round(float(value), FRACTION_DECIMALS)
 
 
 def points(value: float) -> float:
