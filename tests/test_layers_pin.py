@@ -1,7 +1,8 @@
 """Every spec of specs/ and paper1998/ builds the network it built before `model.layers` existed: the same
 layers in the same order (names, kinds, shapes, parameters, activations) and the same initial weights from
 seed 0. tests/data/networks_before_layers.json was written by tests/pinned_networks.py at commit d0d3d4e,
-the last one with the template form only."""
+the last one with the template form only. One entry changed since, on purpose: lecun1998's initial weights, when
+its spec moved to init lecun_uniform_sqrt (issue 37); its layers are pinned as they were."""
 
 from __future__ import annotations
 

@@ -138,9 +138,9 @@ def test_resize_must_fit_the_input_with_an_even_margin():
 
 
 def test_piecewise_schedule_gives_each_epoch_its_rate(faithful):
-    # III.C's schedule (here divided by 10, see the spec): 2, 3, 3 and 4 passes, then the last rate.
+    # III.C's schedule, the paper's own rates: 2, 3, 3 and 4 passes, then the last rate.
     rates = [faithful.train.epoch_learning_rate(e) for e in range(1, 25)]
-    assert rates == [5e-5] * 2 + [2e-5] * 3 + [1e-5] * 3 + [5e-6] * 4 + [1e-6] * 12
+    assert rates == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 12
 
 
 def test_lecun_init_is_uniform_in_2_4_over_the_fan_in(faithful):
@@ -487,7 +487,7 @@ def test_before_epoch_runs_once_per_epoch_inside_its_time_with_the_piecewise_rat
                       before_epoch=lambda epoch: calls.append(epoch))
     assert [c for c in calls if c != "start"] == [1, 2, 3]
     assert calls[:2] == ["start", 1]  # the estimate is timed with its epoch
-    assert seen == [5e-5] * 6 + [2e-5] * 3
+    assert seen == [5e-4] * 6 + [2e-4] * 3
 
 
 def test_hessian_sample_is_fixed_by_seed_and_epoch():

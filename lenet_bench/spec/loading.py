@@ -289,7 +289,7 @@ def _set_dotted(data: dict, path: str, value: Any) -> str | None:
             continue
         index = _list_index(node, part)
         if index is None:
-            if isinstance(node, list):
+            if isinstance(node, list) and not part.isdigit():
                 return (f"cannot set {path!r}: {part} is neither an index of the list of {len(node)} nor a name in it"
                         f" (names: {', '.join(str(e.get('name')) for e in node if isinstance(e, dict) and e.get('name')) or 'none'})")
             return f"cannot set {path!r}: {'.'.join(parts[:depth + 1])} does not exist in the base spec"
