@@ -181,13 +181,15 @@ def reference_table():
     return analysis.effects, analysis.notes
 
 
-def test_the_reference_readme_section_is_the_one_the_effects_give():
+@pytest.mark.parametrize("group", ["lenet5-classic", "lenet5-regularization"])
+def test_the_reference_readme_sections_are_the_ones_the_effects_give(group):
     table = reference_analysis()
-    section = words.readme_section(table, "lenet5-classic")
+    section = words.readme_section(table, group)
     text = README.read_text()
-    begin, end = text.index(words.README_BEGIN.format(group="lenet5-classic")), text.index(words.README_END)
+    begin = text.index(words.README_BEGIN.format(group=group))
+    end = text.index(words.README_END, begin)
     assert text[begin:end + len(words.README_END)] == section, \
-        "regenerate it: python -m lenet_bench effects results/reference --readme-section lenet5-classic"
+        f"regenerate it: python -m lenet_bench effects results/reference --readme-section {group}"
 
 
 def test_the_classic_matrix_has_five_paired_seeds_per_cell_on_torch_and_keras():

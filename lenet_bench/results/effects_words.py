@@ -215,6 +215,15 @@ def _what_it_does(row: pd.Series) -> str:
     return f"reaches the target {size:.1f}% {'sooner' if row['effect'] < 0 else 'later'}"
 
 
+def factor_label(factor: str) -> str:
+    """A factor as a sentence names it: its spec path without the section (model.activation -> activation,
+    layers.drop1.rate -> drop1.rate); levels alone can be ambiguous (batch norm and augmentation are both on/off)."""
+    for section in ("model.layers.", "layers.", "model.", "data.", "train."):
+        if factor.startswith(section):
+            return factor[len(section):]
+    return factor
+
+
 def plain_words(row: pd.Series) -> str:
     """One effect in a sentence: what it does and how sure it is, with the interval the verdict rests on."""
     if row["kind"] == INTERACTION:
@@ -222,7 +231,7 @@ def plain_words(row: pd.Series) -> str:
         subject = f"The {row['factor']} interaction {row['level']} ({a}'s effect with {b} minus with {reference_b})"
         cells = f"; the cells themselves: {cells_text(row)}"
     else:
-        subject, cells = f"{row['level']} instead of {row['reference']}", ""
+        subject, cells = f"{factor_label(row['factor'])} {row['level']} instead of {row['reference']}", ""
     low, high, label = shown_interval(row)  # type: ignore[misc]
     unit = " points" if row["unit"] == "points" else "%"
     interval = f"{label.replace(' (Holm)', '')} interval [{number(low)}, {number(high)}]{unit}"
@@ -276,7 +285,8 @@ def summary(rows: pd.DataFrame, condition: str | None) -> str:
     unresolved = shown[~shown["distinguishable"] & (shown["status"] == TESTED)]
 
     def name(r: pd.Series) -> str:
-        what = f"the {r['level']} interaction" if r["kind"] == INTERACTION else f"{r['level']} instead of {r['reference']}"
+        what = (f"the {r['level']} interaction" if r["kind"] == INTERACTION
+                else f"{factor_label(r['factor'])} {r['level']} instead of {r['reference']}")
         return f"{what} ({r['metric']} {number(r['effect'])}{_unit(r)})"
 
     text = ("Resolved at these seeds: " + "; ".join(name(r) for _, r in resolved.iterrows()) + "." if len(resolved)
