@@ -34,9 +34,11 @@ PAPER_COUNTS = {"conv1": 156, "subsample1": 12, "conv2": 1_516, "subsample2": 32
                 "dense1": 10_164, "output": 0}
 TEST_IMAGES = 64
 LOGIT_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-# Max |keras - torch| over all weights after 5 one-image sdlm steps of the 1998 network (steps moved
-# weights by up to 7e-3), measured: 7.5e-9. The bound holds it with a >10x margin.
-SDLM_WEIGHT_TOLERANCE = 1e-7
+# Max |keras - torch| over all weights after 5 one-image sdlm steps of the 1998 network, measured: 7.5e-9 at the
+# old tenfold-lower rates from 2.4/F weights (steps up to 7e-3); 9.5e-7 at the paper's rates from 2.4/sqrt(F)
+# weights (lecun1998 since issue 37: steps ten times larger on weights up to sqrt(F) times larger, float32's
+# relative noise 7e-5 at most). The bound holds the latter with a 5x margin, below the steps' 1e-3.
+SDLM_WEIGHT_TOLERANCE = 5e-6
 # The Gauss-Newton diagonals of the two backends, relative to each array's largest value: measured 5e-6.
 HESSIAN_TOLERANCE = 1e-4
 

@@ -54,6 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if unjudged:
         console.print(f"{counts['not in specs']} run(s) of {len(unjudged)} spec(s) not among "
                       f"{' '.join(map(str, specs))} were not judged ({', '.join(unjudged[:4])}"
-                      f"{', ...' if len(unjudged) > 4 else ''}): specs no longer in the project, or pass their files with --specs",
+                      f"{', ...' if len(unjudged) > 4 else ''}): specs no longer in the project, or pass their files with --specs "
+                      f"(without it, check reads the project's own: --specs {' '.join(map(str, specs_or_default(None) or []))})",
                       markup=False)
     return EXIT_FAILED if misses else EXIT_OK
