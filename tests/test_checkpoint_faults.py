@@ -7,11 +7,7 @@ accuracy of a run never stopped (no half-restored weights)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -19,23 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import require_backend
-from test_driver import subprocess_script
+from test_resume import RUN, SPEC, interrupt_slowed_torch_run
 
 from lenet_bench.cli import main
 from lenet_bench.training.checkpoint import CHECKPOINTS, LATEST, LOOP_STATE
 
-SPEC = """
-name: tiny
-data: {subset: 2000, test_subset: 500, validation_split: 0.1}
-model:
-  conv: [{filters: 4}, {filters: 8}]
-  dense: [16]
-train: {optimizer: {name: sgd, momentum: 0.9}, batch_size: 32, epochs: 3, max_steps_per_epoch: 20, seeds: [0]}
-backends: [torch]
-devices: [cpu]
-expect: {min_test_accuracy: 0.0}
-"""
-RUN = "tiny/torch/cpu/seed0"
 STATE = "torch.pt"
 
 
@@ -52,25 +36,9 @@ def stopped(tmp_path_factory, mnist_dir) -> tuple[Path, float]:
     folder = tmp_path_factory.mktemp("stopped")
     (folder / "specs").mkdir()
     (folder / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
-    # Steps slowed down (not changed), so that the stop lands in epoch 3 whatever the machine's speed.
-    script = subprocess_script(mnist_dir, """
-        import importlib, time
-        torch_train = importlib.import_module("lenet_bench.backends.torch.train")
-        steps = torch_train.train_steps
-        torch_train.train_steps = lambda *args: (time.sleep(0.3), steps(*args))[1]
-    """)
-    job = subprocess.Popen([sys.executable, "-c", script], cwd=folder, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen = []
-    for line in job.stdout:
-        seen.append(line)
-        if "epoch 2/3" in line:
-            job.send_signal(signal.SIGINT)
-            break
-    seen.append(job.stdout.read())
-    assert job.wait(timeout=120) == 130, "".join(seen)
+    seen = interrupt_slowed_torch_run(folder, mnist_dir, "epoch 2/3")  # the stop lands in epoch 3
     (checkpoint,) = (folder / "results" / CHECKPOINTS).iterdir()
-    assert (checkpoint / LATEST).read_text() == '{"epoch": 2}', "".join(seen)
+    assert (checkpoint / LATEST).read_text() == '{"epoch": 2}', seen
     assert invoke(folder, mnist_dir, "straight") == 0
     straight = pd.read_csv(folder / "straight" / "runs.csv").set_index("run").loc[RUN, "test_accuracy"]
     return folder / "results", float(straight)

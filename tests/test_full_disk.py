@@ -10,16 +10,8 @@ import textwrap
 import pandas as pd
 import pytest
 from small_disk import cli, run_on_small_disk
+from test_faults import SPEC
 
-SPEC = """
-name: tiny
-data: {subset: 2000, test_subset: 500, validation_split: 0.1}
-model: {conv: [{filters: 4}, {filters: 8}], dense: [16]}
-train: {optimizer: {name: sgd}, epochs: 1, seeds: [0, 1]}
-backends: [noop]
-devices: [cpu]
-expect: {min_test_accuracy: 0.05}
-"""
 MIB = 1024
 
 

@@ -157,10 +157,9 @@ def _run(workspace, mnist_dir, results="results", store="mlflow.db", *extra):
                  f"sqlite:///{workspace / store}", "--results", str(workspace / results), *extra])
 
 
-@pytest.mark.slow
-def test_a_run_stopped_by_ctrl_c_resumes_on_the_next_invocation(torch_workspace, mnist_dir, capsys):
-    workspace = torch_workspace
-    # Steps slowed down (not changed) so that the Ctrl-C lands in epoch 2, whatever the machine's speed.
+def interrupt_slowed_torch_run(workspace, mnist_dir, at: str) -> str:
+    """`run` of the workspace's specs in a fresh process, its PyTorch steps slowed down (not changed) so that a
+    Ctrl-C sent when a line holds `at` lands where it should whatever the machine's speed; the output."""
     script = subprocess_script(mnist_dir, """
         import importlib, time
         torch_train = importlib.import_module("lenet_bench.backends.torch.train")
@@ -172,11 +171,18 @@ def test_a_run_stopped_by_ctrl_c_resumes_on_the_next_invocation(torch_workspace,
     seen = []
     for line in job.stdout:
         seen.append(line)
-        if "epoch 1/3" in line:
+        if at in line:
             job.send_signal(signal.SIGINT)
             break
-    rest = job.stdout.read()
-    assert job.wait(timeout=120) == 130, "".join(seen) + rest
+    seen.append(job.stdout.read())
+    assert job.wait(timeout=120) == 130, "".join(seen)
+    return "".join(seen)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_ctrl_c_resumes_on_the_next_invocation(torch_workspace, mnist_dir, capsys):
+    workspace = torch_workspace
+    interrupt_slowed_torch_run(workspace, mnist_dir, "epoch 1/3")  # the Ctrl-C lands in epoch 2
     assert table(workspace).loc[RUN, "status"] == "killed"
     folders = list((workspace / "results" / CHECKPOINTS).iterdir())
     assert len(folders) == 1 and Checkpoint(folders[0]).saved_epoch() == 1
