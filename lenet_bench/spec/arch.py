@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lenet_bench.spec.layers import TEMPLATE_ACTIVATIONS
+
 if TYPE_CHECKING:
     from lenet_bench.spec.layers import (
         ActivationSpec,
@@ -327,7 +329,7 @@ def _where(index: int, spec: LayerSpec) -> str:
     return f"layer {index}" + (f" ({spec.name!r}, {spec.type})" if spec.name else f" ({spec.type})")
 
 
-def _feature_map(walk: _Walk, field: str, where: str, spec: LayerSpec) -> tuple[int, int, int]:
+def _feature_map(walk: _Walk, field: str, where: str) -> tuple[int, int, int]:
     if len(walk.shape) != 3:
         raise ShapeError(field, f"{where} needs a feature map (channels x height x width); it reads a vector of "
                                 f"{walk.shape[0]} after a flatten or dense layer: put it before the flatten")
@@ -336,7 +338,7 @@ def _feature_map(walk: _Walk, field: str, where: str, spec: LayerSpec) -> tuple[
 
 
 def _conv(walk: _Walk, spec: ConvSpec, field: str, where: str) -> None:
-    channels, height, width = _feature_map(walk, field, where, spec)
+    channels, height, width = _feature_map(walk, field, where)
     if spec.padding == "valid" and (spec.kernel > height or spec.kernel > width):
         raise ShapeError(f"{field}.kernel",
                          f"{where}: kernel {spec.kernel}x{spec.kernel} is larger than its {height}x{width} input "
@@ -356,7 +358,7 @@ def _conv(walk: _Walk, spec: ConvSpec, field: str, where: str) -> None:
 
 
 def _pool(walk: _Walk, spec: PoolSpec, field: str, where: str) -> None:
-    channels, height, width = _feature_map(walk, field, where, spec)
+    channels, height, width = _feature_map(walk, field, where)
     if spec.size > height or spec.size > width:
         raise ShapeError(f"{field}.size", f"{where}: {spec.kind} pooling of {spec.size}x{spec.size} does not fit its "
                                           f"{height}x{width} input; expected a pool of at most {min(height, width)}")
@@ -370,8 +372,6 @@ def _pool(walk: _Walk, spec: PoolSpec, field: str, where: str) -> None:
 
 
 def _activation(walk: _Walk, spec: ActivationSpec, field: str, where: str) -> None:
-    from lenet_bench.spec.layers import TEMPLATE_ACTIVATIONS
-
     last = walk.layers[-1] if walk.layers else None
     if (last is not None and last.kind in _CARRIES_ACTIVATION and getattr(last, "activation", None) is None
             and spec.fn in TEMPLATE_ACTIVATIONS and not spec.name):
@@ -389,7 +389,7 @@ def _batch_norm(walk: _Walk, spec: BatchNormSpec, field: str, where: str) -> Non
 
 
 def _flatten(walk: _Walk, spec: FlattenSpec, field: str, where: str) -> None:
-    _feature_map(walk, field, where, spec)
+    _feature_map(walk, field, where)
     walk.add(Flatten(spec.name or "flatten", walk.shape, (math.prod(walk.shape),)))
 
 
@@ -415,8 +415,9 @@ def _rbf(walk: _Walk, spec: RBFSpec, field: str, where: str) -> None:
     walk.add(RBF(spec.name or "output", walk.shape, (classes,), classes))
 
 
-_DESCRIBERS: dict[str, Callable[[_Walk, Any, str, str], None]] = {"conv": _conv, "pool": _pool, "activation": _activation, "dropout": _dropout,
-               "batch_norm": _batch_norm, "flatten": _flatten, "dense": _dense, "rbf": _rbf}
+_DESCRIBERS: dict[str, Callable[[_Walk, Any, str, str], None]] = {
+    "conv": _conv, "pool": _pool, "activation": _activation, "dropout": _dropout, "batch_norm": _batch_norm,
+    "flatten": _flatten, "dense": _dense, "rbf": _rbf}
 
 
 def describe(model: ModelSpec, input_shape: tuple[int, int, int]) -> ArchSummary:

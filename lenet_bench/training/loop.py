@@ -6,6 +6,7 @@ seed see the same mini-batches in the same order at the same learning rate.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -129,76 +130,62 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
     epoch's clock; the seconds that takes (waiting for the warp, moving the images) are the record's
     `augment_seconds`.
     """
-    try:
-        return _train_epochs(cfg, n, seed, max_steps, clock, progress, run_steps=run_steps, take_sums=take_sums,
-                             validate=validate, warmup_steps=warmup_steps, progress_every=progress_every,
-                             before_epoch=before_epoch, checkpoint=checkpoint, state=state, distorted=distorted,
-                             load_images=load_images)
-    finally:
+    with contextlib.ExitStack() as cleanup:
         if distorted is not None:
-            distorted.close()
-
-
-def _train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock: Clock, progress: Progress, *,
-                  run_steps: Callable[[list[np.ndarray], list[float]], None],
-                  take_sums: Callable[[], tuple[float, int]],
-                  validate: Callable[[], tuple[float | None, float | None]],
-                  warmup_steps: int, progress_every: int, before_epoch: Callable[[int], None] | None,
-                  checkpoint: Checkpoint | None, state: BackendState | None, distorted: EpochImages | None,
-                  load_images: Callable[[np.ndarray], None] | None) -> LoopOutcome:
-    per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
-    total_steps = per_epoch * cfg.epochs
-    warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
-    progress.start(total_steps)
-    saved = checkpoint.load(state, per_epoch) if checkpoint and state else None
-    done = saved or LoopState(0, per_epoch, [], 0.0, 0)
-    history = list(done.history)
-    step, elapsed = per_epoch * done.epoch, history[-1].elapsed if history else 0.0
-    warmup_seconds, warmup_images = done.warmup_seconds, done.warmup_images
-    if step:
-        progress.advance(step)
-    for epoch in range(done.epoch + 1, cfg.epochs + 1):
-        batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
-        if cfg.schedule == "piecewise":
-            lrs = [cfg.epoch_learning_rate(epoch)] * len(batches)
-        else:
-            lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
-                   for i in range(len(batches))]
-        first = warmup_steps if epoch == done.epoch + 1 else 0
-        chunks = ([slice(0, first)] if first else []) + [
-            slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
-        clock.start()
-        augment_seconds = 0.0
-        if distorted is not None and load_images is not None:
-            started = time.perf_counter()
-            load_images(distorted.images(epoch, cfg.epochs))
-            augment_seconds = time.perf_counter() - started
-        if before_epoch:
-            before_epoch(epoch)  # e.g. sdlm's Hessian estimate: part of training, so inside the epoch's time
-        for chunk in chunks:
-            stopping.check()  # Ctrl-C or SIGTERM: stop between steps, where nothing is half done
-            run_steps(batches[chunk], lrs[chunk])
-            if first and chunk.start == 0:
-                warmup_seconds += clock.read()
-                warmup_images += sum(len(b) for b in batches[chunk])
-            progress.advance(len(batches[chunk]))
-        seconds = clock.read()
-        elapsed += seconds
-        step += len(batches)
-        images = sum(len(b) for b in batches)
-        loss_sum, hits = take_sums()
-        if not math.isfinite(loss_sum):
-            raise Diverged(epoch, loss_sum / images)
-        val_loss = val_accuracy = None
-        eval_seconds = 0.0
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            cleanup.callback(distorted.close)  # its warp thread ends with the run, however it ends
+        per_epoch = steps_per_epoch(n, cfg.batch_size, max_steps)
+        total_steps = per_epoch * cfg.epochs
+        warmup_lr_steps = round(cfg.warmup_epochs * per_epoch)
+        progress.start(total_steps)
+        saved = checkpoint.load(state, per_epoch) if checkpoint and state else None
+        done = saved or LoopState(0, per_epoch, [], 0.0, 0)
+        history = list(done.history)
+        step, elapsed = per_epoch * done.epoch, history[-1].elapsed if history else 0.0
+        warmup_seconds, warmup_images = done.warmup_seconds, done.warmup_images
+        if step:
+            progress.advance(step)
+        for epoch in range(done.epoch + 1, cfg.epochs + 1):
+            batches = epoch_batches(n, cfg.batch_size, seed, epoch, max_steps)
+            if cfg.schedule == "piecewise":
+                lrs = [cfg.epoch_learning_rate(epoch)] * len(batches)
+            else:
+                lrs = [learning_rate(cfg.schedule, cfg.optimizer.learning_rate, step + i, total_steps, warmup_lr_steps)
+                       for i in range(len(batches))]
+            first = warmup_steps if epoch == done.epoch + 1 else 0
+            chunks = ([slice(0, first)] if first else []) + [
+                slice(i, i + progress_every) for i in range(first, len(batches), progress_every)]
             clock.start()
-            val_loss, val_accuracy = validate()
-            eval_seconds = clock.read()
-        record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed,
-                             eval_seconds, augment_seconds)
-        history.append(record)
-        if checkpoint and state:
-            checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images), state)
-        progress.epoch_done(record)
-    return LoopOutcome(history, warmup_seconds, warmup_images, done.epoch)
+            augment_seconds = 0.0
+            if distorted is not None and load_images is not None:
+                started = time.perf_counter()
+                load_images(distorted.images(epoch, cfg.epochs))
+                augment_seconds = time.perf_counter() - started
+            if before_epoch:
+                before_epoch(epoch)  # e.g. sdlm's Hessian estimate: part of training, so inside the epoch's time
+            for chunk in chunks:
+                stopping.check()  # Ctrl-C or SIGTERM: stop between steps, where nothing is half done
+                run_steps(batches[chunk], lrs[chunk])
+                if first and chunk.start == 0:
+                    warmup_seconds += clock.read()
+                    warmup_images += sum(len(b) for b in batches[chunk])
+                progress.advance(len(batches[chunk]))
+            seconds = clock.read()
+            elapsed += seconds
+            step += len(batches)
+            images = sum(len(b) for b in batches)
+            loss_sum, hits = take_sums()
+            if not math.isfinite(loss_sum):
+                raise Diverged(epoch, loss_sum / images)
+            val_loss = val_accuracy = None
+            eval_seconds = 0.0
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                clock.start()
+                val_loss, val_accuracy = validate()
+                eval_seconds = clock.read()
+            record = EpochRecord(epoch, loss_sum / images, hits / images, val_loss, val_accuracy, seconds, images, elapsed,
+                                 eval_seconds, augment_seconds)
+            history.append(record)
+            if checkpoint and state:
+                checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images), state)
+            progress.epoch_done(record)
+        return LoopOutcome(history, warmup_seconds, warmup_images, done.epoch)

@@ -161,11 +161,11 @@ def _to_keras(weight: np.ndarray, flattened: tuple[int, int, int] | None) -> np.
 def _to_canonical(kernel: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
     if kernel.ndim == 4:
         return kernel.transpose(3, 2, 0, 1)
-    channels, height, width = flattened or (0, 0, 0)
-    if kernel.ndim == 1:
-        return kernel if flattened is None else kernel.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1)
     if flattened is None:
-        return kernel.T
+        return kernel if kernel.ndim == 1 else kernel.T
+    channels, height, width = flattened
+    if kernel.ndim == 1:  # a batch norm's scale or shift over the flattened features
+        return kernel.reshape(height, width, channels).transpose(2, 0, 1).reshape(-1)
     units = kernel.shape[1]
     return kernel.reshape(height, width, channels, units).transpose(3, 2, 0, 1).reshape(units, -1)
 
