@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import math
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import SPEC_FOLDERS
 
 from lenet_bench.cli import build_parser, main
+from lenet_bench.cli.json_output import print_json
+from lenet_bench.console import duration
+from lenet_bench.spec import load_variants
 
 
 def commands() -> list[str]:
@@ -43,32 +52,80 @@ def test_an_unknown_command_or_option_is_exit_2(capsys):
     assert "expected a positive integer" in capsys.readouterr().err
 
 
+def strict_json(text: str):
+    """The document a --json command printed, refusing NaN and infinities (no strict JSON reader takes them)."""
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_writes_missing_numbers_as_null_and_library_types_as_plain_ones(capsys):
+    from lenet_bench.device import Device
+
+    frame = pd.DataFrame({"accuracy": [0.99, math.nan], "n": np.array([2, 3])})
+    print_json({"rows": frame, "folder": Path("results"), "device": Device.GPU, "ratio": np.float32(0.5),
+                "ceiling": math.inf, "quiet": np.bool_(True), "times": {np.int64(0): 1.5}})
+    assert strict_json(capsys.readouterr().out) == {
+        "rows": [{"accuracy": 0.99, "n": 2}, {"accuracy": None, "n": 3}], "folder": "results", "device": "gpu",
+        "ratio": 0.5, "ceiling": None, "quiet": True, "times": {"0": 1.5}}
+
+
 def test_list_gives_each_runs_training_flops_an_estimated_time_and_whether_it_runs_here(capsys, monkeypatch):
     from lenet_bench.engine import hardware
 
     monkeypatch.setattr(hardware, "nvidia_driver_version", lambda: "")
-    assert main(["list", str(SPEC_FOLDERS[0] / "lenet5.yaml"), "--backend", "torch", "--seed", "0"]) == 0
+    lenet5 = str(SPEC_FOLDERS[0] / "lenet5.yaml")
+    assert main(["list", lenet5, "--backend", "torch", "--seed", "0", "--json"]) == 0
     captured = capsys.readouterr()
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in captured.out.splitlines() if line.startswith("│ lenet5/")}
-    cpu, gpu = rows["lenet5/torch/cpu/seed0"], rows["lenet5/torch/gpu/seed0"]
-    from lenet_bench.spec import load_variants
-
-    spec = load_variants([SPEC_FOLDERS[0] / "lenet5.yaml"])[0].spec
+    runs = {row["run"]: row for row in strict_json(captured.out)["runs"]}
+    assert list(runs) == ["lenet5/torch/cpu/seed0", "lenet5/torch/gpu/seed0"]
+    cpu, gpu = runs["lenet5/torch/cpu/seed0"], runs["lenet5/torch/gpu/seed0"]
+    spec = load_variants([lenet5])[0].spec
     # the training images (60,000 less the validation split) x epochs x the layer description's FLOPs per image
     images = int(60_000 * (1 - spec.data.validation_split))
-    assert float(cpu[2]) == pytest.approx(images * spec.train.epochs * spec.summary().train_flops / 1e12, abs=0.005)
-    assert cpu[3] and cpu[-1] == "ok"  # an estimate from the committed reference speeds
-    assert gpu[3] == "" and gpu[-1] == "skip"
+    assert cpu["train_flops"] == images * spec.train.epochs * spec.summary().train_flops
+    assert (cpu["params"], cpu["flops_per_image"]) == (spec.summary().params, spec.summary().flops)
+    assert (cpu["epochs"], cpu["batch_size"], cpu["min_test_accuracy"]) == (
+        spec.train.epochs, spec.train.batch_size, spec.expect.min_test_accuracy)
+    assert cpu["runs_here"] and cpu["skip_reason"] is None
+    assert cpu["estimated_seconds"] > 0 and cpu["estimate_source"]  # from the committed reference speeds
+    assert not gpu["runs_here"] and gpu["estimated_seconds"] is None
+    assert gpu["skip_reason"] == "no GPU on this machine (no NVIDIA driver found)"
     err = " ".join(captured.err.split())
     assert "skipped here: 1 run(s): no GPU on this machine" in err
-    assert "torch: 1 run(s), about " in err and "with --workers 2" in err
+    assert f"torch: 1 run(s), about {duration(cpu['estimated_seconds'])} inline" in err and "with --workers 2" in err
+
+    # The table is the same rows formatted: the figures printed are the JSON's.
+    assert main(["list", lenet5, "--backend", "torch", "--seed", "0"]) == 0
+    table = capsys.readouterr().out
+    cpu_line = next(line for line in table.splitlines() if "lenet5/torch/cpu/seed0" in line)
+    assert f"{cpu['train_flops'] / 1e12:.2f}" in cpu_line and duration(cpu["estimated_seconds"]) in cpu_line
+    assert "lenet5/torch/gpu/seed0" in table
+
+
+def test_list_json_names_overridden_runs_unjudged_and_gives_the_layers(capsys):
+    lenet5 = str(SPEC_FOLDERS[0] / "lenet5.yaml")
+    assert main(["list", lenet5, "--backend", "torch", "--device", "cpu", "--seed", "1", "--epochs", "2",
+                 "--layers", "--json"]) == 0
+    document = strict_json(capsys.readouterr().out)
+    (run,) = document["runs"]
+    assert run["run"] == "lenet5@epochs=2/torch/cpu/seed1" and run["overrides"] == "epochs=2"
+    assert run["epochs"] == 2 and run["min_test_accuracy"] is None, "a run with overrides is not judged"
+    (variant,) = document["variants"]
+    summary = load_variants([lenet5])[0].spec.summary()
+    assert variant["variant"] == "lenet5"
+    assert [layer["layer"] for layer in variant["layers"]] == [layer.name for layer in summary.layers]
+    assert sum(layer["params"] for layer in variant["layers"]) == summary.params
+    assert variant["layers"][-1]["output_shape"] == [10]
 
 
 def test_an_only_pattern_that_matches_nothing_says_the_glob_is_exact(capsys):
     assert main(["list", str(SPEC_FOLDERS[0]), "--only", "lenet5-classic"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "--only matches whole names (a glob): 'lenet5-classic*' selects 12 variant(s)" in err
+    family = [v.name for v in load_variants([SPEC_FOLDERS[0]]) if fnmatch.fnmatchcase(v.name, "lenet5-classic*")]
+    assert len(family) > 1
+    assert f"--only matches whole names (a glob): 'lenet5-classic*' selects {len(family)} variant(s)" in err
 
 
 def test_run_help_names_the_backends(capsys):
