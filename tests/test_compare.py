@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 
@@ -70,19 +71,37 @@ def test_load_runs_keeps_the_newest_completed_run_per_name_as_typed_rows(store):
     assert len(baselines) == 1 and baselines["test_accuracy"].item() > 0.8  # logged by both invocations, kept once
 
 
-def test_compare_prints_one_row_per_variant_and_exits_0(store, capsys):
+def compare_json(store: str, capsys, *argv: str) -> dict:
+    assert command("compare", "--tracking-uri", store, *argv, "--json") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_compare_gives_one_group_per_variant_with_its_seeds_mean_and_exits_0(store, capsys):
+    document = compare_json(store, capsys)
+    rows, _ = load_runs(Tracker(store, EXPERIMENT, create=False))
+    assert document["completed_runs"] == len(rows) == 4 and document["by"] == list(compare.DEFAULT_GROUPING)
+    groups = {group["setup"]: group for group in document["groups"]}
+    assert sorted(groups) == ["tiny-4", "tiny-6"]
+    for setup, group in groups.items():
+        accuracies = [r.test_accuracy for r in rows if r.spec == setup]
+        assert (group["backend"], group["device"], group["n"]) == ("noop", "cpu", 2), "two seeds per variant"
+        assert group["test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+        assert group["test_accuracy_ci_low"] <= group["test_accuracy_mean"] <= group["test_accuracy_ci_high"]
+    assert [g["test_accuracy_mean"] for g in document["groups"]] == sorted(
+        (g["test_accuracy_mean"] for g in document["groups"]), reverse=True), "best first"
+
+    # The table prints the same groups, accuracy as a percentage.
     assert command("compare", "--tracking-uri", store) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if "noop" in line]
-    assert len(rows) == 2 and "tiny-4" in rows[0] + rows[1] and "tiny-6" in rows[0] + rows[1]
-    assert all("│ 2 │" in row for row in rows), "two seeds per variant"
-    assert "9.80" in out and "95% Student-t CI" in out
+    for setup, group in groups.items():
+        line = next(line for line in out.splitlines() if setup in line)
+        assert f"{100 * group['test_accuracy_mean']:.2f}" in line
+    assert "95% Student-t CI" in out
 
 
 def test_compare_by_another_column(store, capsys):
-    assert command("compare", "--tracking-uri", store, "--by", "backend,activation") == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if "noop" in line]
-    assert len(rows) == 1 and "│ 4 │" in rows[0] and "relu" in rows[0]
+    (group,) = compare_json(store, capsys, "--by", "backend,activation")["groups"]
+    assert (group["backend"], group["activation"], group["n"]) == ("noop", "relu", 4)
 
 
 def test_compare_by_an_unknown_column_is_exit_2(store, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.table import Table
 
 from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error, specs_or_default
+from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 
 
@@ -23,6 +24,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--by", default=",".join(DEFAULT_GROUPING),
                          help="comma-separated columns to group by (default: %(default)s; also e.g. activation, "
                               "optimizer, input_size)")
+    add_json_flag(compare)
     compare.set_defaults(handler=cmd_compare)
     report = commands.add_parser(
         "report", help="regenerate a results folder (runs.csv, summary.md, compare.md, effects.md, figures) from MLflow")
@@ -57,6 +59,7 @@ def _load(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace) -> int:
     from lenet_bench.results.compare import GROUPING_COLUMNS, cells, compare_table, with_groups
     from lenet_bench.results.convert import rows_to_frame
+    from lenet_bench.results.time_to_train import time_to_train_table
 
     found = _load(args)
     if found is None:
@@ -69,7 +72,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         error(f"cannot group by {', '.join(unknown) or '(nothing)'}; columns include: "
               f"{', '.join(c for c in GROUPING_COLUMNS if c in frame)}")
         return EXIT_INVALID
-    table = compare_table(frame, by)
+    table, times = compare_table(frame, by), time_to_train_table(frame)
+    if args.json:  # the rows the tables are made of: means, standard deviations and interval ends over the seeds
+        print_json({"experiment": args.experiment, "completed_runs": len(loaded.rows), "by": by, "groups": table,
+                    "time_to_train": times})
+        return EXIT_OK
     rich_table = Table(title=f"{args.experiment}: {len(loaded.rows)} completed run(s)",
                        caption="mean ± half-width of the 95% Student-t CI over n runs (mean alone when n = 1); "
                                "timings of different conditions are never averaged together")
@@ -84,16 +91,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         params = [f"{int(row['params']):,}" if row["params"] == row["params"] else ""] if "params" in table else []
         rich_table.add_row(*[str(row[name]) for name in by], str(row["n"]), *params, *cells(row).values())
     output.print(rich_table)
-    _print_time_to_train(frame)
+    _print_time_to_train(times)
     return EXIT_OK
 
 
-def _print_time_to_train(frame) -> None:
+def _print_time_to_train(table) -> None:
     """Time to the spec's target per setup, backend and device, as MLPerf reports it (results/time_to_train.py)."""
     from lenet_bench.results.stats import format_mean_ci
-    from lenet_bench.results.time_to_train import time_to_train_table
 
-    table = time_to_train_table(frame)
     if table.empty:
         return
     rich_table = Table(title="time to target (training + every evaluation until it; MLPerf: fastest and slowest "
