@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error, specs_or_default
+from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
+
+if TYPE_CHECKING:
+    from lenet_bench.results.check import Verdict
 
 
 def add_arguments(commands: argparse._SubParsersAction) -> None:
@@ -19,6 +24,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--specs", nargs="+", metavar="PATH",
                        help="the specs whose expectations apply (default: the project's own, specs/ and paper1998/, "
                             "where they are)")
+    add_json_flag(check)
     check.set_defaults(handler=cmd_check)
 
 
@@ -36,19 +42,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ResultsError) as err:
         error(str(err))
         return EXIT_INVALID
-    table = Table(title=f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, specs))}")
-    for column in ("run", "verdict", "test acc", "expected", "note"):
-        table.add_column(column)
-    colours = {"pass": "green", "miss": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
-               "not in specs": "dim", "superseded": "dim"}
-    for v in verdicts:
-        table.add_row(escape(v.run), f"[{colours[v.status]}]{v.status}[/]",
-                      f"{100 * v.test_accuracy:.2f}%" if v.test_accuracy is not None else "",
-                      f">= {100 * v.expected:.2f}%" if v.expected is not None else "", escape(v.note))
-    output.print(table)
-    misses = [v for v in verdicts if v.status == "miss"]
-    counts = {status: sum(v.status == status for v in verdicts)
-              for status in ("pass", "miss", "skipped", "interrupted", "not judged", "superseded", "not in specs")}
+    counts = {status: sum(v.status == status for v in verdicts) for status in STATUSES}
+    if args.json:  # the same verdicts; the exit code says the same as with the table
+        print_json({"results": args.results, "specs": specs, "counts": counts, "verdicts": verdicts})
+    else:
+        _print_verdicts(verdicts, f"{args.results}: {len(verdicts)} run(s) against {', '.join(map(str, specs))}")
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     unjudged = sorted({v.run.split("/", 1)[0] for v in verdicts if v.status == "not in specs"})
     if unjudged:
@@ -57,4 +55,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                       f"{', ...' if len(unjudged) > 4 else ''}): specs no longer in the project, or pass their files with --specs "
                       f"(without it, check reads the project's own: --specs {' '.join(map(str, specs_or_default(None) or []))})",
                       markup=False)
-    return EXIT_FAILED if misses else EXIT_OK
+    return EXIT_FAILED if counts["miss"] else EXIT_OK
+
+
+STATUSES = ("pass", "miss", "skipped", "interrupted", "not judged", "superseded", "not in specs")
+COLOURS = {"pass": "green", "miss": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
+           "not in specs": "dim", "superseded": "dim"}
+
+
+def _print_verdicts(verdicts: list[Verdict], title: str) -> None:
+    table = Table(title=title)
+    for column in ("run", "verdict", "test acc", "expected", "note"):
+        table.add_column(column)
+    for v in verdicts:
+        table.add_row(escape(v.run), f"[{COLOURS[v.status]}]{v.status}[/]",
+                      f"{100 * v.test_accuracy:.2f}%" if v.test_accuracy is not None else "",
+                      f">= {100 * v.expected:.2f}%" if v.expected is not None else "", escape(v.note))
+    output.print(table)
