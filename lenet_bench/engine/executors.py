@@ -19,22 +19,17 @@ the runs that will train in its estimate.
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from lenet_bench.data.cache import DataCache
 from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import end_engine_processes, kill_pool
+from lenet_bench.engine.process import HelperProcess, end_engine_processes
 from lenet_bench.results.row import Status
 from lenet_bench.training.result import Progress
-
-
-class WorkerDied(RuntimeError):
-    """The process that ran a job ended without an answer (killed, out of memory, crashed)."""
 
 
 class Executor(Protocol):
@@ -96,17 +91,16 @@ class LocalWorkers:
         self.groups = split_cores(allowed_cores(), workers)
         self.cores_per_run = len(self.groups[0])
         self._environment = environment or {}
-        self._pools: list[ProcessPoolExecutor | None] = [None] * workers
+        self._pools: list[HelperProcess | None] = [None] * workers
         self._busy: list[bool] = [False] * workers
 
     def cannot_run(self, job: Job) -> str | None:
         return None  # workers on this machine: what it has (its GPU, its backends) the driver asked already
 
-    def _pool(self, slot: int) -> ProcessPoolExecutor:
+    def _pool(self, slot: int) -> HelperProcess:
         pool = self._pools[slot]
         if pool is None:
-            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
-                                       initargs=(self.groups[slot], self._environment))
+            pool = HelperProcess(worker_setup, (self.groups[slot], self._environment))
             self._pools[slot] = pool
         return pool
 
@@ -133,9 +127,9 @@ class LocalWorkers:
         for pool in self._pools:
             if pool is not None:
                 if kill:
-                    kill_pool(pool)
+                    pool.kill()
                 else:
-                    pool.shutdown(wait=True)
+                    pool.shutdown()
         self._pools = [None] * self.capacity
 
 

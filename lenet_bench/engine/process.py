@@ -14,15 +14,9 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_ENGINE_POOLS: dict[str, ProcessPoolExecutor] = {}
-
+SPAWN = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
 
 PARENT_POLL_S = 0.5  # how often a helper looks whether its parent is still there
-
-
-def _spawned_pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),  # TensorFlow is not fork-safe
-                               initializer=watch_parent, initargs=(os.getpid(),))
 
 
 def watch_parent(parent: int) -> None:
@@ -42,54 +36,73 @@ def watch_parent(parent: int) -> None:
 def _children_allowed() -> Iterator[None]:
     """Let a daemonic process start our helper. A Dask worker under its nanny (the README's `dask worker`)
     is daemonic, and multiprocessing refuses children there, lest they outlive a daemon that is ended.
-    Ours cannot: the helper is killed with its call or the invocation (kill_pool), and it ends itself
-    within a second of its parent's death, however that came (watch_parent)."""
-    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
-    daemonic = config.get("daemon", False)
-    config["daemon"] = False
+    Ours cannot: the helper is killed with its call or the invocation (HelperProcess.kill), and it ends
+    itself within a second of its parent's death, however that came (watch_parent)."""
+    this = multiprocessing.current_process()
+    daemonic = this.daemon
+    this.daemon = False
     try:
         yield
     finally:
-        config["daemon"] = daemonic
+        this.daemon = daemonic
 
 
-def _submit(pool: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> Future[T]:
-    with _children_allowed():  # the pool starts its process on the first submit
-        return pool.submit(fn, *args)
+class HelperProcess:
+    """One spawned process that runs calls one after another and can be killed mid-call: a
+    ProcessPoolExecutor of one, which knows its process (the pool has no public handle on it before
+    Python 3.14's kill_workers), so that ending it never waits for a run to finish."""
+
+    def __init__(self, initializer: Callable[..., None] = watch_parent, initargs: tuple[Any, ...] | None = None):
+        self._pool = ProcessPoolExecutor(1, mp_context=SPAWN, initializer=initializer,
+                                         initargs=(os.getpid(),) if initargs is None else initargs)
+        self._processes: set[multiprocessing.process.BaseProcess] = set()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        before = set(multiprocessing.active_children())
+        with _children_allowed():  # the pool starts its process on the first submit, within the call
+            future = self._pool.submit(fn, *args)
+        self._processes |= set(multiprocessing.active_children()) - before
+        return future
+
+    def kill(self) -> None:
+        """End the process now, mid-call; a call in flight fails with BrokenProcessPool."""
+        for process in self._processes:
+            process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """End the process after its call in flight."""
+        self._pool.shutdown(wait=True)
 
 
-def kill_pool(pool: ProcessPoolExecutor) -> None:
-    """End a pool's processes now, mid-job (Python 3.11 has no public call for it; 3.14 adds kill_workers)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
+_ENGINE_PROCESSES: dict[str, HelperProcess] = {}
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a new spawned process, ended with the call, even on Ctrl-C."""
-    pool = _spawned_pool()
+    helper = HelperProcess()
     try:
-        return _submit(pool, fn, *args).result()
+        return helper.submit(fn, *args).result()
     finally:
-        kill_pool(pool)
+        helper.kill()
 
 
 def in_engine_process(engine: str, fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in this process's helper process for `engine`, spawned on first use and kept, so that a
     run of another Keras engine pays for its imports once per invocation, not once per run. If the call
     is interrupted or its process dies, the process is ended and the next call starts a new one."""
-    pool = _ENGINE_POOLS.get(engine)
-    if pool is None:
-        pool = _ENGINE_POOLS[engine] = _spawned_pool()
+    helper = _ENGINE_PROCESSES.get(engine)
+    if helper is None:
+        helper = _ENGINE_PROCESSES[engine] = HelperProcess()
     try:
-        return _submit(pool, fn, *args).result()
+        return helper.submit(fn, *args).result()
     except BaseException:
-        _ENGINE_POOLS.pop(engine, None)
-        kill_pool(pool)
+        _ENGINE_PROCESSES.pop(engine, None)
+        helper.kill()
         raise
 
 
 def end_engine_processes() -> None:
-    while _ENGINE_POOLS:
-        _, pool = _ENGINE_POOLS.popitem()
-        kill_pool(pool)
+    while _ENGINE_PROCESSES:
+        _, helper = _ENGINE_PROCESSES.popitem()
+        helper.kill()
