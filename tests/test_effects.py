@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,6 +228,32 @@ def test_the_command_writes_markdown_for_any_results_folder(tmp_path, capsys, wi
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("# What each design choice does") and "sigmoid vs relu" in out
+
+
+def test_the_command_gives_every_effect_and_level_as_data_with_json(tmp_path, capsys):
+    synthetic_runs().to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["effects", str(tmp_path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    found = pd.DataFrame(document["effects"])
+    sigmoid, tanh, pool = (effect(found, "activation", "sigmoid"), effect(found, "activation", "tanh"),
+                           effect(found, "pooling", "max"))
+    for row, cost in ((sigmoid, SIGMOID_COST), (tanh, TANH_COST), (pool, 0.0)):
+        assert row["status"] == "tested" and row["low"] <= cost <= row["high"], row
+        assert row["distinguishable"] == (row["high"] < 0 or row["low"] > 0), "the verdict follows the interval"
+    assert sigmoid["distinguishable"] and not pool["distinguishable"]
+    levels = pd.DataFrame(document["levels"])
+    accuracy = levels[(levels["factor"] == "activation") & (levels["metric"] == "test accuracy")].set_index("level")
+    assert accuracy.loc["sigmoid", "mean"] - accuracy.loc["relu", "mean"] == pytest.approx(sigmoid["effect"])
+    assert (accuracy["n"] == 8).all()
+
+    # The table prints the same effect; --json does not combine with the other outputs.
+    assert main(["effects", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "activation: sigmoid vs relu" in line)
+    assert f"{sigmoid['effect']:.2f}" in line
+    with pytest.raises(SystemExit) as stopped:
+        main(["effects", str(tmp_path), "--json", "--markdown"])
+    assert stopped.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ every sentence follows from its row

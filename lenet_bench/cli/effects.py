@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, error, specs_or_default
+from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 
 
@@ -25,9 +26,11 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     effects.add_argument("--specs", nargs="+", metavar="PATH",
                          help="specs that name each matrix's factors and reference levels (default: specs/ when "
                               "it exists; without specs the factors are the columns that vary within a matrix)")
-    effects.add_argument("--markdown", action="store_true", help="print effects.md instead of the table")
-    effects.add_argument("--readme-section", metavar="MATRIX",
-                         help="print one matrix's effects in plain words, between markers, for a README")
+    shown = effects.add_mutually_exclusive_group()
+    shown.add_argument("--markdown", action="store_true", help="print effects.md instead of the table")
+    shown.add_argument("--readme-section", metavar="MATRIX",
+                       help="print one matrix's effects in plain words, between markers, for a README")
+    add_json_flag(shown)
     effects.add_argument("--write", action="store_true",
                          help="also write effects.md and its figures (effects_<matrix>.png, effects_backends.png) into "
                               "the results folder, as run and report do")
@@ -83,6 +86,10 @@ def cmd_effects(args: argparse.Namespace) -> int:
         console.print(f"wrote {', '.join(write_effects(analysis, folder.path))} in {folder.path}", markup=False)
     for note in analysis.notes:
         console.print(f"note: {note}", markup=False)
+    if args.json:  # every effect and every level's own numbers, untested ones included (`status` says why)
+        print_json({"results": args.results, "notes": analysis.notes, "levels": analysis.levels,
+                    "effects": analysis.effects})
+        return EXIT_OK
     if not groups:
         console.print("no factor varies among the completed runs: nothing to compare", markup=False)
         return EXIT_OK
