@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from pathlib import Path
 
@@ -31,48 +32,79 @@ def run_bench(*argv: str) -> int:
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory, mnist_dir):
-    """(exit code, stdout, stderr, CSV rows) of one bench of LeNet-5 on torch, cpu and gpu."""
+    """(exit code, the --json document, stderr, CSV rows) of one bench of LeNet-5 on torch, cpu and gpu."""
     csv = tmp_path_factory.mktemp("bench") / "bench.csv"
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         patch.setattr(bench, "CEILING_SIZE", 512)  # a smaller product: the plumbing is under test, not the machine
         code = run_bench(str(LENET5), *TINY, "--device", "cpu", "--device", "gpu",
-                         "--data-dir", str(mnist_dir), "--csv", str(csv))
-    return code, stdout.getvalue(), stderr.getvalue(), pd.read_csv(csv, keep_default_na=False, na_values=[""])
+                         "--data-dir", str(mnist_dir), "--csv", str(csv), "--json")
+    return code, json.loads(stdout.getvalue()), stderr.getvalue(), pd.read_csv(csv, keep_default_na=False,
+                                                                               na_values=[""])
 
 
 def test_exit_0_and_one_row_per_backend_and_device(measured):
-    code, out, _, rows = measured
+    code, document, _, rows = measured
     assert code == 0
     assert rows[["variant", "backend", "device", "batch_size"]].values.tolist() == [
         ["lenet5", "torch", "cpu", 16], ["lenet5", "torch", "gpu", 16]]
+    # --json gives the rows --csv writes (a missing number null there and an empty text "", both empty in the
+    # CSV; the CSV reads steps, a count or "all", as text)
+    def missing(value: object) -> bool:
+        return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+    assert [list(row) for row in document["rows"]] == [list(rows.columns)] * 2
+    for given, written in zip(document["rows"], rows.to_dict(orient="records"), strict=True):
+        for name, value in given.items():
+            if missing(value) or missing(written[name]):
+                assert missing(value) and missing(written[name]), name
+            elif isinstance(value, float):
+                assert value == pytest.approx(written[name]), name
+            else:
+                assert str(written[name]) == str(value), name
+    (ceiling,) = document["ceilings"]
+    assert ceiling["device"] == "cpu" and ceiling["gflops"] > 0
+    cpu = document["rows"][0]
+    assert cpu["ceiling_gflops"] == pytest.approx(ceiling["gflops"])
+
+
+def test_the_table_prints_the_measured_rows(measured, capsys):
+    from lenet_bench.cli.bench import print_table
+
+    _, document, _, _ = measured
+    print_table(document["rows"], full=False, steps=3, repeats=2, rounds=2)
+    out = capsys.readouterr().out
     assert all(word in out for column in COLUMNS for word in column.split())  # rich may wrap a header
-    assert "ceiling cpu:" in out and "GFLOP/s" in out
+    cpu, gpu = document["rows"]
+    cpu_line = next(line for line in out.splitlines() if "lenet5" in line and "cpu" in line)
+    for shown in (f"{cpu['harness_images_per_sec']:,.0f}", f"{cpu['harness_to_reference']:.2f}x",
+                  f"{100 * cpu['fraction_of_ceiling']:.1f}%"):
+        assert shown in cpu_line, shown
+    gpu_line = next(line for line in out.splitlines() if "lenet5" in line and "gpu" in line)
+    assert gpu["status"] in gpu_line
 
 
 def test_cpu_figures_are_positive_and_finite(measured):
-    _, out, _, rows = measured
+    _, _, _, rows = measured
     cpu = rows[rows.device == "cpu"].iloc[0]
     assert cpu.status == Status.COMPLETED.value  # as a run's status, in the CSV
     for name in POSITIVE_FIGURES:
         assert math.isfinite(cpu[name]) and cpu[name] > 0, name
     assert (cpu.train_images, cpu.rounds) == (3 * 16, 2)  # 2 rounds of 2 timed epochs each
     assert cpu.fraction_of_ceiling == pytest.approx(cpu.harness_images_per_sec / cpu.ceiling_images_per_sec)
-    table_row = next(line for line in out.splitlines() if "lenet5" in line and "cpu" in line)
-    assert "x" in table_row and "%" in table_row, "ratio and share of the ceiling are printed"
 
 
 def test_unavailable_device_is_said_once_up_front_with_its_reason(measured):
     from lenet_bench.engine import hardware
 
-    _, out, err, rows = measured
+    _, document, err, rows = measured
     if hardware.nvidia_driver_version():
         pytest.skip("an NVIDIA GPU is present: the gpu row was measured")
     reason = "no GPU on this machine (no NVIDIA driver found)"
     gpu = rows[rows.device == "gpu"].iloc[0]
     assert gpu.status == Status.SKIPPED.value and gpu.reason == reason
     assert math.isnan(gpu.harness_images_per_sec)
-    assert "skipped" in next(line for line in out.splitlines() if "lenet5" in line and "gpu" in line)
+    assert document["rows"][1]["status"] == "skipped" and document["rows"][1]["harness_images_per_sec"] is None
     err = " ".join(err.split())  # rich wraps long lines
     assert f"skipping 1 bench row(s) of lenet5/torch/gpu: {reason}" in err
     assert "bench lenet5/torch/gpu" not in err, "a row that cannot run here is not announced"

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selection, error, positive_int
+from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 from lenet_bench.device import Device
 from lenet_bench.results.row import Status
@@ -41,6 +42,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--data-dir",
                        help="folder with the dataset; default: $LENET_BENCH_DATA_DIR, the cache, a download")
     bench.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
+    add_json_flag(bench)
     bench.set_defaults(handler=cmd_bench)
 
 
@@ -92,8 +94,8 @@ def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict
                          f"at the ceiling")
 
 
-def print_conditions(records: list[dict[str, object]]) -> None:
-    """Where and under what load the numbers were taken: a loaded machine's numbers are no facts."""
+def warn_of_load(records: list[dict[str, object]]) -> None:
+    """A row timed under load, said on stderr: a loaded machine's numbers are no facts."""
     from lenet_bench.results.row import LOADED_THRESHOLD_CORES
 
     for r in records:
@@ -102,6 +104,9 @@ def print_conditions(records: list[dict[str, object]]) -> None:
             console.print(f"[yellow]warning:[/] {r['variant']}/{r['backend']}/{r['device']} was timed with "
                           f"{load:.2f} cores' worth of other work on its cores: its numbers are not this machine's "
                           "quiet speed; rerun on a quiet machine")
+
+
+def print_hardware(records: list[dict[str, object]]) -> None:
     hardware = sorted({str(r["hardware"]) for r in records if r["hardware"]})
     if hardware:
         output.print(f"measured on: {'; '.join(hardware)}")
@@ -139,9 +144,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     records = [r.record(ceilings[r.device][0] if r.device in ceilings else None) for r in rows]
 
     rounds = 1 if args.full else args.rounds
-    print_table(records, args.full, args.steps, args.repeats, rounds)
-    print_ceilings(ceilings, records)
-    print_conditions(records)
+    if args.json:  # the rows the table shows (and --csv writes), and each device's ceiling
+        print_json({"rows": records, "ceilings": [{"device": device, "gflops": flops / 1e9, "backend": backend}
+                                                  for device, (flops, backend) in ceilings.items()]})
+    else:
+        print_table(records, args.full, args.steps, args.repeats, rounds)
+        print_ceilings(ceilings, records)
+        print_hardware(records)
+    warn_of_load(records)
     for r in rows:
         if r.status is Status.FAILED:
             console.print(f"failed {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
