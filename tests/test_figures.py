@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from image_checks import assert_picture
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
+from PIL import Image
 
 from lenet_bench.results import figures
 from lenet_bench.training.result import EpochRecord
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def history(epochs=3, with_validation=True):
@@ -34,9 +34,29 @@ def runs() -> pd.DataFrame:
 
 
 def assert_saves_png(fig: Figure, tmp_path, name="figure.png"):
+    """Saved, the figure decodes as a PNG of its own size in pixels with something drawn on it."""
     path = tmp_path / name
     fig.savefig(path)
-    assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5_000
+    width, height = (fig.get_size_inches() * fig.dpi).round().astype(int)
+    assert_picture(path, int(width), int(height))
+
+
+def test_a_blank_truncated_or_wrongly_sized_picture_is_refused(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 100), "white").save(blank)
+    with pytest.raises(AssertionError, match="is blank"):
+        assert_picture(blank, 200, 100)
+    drawn = tmp_path / "drawn.png"
+    fig = figures.confusion_matrix([[5, 1], [0, 4]], "run")
+    fig.savefig(drawn)
+    width, height = (fig.get_size_inches() * fig.dpi).round().astype(int)
+    assert assert_picture(drawn, int(width), int(height)) > 0.05
+    with pytest.raises(AssertionError, match="px wide"):
+        assert_picture(drawn, int(width) + 1, int(height))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(drawn.read_bytes()[: drawn.stat().st_size // 2])
+    with pytest.raises(OSError):
+        assert_picture(truncated, int(width), int(height))
 
 
 def test_learning_curves_two_panels_train_and_validation(tmp_path):
@@ -72,6 +92,9 @@ def test_accuracy_vs_params_one_errorbar_series_per_backend(runs, tmp_path):
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert [c.get_label() for c in bars] == ["keras", "torch"]  # the gpu row was skipped: one device, no suffix
     assert all(len(c.lines[0].get_xdata()) == 2 for c in bars)  # one point per variant
+    torch = dict(zip(bars[1].lines[0].get_xdata(), bars[1].lines[0].get_ydata(), strict=True))
+    assert torch == pytest.approx({5_000: 0.9705, 61_706: 0.9905})  # each variant's mean over its two seeds
+    assert ax.get_xlabel() == "parameters" and ax.get_title().startswith("Test accuracy vs model size")
     assert ax.get_xscale() == "log"  # 5k to 62k parameters
     assert any("baseline" in line.get_label() for line in ax.lines)
     assert {t.get_text() for t in ax.texts} == {"small", "lenet5"}
@@ -85,6 +108,8 @@ def test_accuracy_vs_time_has_error_bars_from_seeds(runs, tmp_path):
     assert torch.has_xerr and torch.has_yerr
     assert ax.get_xscale() == "linear"  # 10 s to 15 s
     assert ax.get_xlabel() == "training time (s)"
+    points = sorted(zip(torch.lines[0].get_xdata(), torch.lines[0].get_ydata(), strict=True))
+    assert points == [pytest.approx((10.5, 0.9705)), pytest.approx((10.5, 0.9905))]  # means over the seeds
     assert_saves_png(fig, tmp_path)
 
 
