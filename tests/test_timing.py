@@ -132,20 +132,28 @@ def test_other_load_counts_only_other_processes_work():
 # ------------------------------------------------------------------ the backends' GPU paths
 
 
-def test_torch_syncs_with_cuda_on_gpu_and_not_on_cpu():
-    assert torch_train.sync("gpu") is torch.cuda.synchronize
-    assert torch_train.sync("cpu") is not torch.cuda.synchronize
-    torch_train.sync("cpu")()  # callable without CUDA
+def test_torch_waits_for_cuda_on_gpu_and_not_on_cpu(monkeypatch):
+    waits: list[str] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: waits.append("cuda"))
+    torch_train.sync("gpu")()
+    assert waits == ["cuda"], "on the GPU the clock is read once the queued kernels have run"
+    torch_train.sync("cpu")()  # callable without CUDA: a CPU op has finished when it returns
+    assert waits == ["cuda"]
 
 
-def test_keras_syncs_the_devices_on_gpu():
+def test_keras_waits_for_the_devices_on_gpu_and_not_on_cpu(monkeypatch):
     # Through the registry, so TensorFlow is imported with the backend's log and oneDNN settings.
     require_backend("keras")
     import tensorflow as tf
 
     from lenet_bench.backends.keras import model as keras_model
 
-    assert keras_model.sync("gpu") is tf.test.experimental.sync_devices
+    waits: list[str] = []
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", lambda: waits.append("devices"))
+    keras_model.sync("gpu")()
+    assert waits == ["devices"], "eager GPU ops return once queued: the clock waits for them"
+    keras_model.sync("cpu")()
+    assert waits == ["devices"]
 
 
 TINY = Spec.model_validate({
