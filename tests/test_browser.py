@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from conftest import session_cache
+from image_checks import assert_picture
 
 from lenet_bench import backends
 from lenet_bench.cli import main
@@ -246,7 +247,7 @@ def test_the_shared_view_opens_in_model_training_mode_with_the_means_over_seeds_
     expected = sorted(round(sum(100 * runs[n]["test_accuracy"] for n in names) / 2, 2)
                       for names in (RUN_NAMES, OVERRIDE_RUNS))
     assert means == pytest.approx(expected, abs=0.01) and all("(average)" in c.inner_text() for c in cells.all())
-    assert save_screenshot(page, tmp_path, "mlflow_runs.png").stat().st_size > 10_000
+    assert_picture(save_screenshot(page, tmp_path, "mlflow_runs.png"), VIEWPORT["width"], VIEWPORT["height"])
 
     group_row = page.locator('[role="row"]', has_text=f"Group: {groups[1]}")
     label = group_row.get_by_text(f"Group: {groups[1]}")
@@ -266,7 +267,7 @@ def test_the_shared_view_opens_in_model_training_mode_with_the_means_over_seeds_
     assert values["params.`activation`"] == "relu" and values["tags.`seed`"] == "0"
     accuracy = values["metrics.`test_accuracy_pct`"]  # as logged: 98.91, never 98.9099979
     assert float(accuracy) == pytest.approx(100 * runs[OVERRIDE_RUNS[0]]["test_accuracy"]) and len(accuracy) <= 7
-    assert save_screenshot(page, tmp_path, "mlflow_group_open.png").stat().st_size > 10_000
+    assert_picture(save_screenshot(page, tmp_path, "mlflow_group_open.png"), VIEWPORT["width"], VIEWPORT["height"])
 
 
 def test_compare_view_of_two_runs(server, page, tmp_path):
@@ -280,4 +281,4 @@ def test_compare_view_of_two_runs(server, page, tmp_path):
     close_assistant(page)
     body = page.inner_text("body")
     assert "Parameters" in body and "Metrics" in body and "lenet_bench.kind" in body
-    assert save_screenshot(page, tmp_path, "mlflow_compare.png").stat().st_size > 10_000
+    assert_picture(save_screenshot(page, tmp_path, "mlflow_compare.png"), VIEWPORT["width"], VIEWPORT["height"])

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, require_backend
+from image_checks import assert_picture
 from PIL import Image
 from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, require_browser, stop
 from trained_run import noop_run, quick_torch_run
@@ -36,6 +37,7 @@ from lenet_bench.spec import Spec
 SCREENSHOT = REPO / "results" / "reference" / "serve_page.png"
 START_TIMEOUT_S = 180  # imports and loading the model on a busy 2-core machine
 PAGE_TIMEOUT_MS = 60_000
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 # ------------------------------------------------------------------ no server needed
@@ -230,7 +232,7 @@ def page():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield chromium.new_page(viewport={"width": 1400, "height": 1000})
+            yield chromium.new_page(viewport=VIEWPORT)
         finally:
             chromium.close()
 
@@ -296,7 +298,7 @@ def test_drawing_a_digit_shows_the_guess_and_every_layer(page, server, tmp_path)
 
     shot = SCREENSHOT if os.environ.get("LENET_BENCH_SCREENSHOTS") == "1" else tmp_path / SCREENSHOT.name
     page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
+    assert_picture(shot, VIEWPORT["width"], min_height=VIEWPORT["height"])  # the whole page, at least the window
 
     page.click("#clear")  # clearing empties every panel again
     assert not any(p["rendered"] or p["white"] for p in rendered_panels(page))
