@@ -29,7 +29,7 @@ def add_json_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveG
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A table's rows as plain dicts, column name to value."""
-    return [dict(row) for row in frame.to_dict(orient="records")]
+    return [{str(name): value for name, value in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def plain(value: Any) -> Any:
