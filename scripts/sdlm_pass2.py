@@ -53,7 +53,7 @@ def layer_report(model: nn.Sequential, x: torch.Tensor, h: list[torch.Tensor], l
     print(f"  effective rates eta/(mu+h), eta {lr:g}: min {rates.min():.1e} 1% {q[0]:.1e} median {q[1]:.1e} "
           f"99% {q[2]:.1e} max {rates.max():.1e}; h < mu for {(flat < mu).double().mean().item():.0%} "
           f"(paper: {PAPER_EFFECTIVE_RATES[0]:.0e} to {PAPER_EFFECTIVE_RATES[1]})")
-    parts = []
+    parts: list[str] = []
     with torch.no_grad():
         state, arrays = x, iter(h)
         for child in model:
