@@ -569,21 +569,27 @@ def test_a_run_another_live_invocation_trains_is_skipped_and_said_not_trained_tw
         assert first.wait(timeout=120) == 0
     results = table(workspace)
     assert results.loc["tiny/noop/cpu/seed1", "status"] == "completed"  # the owner's row, not the skip
-    assert not (workspace / "results" / ".claims").exists()
+    assert [p for p in (workspace / "results" / ".claims").iterdir() if p.stat().st_size] == []  # none held
 
 
 def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
+    """A claim is a lock the operating system drops with its process: an owner killed with -9 (no clean-up
+    of its own) frees the run at once, with no process check of ours."""
     from lenet_bench.engine.claims import Claims
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    folder = tmp_path / ".claims"
-    folder.mkdir()
-    import json
-    import socket
-
-    (folder / "abc").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0}))
+    owner = subprocess.Popen([sys.executable, "-c", "import sys, time; from lenet_bench.engine.claims import Claims; "
+                              f"mine = Claims({str(tmp_path)!r}); assert mine.claim('abc') is None; print('held', flush=True); "
+                              "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "held"
+        refused = Claims(tmp_path).claim("abc")
+        assert refused.startswith(f"being trained by another invocation (pid {owner.pid} on ")
+    finally:
+        owner.kill()
+        owner.wait()
     claims = Claims(tmp_path)
     assert claims.claim("abc") is None and claims.held == {"abc"}
     assert Claims(tmp_path).claim("abc").startswith("being trained by another invocation")
     claims.release_all()
-    assert not folder.exists()
+    assert claims.held == set() and (tmp_path / ".claims" / "abc").read_text() == ""  # nobody's now
+    assert Claims(tmp_path).claim("abc") is None
