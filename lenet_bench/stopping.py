@@ -14,7 +14,8 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _requested = threading.Event()
 
@@ -52,20 +53,40 @@ def _on_signal(signum: int, frame: object) -> None:
         pass
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def stops_as_flag() -> Iterator[None]:
-    """SIGINT and SIGTERM set the flag while the block runs (a background job's inherited SIG_IGN too)."""
+def _stop_signals_handled_by(handler: Callable[[int, Any], Any]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` while the block runs (a background job's inherited SIG_IGN too);
+    signals reach only the main thread, so elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _requested.clear()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, _on_signal)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
+        for sig, earlier in previous.items():
             # After a stop the command is ending: a late Ctrl-C must not kill its exit (exit 130, not -2).
-            signal.signal(sig, signal.SIG_IGN if _requested.is_set() else handler)
+            signal.signal(sig, signal.SIG_IGN if _requested.is_set() else earlier)
+
+
+@contextlib.contextmanager
+def stops_as_flag() -> Iterator[None]:
+    """SIGINT and SIGTERM set the flag while the block runs."""
+    _requested.clear()
+    try:
+        with _stop_signals_handled_by(_on_signal):
+            yield
+    finally:
         _requested.clear()
+
+
+def stops_as_interrupts() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM (kill, a scheduler, a session's end) and SIGINT are handled like Ctrl-C: a KeyboardInterrupt
+    where Python is (for a server, which has no loop to check a flag). A job started in the background by a
+    non-interactive shell inherits SIGINT ignored, and SIGTERM would end it without cleanup."""
+    return _stop_signals_handled_by(signal.default_int_handler)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from rich.markup import escape
@@ -61,26 +57,6 @@ def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None
 
 def error(message: str) -> None:
     console.print(f"[red]error:[/] {escape(message)}")
-
-
-@contextlib.contextmanager
-def stops_as_interrupts() -> Iterator[None]:
-    """SIGTERM (kill, a scheduler, a session's end) and SIGINT are handled like Ctrl-C.
-
-    A job started in the background by a non-interactive shell inherits SIGINT ignored, and
-    SIGTERM would end it without marking its runs KILLED; both now stop it cleanly.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 PAPER_SPECS = Path("paper1998")  # the project's other spec folder: hours of one-image updates, not in the suite

@@ -6,8 +6,9 @@ import argparse
 import errno
 import os
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error, stops_as_interrupts
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
 from lenet_bench.console import output
+from lenet_bench.stopping import stops_as_interrupts
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
