@@ -56,7 +56,7 @@ def cmd_effects(args: argparse.Namespace) -> int:
     except ResultsError as err:
         error(str(err))
         return EXIT_INVALID
-    if not any(r.status.value == "completed" for r in rows):
+    if not any(r.status.has_numbers for r in rows):
         error(f"{folder.runs_csv} has no completed runs: nothing to compare")
         return EXIT_INVALID
     spec_paths = specs_or_default(args.specs)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from lenet_bench.results.row import setup_name
 from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
 from lenet_bench.training.result import EpochRecord
 
@@ -36,7 +37,7 @@ def with_groups(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.assign(setup=pd.Series(dtype=str), conditions=pd.Series(dtype=str))
     overrides = df["overrides"].fillna("").astype(str) if "overrides" in df else pd.Series("", index=df.index)
-    df["setup"] = df["spec"].astype(str) + overrides.map(lambda o: f"@{o}" if o else "")
+    df["setup"] = [setup_name(spec, override) for spec, override in zip(df["spec"].astype(str), overrides, strict=True)]
     hardware = df["hardware"].fillna("").astype(str) if "hardware" in df else pd.Series("", index=df.index)
     loaded = (df["timing"] == "loaded") if "timing" in df else pd.Series(False, index=df.index)
     executor = df["executor"].fillna("").astype(str) if "executor" in df else pd.Series("", index=df.index)
@@ -53,10 +54,16 @@ def split_superseded(df: pd.DataFrame, variants: Sequence | None) -> tuple[pd.Da
     """
     if variants is None or df.empty or "base_spec" not in df:
         return df, df.iloc[0:0]
+    gone = superseded(df, variants)
+    return df[~gone], df[gone]
+
+
+def superseded(df: pd.DataFrame, variants: Sequence) -> pd.Series:
+    """Which rows are of a matrix's variant that its spec no longer has (the matrix is in the specs; the
+    variant is not): the one rule compare and effects leave such rows out by."""
     names = {v.name for v in variants}
     matrices = {v.base_name for v in variants if v.labels}
-    gone = df["base_spec"].astype(str).isin(matrices) & ~df["spec"].astype(str).isin(names)
-    return df[~gone], df[gone]
+    return df["base_spec"].astype(str).isin(matrices) & ~df["spec"].astype(str).isin(names)
 
 
 def compare_table(df: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPING) -> pd.DataFrame:

@@ -32,6 +32,10 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from lenet_bench.results.compare import superseded, with_groups
+from lenet_bench.results.row import runs_with_numbers
+from lenet_bench.results.stats import summarize
+
 ALPHA = 0.05
 POWER = 0.8
 CORRECTION = "holm"
@@ -116,10 +120,8 @@ def design_of(frame: pd.DataFrame, variants: Sequence | None = None) -> Design:
 def _usable(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "test_accuracy" not in frame:
         return pd.DataFrame(columns=["group", "base_spec", "spec", "seed", "backend", "device", "conditions"])
-    from lenet_bench.results.compare import with_groups
-
     runs = with_groups(frame)
-    runs = runs[runs["status"].astype(str) == "completed"] if "status" in runs else runs
+    runs = runs_with_numbers(runs)
     runs = runs[pd.to_numeric(runs["test_accuracy"], errors="coerce").notna()].copy()
     base = _text(runs, "base_spec")
     runs["base_spec"] = base.where(base != "", runs["spec"].astype(str))
@@ -154,14 +156,13 @@ def _axes_from_variants(variants: Sequence) -> dict[str, dict[str, list[str]]]:
 
 def _levels_from_variants(runs: pd.DataFrame, variants: Sequence) -> tuple[pd.DataFrame, list[str]]:
     labels = {v.name: {_axis_name(axis): label for axis, label in v.labels} for v in variants}
-    matrices = {v.base_name for v in variants if v.labels}
-    superseded = runs["base_spec"].isin(matrices) & ~runs["spec"].isin(labels)
+    gone = superseded(runs, variants)
     notes = []
-    if superseded.any():
-        names = sorted(runs.loc[superseded, "spec"].astype(str).unique())
-        notes.append(f"{int(superseded.sum())} run(s) of {len(names)} variant(s) no longer in the specs are left out: "
+    if gone.any():
+        names = sorted(runs.loc[gone, "spec"].astype(str).unique())
+        notes.append(f"{int(gone.sum())} run(s) of {len(names)} variant(s) no longer in the specs are left out: "
                      + ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
-    runs = runs[~superseded].copy()
+    runs = runs[~gone].copy()
     for name in sorted({axis for found in labels.values() for axis in found}):
         runs[f"factor:{name}"] = runs["spec"].map(lambda spec, axis=name: labels.get(spec, {}).get(axis))
     return runs, notes
@@ -479,8 +480,6 @@ def level_table(design: Design) -> pd.DataFrame:
     """Mean and 95% interval over seeds of every level of every factor, per metric: a seed's value is the mean
     of its runs at that level (over the other factors and backends), as the effects average them. Timings only
     of runs timed quiet, per condition; speeds and times as geometric means (their effects are ratios)."""
-    from lenet_bench.results.stats import summarize
-
     found = []
     loaded = _loaded_conditions(design.runs)
     for group, factors in design.factors.items():
@@ -519,8 +518,6 @@ def main_condition(conditions: pd.Series, n: pd.Series) -> str | None:
 def cell_table(design: Design, group: str, first: str, second: str, metric: Metric = METRICS[0]) -> pd.DataFrame:
     """Mean and 95% interval over seeds of every cell of two factors (the other factors and backends averaged
     within a seed), for an interaction plot; accuracy only (a cell's timings would mix conditions)."""
-    from lenet_bench.results.stats import summarize
-
     rows = design.runs[design.runs["group"] == group]
     values = rows.assign(value=_transform(rows[metric.column], metric)).dropna(subset=["value"])
     found = []

@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 # MLflow tag names shared by the recorder and the readers.
 KIND_TAG = "lenet_bench.kind"  # invocation | run | baseline
 STATUS_TAG = "lenet_bench.status"
@@ -41,6 +43,13 @@ class Status(str, enum.Enum):
     @property
     def has_numbers(self) -> bool:
         return self is Status.COMPLETED
+
+
+def runs_with_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a results frame whose run has numbers (Status.has_numbers); a frame without statuses as it is."""
+    if "status" not in frame:
+        return frame
+    return frame[frame["status"].astype(str).isin([status.value for status in Status if status.has_numbers])]
 
 
 # Where a field lives in MLflow: a param, a metric, a tag, the run's id, or nowhere (results/ only).

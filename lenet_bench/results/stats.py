@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lenet_bench.results.row import runs_with_numbers
+
 CONFIDENCE = 0.95
 SUFFIXES = ("mean", "std", "ci_low", "ci_high", "n")
-USABLE_STATUSES = ("completed",)  # runs with numbers; skipped/failed/killed have none
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,7 @@ def usable_runs(df: pd.DataFrame) -> pd.DataFrame:
     device when the devices differ, and the timing conditions when they differ (never one mean of both)."""
     if df.empty or "test_accuracy" not in df:
         return pd.DataFrame(columns=["spec", "setup", "series", "test_accuracy"])
-    runs = df
-    if "status" in runs:
-        runs = runs[runs["status"].isin(USABLE_STATUSES)]
+    runs = runs_with_numbers(df)
     runs = runs[pd.to_numeric(runs["test_accuracy"], errors="coerce").notna()].copy()
     several_devices = "device" in runs and runs["device"].nunique() > 1
     runs["series"] = runs["backend"].astype(str) + ("/" + runs["device"].astype(str) if several_devices else "")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lenet_bench.results.compare import with_groups
+from lenet_bench.results.row import runs_with_numbers
 from lenet_bench.results.stats import format_mean_ci, summarize
 
 if TYPE_CHECKING:
@@ -55,8 +56,8 @@ def time_to_train_table(frame: pd.DataFrame, variants: Sequence | None = None) -
     targets = {v.name: v.spec.train.target_accuracy for v in variants or ()}
     frame["target_accuracy"] = recorded.fillna(pd.to_numeric(frame["spec"].map(targets), errors="coerce"))
     runs = with_groups(frame)
-    runs = runs[(runs["status"].astype(str) == "completed") & pd.to_numeric(runs["target_accuracy"],
-                                                                          errors="coerce").notna()]
+    runs = runs_with_numbers(runs)
+    runs = runs[pd.to_numeric(runs["target_accuracy"], errors="coerce").notna()]
     found = []
     for keys, group in runs.groupby(list(BY), sort=True):
         group = group.sort_values("seed")
