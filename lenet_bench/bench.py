@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenet_bench import backends
+from lenet_bench.backends import BenchBackend
 from lenet_bench.data import DataError, PreparedData
 from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine import hardware
@@ -151,6 +152,9 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
                                            f"{spec.train.batch_size}: {err}"
         return row
     backend = backends.activate(job.backend)
+    if settings.reference and not isinstance(backend, BenchBackend):
+        row.status, row.reason = Status.SKIPPED, f"{job.backend} has no plain loop of its own (reference_loop) to compare"
+        return row
     row.train_images = len(data.x_train)
     row.hardware = hardware.hardware_class(job.device, len(allowed_cores()),
                                            backend.device_info(job.device).get("gpu_name", ""))
@@ -175,6 +179,7 @@ def _measure_round(backend: backends.Backend, job: Job, spec: Spec, data: Prepar
     row.warmup_seconds, row.harness_accuracy, row.inference = \
         result.history[0].seconds, result.test_accuracy, result.timings
     if reference:
+        assert isinstance(backend, BenchBackend)  # bench_row skips a backend without one
         measured = backend.reference_loop(spec, data, job.seed, job.device, row.repeats)
         row.reference += measured.rates
         row.reference_accuracy = measured.test_accuracy
@@ -186,5 +191,7 @@ def measure_ceiling(device: Device) -> tuple[float, str] | None:
     for name in backends.names():
         if backends.host_conflict(name) or backends.unavailable_reason(name, device):
             continue
-        return backends.activate(name).matmul_flops(device, CEILING_SIZE, CEILING_REPEATS), name
+        backend = backends.activate(name)
+        if isinstance(backend, BenchBackend):
+            return backend.matmul_flops(device, CEILING_SIZE, CEILING_REPEATS), name
     return None

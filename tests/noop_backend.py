@@ -109,7 +109,7 @@ def matmul_flops(device, size, repeats):
     return 1e9
 
 
-def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
+def train(model, spec, data, seed, device, progress, max_steps_per_epoch=None, checkpoint=None):
     from lenet_bench.training.loop import Diverged
 
     if seed in INTERRUPT_SEEDS:

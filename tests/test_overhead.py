@@ -66,7 +66,7 @@ def test_after_a_resume_overhead_md_and_the_closing_line_count_this_invocations_
     0.3 s, 0.1 s of it augmentation: 0.6 s of training for the two runs, never 20,000 s in a few seconds' wall."""
     trained = noop.train
 
-    def resumed(model, spec, data, seed, device, progress, max_steps_per_epoch=None):
+    def resumed(model, spec, data, seed, device, progress, max_steps_per_epoch=None, checkpoint=None):
         result = trained(model, spec, data, seed, device, progress, max_steps_per_epoch)
         time.sleep(STEP_SECONDS)  # the epoch's time is spent, as the record says
         history = [_record(1, EARLIER_SECONDS), _record(2, STEP_SECONDS, augment=AUGMENT_SECONDS)]

@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from typing import cast
 
 from lenet_bench.backend_registry import BackendEntry, Engine, entry, names, register, unregister
-from lenet_bench.backends.protocol import Backend
+from lenet_bench.backends.protocol import Backend, BenchBackend
 from lenet_bench.device import Device, allowed_cores
 
-__all__ = ["Backend", "BackendEntry", "BackendUnavailable", "Engine", "activate", "entry", "framework_versions",
-           "get", "host_conflict", "installed_reason", "names", "quiet_stderr", "register", "unavailable_reason",
+__all__ = ["Backend", "BackendEntry", "BenchBackend", "BackendUnavailable", "Engine", "activate", "entry", "framework_versions",
+           "host_conflict", "installed_reason", "names", "quiet_stderr", "register", "unavailable_reason",
            "unregister", "usable_cores"]
 
 
@@ -92,9 +92,6 @@ def _exempt_from_collection() -> None:
     out of every later garbage collection. They live as long as the process; without this the collection
     after each run (`release`) walks all of them again: 0.26 s a run with both loaded, 0.4% of a suite."""
     gc.freeze()
-
-
-get = activate  # the backend, set up on first use
 
 
 def unavailable_reason(name: str, device: Device) -> str | None:

@@ -7,7 +7,7 @@ never logs to MLflow or writes results: that is the recorder's job.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from lenet_bench.device import Device
 
@@ -71,8 +71,12 @@ class Backend(Protocol):
     def train(self, model: Any, spec: Spec, data: PreparedData, seed: int, device: Device,
               progress: Progress, max_steps_per_epoch: int | None = None,
               checkpoint: Checkpoint | None = None) -> RunResult:
-        """With a `checkpoint`: save every complete epoch there, and go on from the one it holds.
-        (Optional for backends registered from outside: one whose `train` has no `checkpoint` starts afresh.)"""
+        """With a `checkpoint`: save every complete epoch there, and go on from the one it holds."""
+
+
+@runtime_checkable
+class BenchBackend(Backend, Protocol):
+    """What `bench` asks of a backend besides: its framework's usual loop, and the device's ceiling."""
 
     def reference_loop(self, spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
         """The bench's plain loop: the framework's usual way to train, one warm-up epoch then `repeats` timed ones."""
@@ -87,4 +91,4 @@ if TYPE_CHECKING:
     from lenet_bench.backends import keras_jax as _keras_jax
     from lenet_bench.backends import torch as _torch
 
-    _BUILT_IN: list[Backend] = [_torch, _keras, _keras_jax]
+    _BUILT_IN: list[BenchBackend] = [_torch, _keras, _keras_jax]

@@ -13,7 +13,6 @@ after Keras on JAX) executes in a fresh process of its own.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
 import traceback
@@ -124,9 +123,7 @@ def _release(backend_name: str) -> None:
         backend = backends.activate(backend_name)
     except backends.BackendUnavailable:
         return
-    release = getattr(backend, "release", None)  # optional for backends registered from outside
-    if release is not None:
-        release()
+    backend.release()
 
 
 def helper_engine(job: Job) -> str:
@@ -175,7 +172,7 @@ def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
         outcome.rss_at_start_mb = hardware.reset_peak_rss()
         sampler = SystemSampler().start()
         try:
-            checkpoint = _checkpoint(backend, job)
+            checkpoint = _checkpoint(job)
             while True:
                 with timed("model build"):
                     model = backend.build(job.spec, job.seed, job.device)
@@ -212,9 +209,9 @@ def _execute(job: Job, progress: Progress, cache: DataCache) -> JobResult:
     return outcome
 
 
-def _checkpoint(backend: backends.Backend, job: Job) -> Checkpoint | None:
-    """train()'s checkpoint argument, when the job has a checkpoint folder and the backend takes one."""
-    if job.checkpoint_dir is None or "checkpoint" not in inspect.signature(backend.train).parameters:
+def _checkpoint(job: Job) -> Checkpoint | None:
+    """train()'s checkpoint argument: the job's checkpoint folder, if it has one."""
+    if job.checkpoint_dir is None:
         return None
     return Checkpoint(Path(job.checkpoint_dir))
 
