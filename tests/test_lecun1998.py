@@ -443,6 +443,43 @@ def test_sdlm_step_is_lr_over_mu_plus_h():
     np.testing.assert_allclose(p.detach().numpy(), [1.0 - 0.1 / 0.02, 2.0 - 0.1, -1.0 + 0.2 / 10.0], rtol=1e-6)
 
 
+def test_sdlm_running_curvature_keeps_the_share_the_spec_gives():
+    """hessian_gamma G: before epoch 2 and later the old estimate keeps (1 - G)^hessian_samples, on both
+    backends' optimizers (the old estimate read back from the step scale); without G every epoch starts fresh."""
+    import torch
+
+    from lenet_bench.backends.torch.sdlm import SDLM
+    from lenet_bench.spec.schema import OptimizerSpec
+    from lenet_bench.training.loop import curvature_kept
+
+    running = OptimizerSpec(name="sdlm", hessian_gamma=0.002, hessian_samples=500)
+    assert curvature_kept(running, 1) == 0.0 and curvature_kept(OptimizerSpec(name="sdlm"), 5) == 0.0
+    assert curvature_kept(running, 2) == pytest.approx(0.998 ** 500) == curvature_kept(running, 20)
+    with pytest.raises(ValueError, match="hessian_gamma apply to sdlm only"):
+        OptimizerSpec(name="adam", hessian_gamma=0.002)
+    old, new, keep = np.array([0.0, 1.0, 8.0]), np.array([2.0, 1.0, 0.5]), 0.25
+    expected = 1.0 - 0.1 * np.array([1.0, 1.0, 1.0]) / (0.02 + keep * old + (1 - keep) * new)
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    optimizer = SDLM([p], lr=0.1, mu=0.02)
+    optimizer.set_curvature([torch.from_numpy(old)])
+    optimizer.set_curvature([torch.from_numpy(new)], keep=keep)
+    p.grad = torch.ones(3, dtype=torch.float64)
+    optimizer.step()
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-12)
+    require_backend("keras")  # Keras on the engine its backend sets
+    import keras
+
+    from lenet_bench.backends.keras_common.optimizers import SDLM as KerasSDLM
+
+    variable = keras.Variable(np.ones(3, dtype="float32"))
+    k_optimizer = KerasSDLM(learning_rate=0.1, mu=0.02)
+    k_optimizer.build([variable])
+    k_optimizer.set_curvature([old.astype("float32")])
+    k_optimizer.set_curvature([new.astype("float32")], keep=keep)
+    k_optimizer.apply([np.ones(3, dtype="float32")], [variable])
+    np.testing.assert_allclose(np.asarray(variable.numpy()), expected, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_same_sdlm_steps_same_weights(faithful, mnist_raw):
     pair = require_backend("torch"), require_backend("keras")

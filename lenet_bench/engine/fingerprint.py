@@ -31,7 +31,8 @@ SHARED_RESULT_CODE = ("lenet_bench.data", "lenet_bench.training", "lenet_bench.s
 # seed 0 of a full run), the expectation (checked against the current spec), and prose.
 _NOT_FINGERPRINTED = ("description", "expect", "reference")
 _NOT_RESULT_CODE = ("reference.py",)
-_NEW_FIELD_DEFAULTS = (("train", "eval_every", 1), ("model", "layers", None), ("data", "augment", None))  # a backend's plain loop for the bench trains no recorded run
+_NEW_FIELD_DEFAULTS = (("train", "eval_every", 1), ("model", "layers", None), ("data", "augment", None),
+                       ("train.optimizer", "hessian_gamma", None))  # a backend's plain loop for the bench trains no recorded run
 
 
 def code_without_prose(source: str) -> str:
@@ -70,9 +71,10 @@ def fingerprint(job: Job, data_key: str) -> str:
     spec = {k: v for k, v in job.spec.model_dump(mode="json").items() if k not in _NOT_FINGERPRINTED}
     # Fields whose default is what every run recorded before they existed did: left out at their default, so that
     # those runs still match (a spec that writes them gets a fingerprint of its own).
-    for section, field, default in _NEW_FIELD_DEFAULTS:
-        if spec[section].get(field, default) == default:
-            spec[section].pop(field, None)
+    for path, field, default in _NEW_FIELD_DEFAULTS:
+        section = functools.reduce(lambda part, key: part[key], path.split("."), spec)
+        if section.get(field, default) == default:
+            section.pop(field, None)
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
         "spec": spec, "backend": job.backend, "device": job.device.value, "seed": job.seed,

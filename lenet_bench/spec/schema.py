@@ -187,6 +187,9 @@ class OptimizerSpec(_Strict):
     eps: float = Field(1e-7, gt=0)
     mu: float = Field(0.02, gt=0, le=1e6)  # sdlm: 0.02 in the paper (section III.C)
     hessian_samples: int = Field(500, gt=0, le=100_000)  # sdlm: 500 in the paper (section III.C)
+    # sdlm: None, each epoch's estimate is the mean over its images, the last one forgotten; a number G, Appendix
+    # C's running average h <- (1 - G) h + G h_image carried across epochs (the first epoch's is the mean).
+    hessian_gamma: float | None = Field(None, gt=0, lt=1)
 
     @property
     def learning_rate(self) -> float:
@@ -200,7 +203,7 @@ class OptimizerSpec(_Strict):
             raise ValueError("nesterov needs momentum > 0")
         # Compared with their defaults, not with what was written: a saved spec (model_dump) writes every
         # field, and must read back as the same spec.
-        sdlm_only = sorted(name for name in ("mu", "hessian_samples")
+        sdlm_only = sorted(name for name in ("mu", "hessian_samples", "hessian_gamma")
                            if getattr(self, name) != type(self).model_fields[name].default)
         if self.name != "sdlm" and sdlm_only:
             raise ValueError(f"{' and '.join(sdlm_only)} apply to sdlm only; received optimizer {self.name!r}")

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from lenet_bench import stopping
-from lenet_bench.spec.schema import TrainSpec
+from lenet_bench.spec.schema import OptimizerSpec, TrainSpec
 from lenet_bench.training.augment import EpochImages
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, LoopState
 from lenet_bench.training.result import EpochRecord, Progress
@@ -47,6 +47,16 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, max_steps: int
 def hessian_sample(n: int, size: int, seed: int, epoch: int) -> np.ndarray:
     """Indices of the training images sdlm estimates its Hessian on before `epoch` (the same on every backend)."""
     return np.sort(np.random.default_rng([seed, epoch, 0x4E55]).permutation(n)[:size])
+
+
+def curvature_kept(optimizer: OptimizerSpec, epoch: int) -> float:
+    """The share of the previous Hessian estimate sdlm keeps before `epoch`: 0 (a fresh mean) unless the spec
+    asks for Appendix C's running average with gain G, whose old value after n images keeps (1 - G)^n (the
+    mean of the n images stands for their sequence). Epoch 1 has nothing to keep; a resumed run keeps the
+    estimate its checkpoint restored with the optimizer's state."""
+    if optimizer.hessian_gamma is None or epoch <= 1:
+        return 0.0
+    return (1.0 - optimizer.hessian_gamma) ** optimizer.hessian_samples
 
 
 def steps_per_epoch(n: int, batch_size: int, max_steps: int | None = None) -> int:

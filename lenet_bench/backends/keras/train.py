@@ -28,7 +28,7 @@ from lenet_bench.training import timing
 from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.checkpoint import BackendState, Checkpoint, load_arrays, save_arrays
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.loop import hessian_sample, train_epochs
+from lenet_bench.training.loop import curvature_kept, hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ def _train(model: keras.Model, spec: Spec, data: PreparedData, seed: int, device
     def estimate_hessian(epoch: int) -> None:
         # sdlm (LeCun et al. 1998, section III.C): the Hessian diagonal re-estimated before each pass.
         index = hessian_sample(len(data.x_train), spec.train.optimizer.hessian_samples, seed, epoch)
-        optimizer.set_curvature(diagonal_hessian(model, tf.gather(trainer.x, index), spec.train.loss))
+        optimizer.set_curvature(diagonal_hessian(model, tf.gather(trainer.x, index), spec.train.loss),
+                                keep=curvature_kept(spec.train.optimizer, epoch))
 
     def device_memory() -> dict[str, float]:
         if device != Device.GPU:

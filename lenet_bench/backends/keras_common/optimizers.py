@@ -91,12 +91,16 @@ class SDLM(keras.optimizers.Optimizer):
         self._scales = [self.add_variable_from_reference(v, "scale", initializer=keras.initializers.Constant(1 / self.mu))
                         for v in variables]
 
-    def set_curvature(self, curvatures) -> None:
-        """The Hessian diagonal of every variable, in the order the optimizer was built with."""
+    def set_curvature(self, curvatures, keep: float = 0.0) -> None:
+        """The Hessian diagonal of every variable, in the order the optimizer was built with; `keep`: the share of
+        the current estimate kept (a running average; the current one is read back from the scale)."""
         if len(curvatures) != len(self._scales):
             raise ValueError(f"expected {len(self._scales)} curvature arrays, received {len(curvatures)}")
         for scale, h in zip(self._scales, curvatures):
-            scale.assign(1.0 / (self.mu + ops.convert_to_tensor(h, scale.dtype)))
+            h = ops.convert_to_tensor(h, scale.dtype)
+            if keep:
+                h = keep * (1.0 / scale - self.mu) + (1.0 - keep) * h
+            scale.assign(1.0 / (self.mu + h))
 
     def update_step(self, gradient, variable, learning_rate):
         scale = self._scales[self._get_variable_index(variable)]

@@ -46,12 +46,15 @@ class SDLM(torch.optim.Optimizer):
                 self.state[p]["scale"] = torch.full_like(p, 1.0 / group["mu"])
 
     @torch.no_grad()
-    def set_curvature(self, curvatures: list[torch.Tensor]) -> None:
-        """The Hessian diagonal of every parameter, in the order the parameters were given."""
+    def set_curvature(self, curvatures: list[torch.Tensor], keep: float = 0.0) -> None:
+        """The Hessian diagonal of every parameter, in the order the parameters were given; `keep`: the share of
+        the current estimate kept (a running average; the current one is read back from the scale)."""
         pairs = [(p, group["mu"]) for group in self.param_groups for p in group["params"]]
         if len(pairs) != len(curvatures):
             raise ValueError(f"expected {len(pairs)} curvature arrays, received {len(curvatures)}")
         for (p, mu), h in zip(pairs, curvatures):
+            if keep:
+                h = keep * (1.0 / self.state[p]["scale"] - mu) + (1.0 - keep) * h
             self.state[p]["scale"] = 1.0 / (mu + h)
 
     @torch.no_grad()

@@ -33,7 +33,7 @@ from lenet_bench.training import timing
 from lenet_bench.training.augment import epoch_images
 from lenet_bench.training.checkpoint import BackendState, Checkpoint
 from lenet_bench.training.evaluation import finish_run
-from lenet_bench.training.loop import hessian_sample, train_epochs
+from lenet_bench.training.loop import curvature_kept, hessian_sample, train_epochs
 from lenet_bench.training.result import Progress, RunResult
 
 if TYPE_CHECKING:
@@ -182,7 +182,8 @@ def train(model: nn.Module, spec: Spec, data: PreparedData, seed: int, device: D
         index = hessian_sample(len(x_train), spec.train.optimizer.hessian_samples, seed, epoch)
         model.train()
         assert isinstance(optimizer, SDLM)
-        optimizer.set_curvature(diagonal_hessian(model, x_train[torch.from_numpy(index).to(dev)], spec.train.loss))
+        optimizer.set_curvature(diagonal_hessian(model, x_train[torch.from_numpy(index).to(dev)], spec.train.loss),
+                                keep=curvature_kept(spec.train.optimizer, epoch))
 
     with _cpu_kernels_for(spec.train.batch_size, device):
         loop = train_epochs(spec.train, len(x_train), seed, max_steps_per_epoch, clock, progress,
