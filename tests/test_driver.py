@@ -405,21 +405,23 @@ def test_fingerprint_ignores_sibling_seeds_expectation_and_prose(workspace, noop
     full = {job.name: job for job in plan_jobs(variants, RunOptions())}["tiny/noop/cpu/seed0"]
     alone = {job.name: job for job in plan_jobs(variants, RunOptions(seeds=(0,)))}["tiny/noop/cpu/seed0"]
     assert full.spec.train.seeds != alone.spec.train.seeds
-    assert fingerprint(full, "data") == fingerprint(alone, "data")
+    VERSIONS = "noop 1"
+    assert fingerprint(full, "data", VERSIONS) == fingerprint(alone, "data", VERSIONS)
 
     def with_spec(**updates):
         return dataclasses.replace(full, variant=dataclasses.replace(full.variant, spec=full.spec.model_copy(update=updates)))
 
     expect = full.spec.expect.model_copy(update={"min_test_accuracy": 0.99})
-    assert fingerprint(with_spec(expect=expect, description="reworded"), "data") == fingerprint(full, "data")
+    assert fingerprint(with_spec(expect=expect, description="reworded"), "data", VERSIONS) == fingerprint(full, "data", VERSIONS)
     trained_longer = full.spec.train.model_copy(update={"epochs": 3})
-    assert fingerprint(with_spec(train=trained_longer), "data") != fingerprint(full, "data")
+    assert fingerprint(with_spec(train=trained_longer), "data", VERSIONS) != fingerprint(full, "data", VERSIONS)
     # eval_every is part of what a run records (its curves, its time to target).
     evaluated_less = full.spec.train.model_copy(update={"eval_every": 2})
-    assert fingerprint(with_spec(train=evaluated_less), "data") != fingerprint(full, "data")
-    assert fingerprint(full, "other data") != fingerprint(full, "data")
+    assert fingerprint(with_spec(train=evaluated_less), "data", VERSIONS) != fingerprint(full, "data", VERSIONS)
+    assert fingerprint(full, "other data", VERSIONS) != fingerprint(full, "data", VERSIONS)
     quick = {job.name: job for job in plan_jobs(variants, RunOptions(epochs=1))}["tiny@epochs=1/noop/cpu/seed0"]
-    assert fingerprint(quick, "data") != fingerprint(full, "data")
+    assert fingerprint(quick, "data", VERSIONS) != fingerprint(full, "data", VERSIONS)
+    assert fingerprint(full, "data", "noop 2") != fingerprint(full, "data", VERSIONS)  # another framework version
 
 
 def test_code_version_ignores_comments_docstrings_and_layout():
@@ -593,3 +595,28 @@ def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
     claims.release_all()
     assert claims.held == set() and (tmp_path / ".claims" / "abc").read_text() == ""  # nobody's now
     assert Claims(tmp_path).claim("abc") is None
+
+
+def test_an_invocation_asks_each_backend_once_and_the_next_invocation_asks_again(workspace, mnist_dir, noop,
+                                                                                  monkeypatch):
+    """Installed, usable on a device, framework versions: one answer per backend (and device) per invocation,
+    however many runs it plans; a second invocation in the same process asks again (a backend installed
+    meanwhile is seen)."""
+    from lenet_bench import backends
+    from lenet_bench.device import Device
+
+    asked: list[tuple[str, ...]] = []
+    for name in ("installed_reason", "framework_versions"):
+        original = getattr(backends, name)
+        monkeypatch.setattr(backends, name, lambda backend, _f=original, _n=name: asked.append((_n, backend)) or _f(backend))
+    original_unavailable = backends.unavailable_reason
+    monkeypatch.setattr(backends, "unavailable_reason",
+                        lambda backend, device: asked.append(("unavailable_reason", backend, Device(device).value))
+                        or original_unavailable(backend, device))
+    write_spec(workspace)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu") == 0  # two seeds of one backend
+    assert sorted(asked) == sorted(set(asked)) and ("installed_reason", "noop") in asked
+    assert ("framework_versions", "noop") in asked and ("unavailable_reason", "noop", "cpu") in asked
+    first = len(asked)
+    assert cli_run(workspace, mnist_dir, "--device", "cpu") == 0
+    assert sorted(asked[first:]) == sorted(asked[:first])

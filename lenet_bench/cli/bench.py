@@ -127,9 +127,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = bench.BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
                                    batch_size=args.batch_size, full=args.full, reference=args.reference,
                                    data_dir=args.data_dir)
-    from lenet_bench.engine.driver import announce_reasons, skip_reason_here
+    from lenet_bench.engine.backends_here import BackendsHere
+    from lenet_bench.engine.driver import announce_reasons
 
-    reasons = {id(job): skip_reason_here(job, cluster=False, inline=False) for job in jobs}
+    here = BackendsHere()
+    reasons = {id(job): here.skip_reason(job, cluster=False, inline=False) for job in jobs}
     announce_reasons([(f"{job.variant.name}/{job.backend}/{job.device}", reason) for job in jobs
                       if (reason := reasons[id(job)])], noun="bench row(s)", whole_names=True)
     rows = _measure(jobs, reasons, args, settings)

@@ -70,14 +70,13 @@ def listing(jobs: list[Job], cores: int) -> list[dict[str, Any]]:
     inline and on one of two workers' shares of the cores (null when it does not run here or was never measured),
     and whether it can run on this machine, with the reason when not."""
     from lenet_bench.engine import estimate
-    from lenet_bench.engine.driver import skip_reason_here
+    from lenet_bench.engine.backends_here import BackendsHere
 
     book = estimate.measured_speeds(DEFAULT_RESULTS)
-    rows = []
+    rows, here = [], BackendsHere()
     for job in jobs:
         spec, summary = job.spec, job.spec.summary()
-        # domain logic the engine should answer (issue 40): a CLI handler asks whether the job runs here
-        reason = skip_reason_here(job, cluster=False, inline=False)
+        reason = here.skip_reason(job, cluster=False, inline=False)
         # --workers 2 gives each run its own share of the cores: its speed is the one measured on that share.
         inline, on_worker = ((book.estimate(job, cores), book.estimate(job, max(cores // 2, 1))) if reason is None
                              else (None, None))

@@ -20,22 +20,24 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
-from lenet_bench import backends, stopping
+from lenet_bench import stopping
 from lenet_bench.console import InvocationProgress, RunProgress, console, duration
 from lenet_bench.data import DataError
 from lenet_bench.data.cache import DataCache
-from lenet_bench.device import Device
+from lenet_bench.data.registry import DATASETS
 from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
-from lenet_bench.engine import estimate, executors, hardware, phases
+from lenet_bench.engine import estimate, executors, phases
+from lenet_bench.engine.backends_here import BackendsHere
 from lenet_bench.engine.claims import CLAIMS, Claims
 from lenet_bench.engine.execute import DATA_UNAVAILABLE, JobResult
 from lenet_bench.engine.fingerprint import code_version, fingerprint
 from lenet_bench.engine.plan import Job, RunOptions, plan_jobs
 from lenet_bench.engine.recorder import Recorder
+from lenet_bench.results import report  # at start, so that a long invocation reports with the code it trained with
 from lenet_bench.results.row import ResultRow, Status
 from lenet_bench.results.table import ResultsFolder
 from lenet_bench.results.tracking import Tracker, resolve_tracking_uri
-from lenet_bench.spec import DEFAULT_SUITE, Variant
+from lenet_bench.spec import DEFAULT_SUITE, SpecError, Variant, load_variants
 from lenet_bench.training import checkpoint
 from lenet_bench.training.checkpoint import Checkpoint
 
@@ -71,6 +73,7 @@ class Driver:
         self.claims: Claims | None = None
         self.reused: set[str] = set()  # the runs (by name) completed by an earlier invocation, not trained now
         self.data = DataCache(options.data_dir)  # the invocation's: loaded and keyed once, trained on when inline
+        self.here = BackendsHere()  # what each backend can do here: asked once for the invocation
 
     def run(self, variants: list[Variant], experiment: str, jobs: list[Job] | None = None) -> list[ResultRow]:
         """Every run of `variants` (`jobs`: their runs as the caller planned them, when it did), as its row;
@@ -144,7 +147,7 @@ class Driver:
             if reason:
                 skipped.append(recorder.skipped(job, reason))
                 continue
-            print_ = fingerprint(job, data_key)
+            print_ = fingerprint(job, data_key, self.here.framework_versions(job.backend))
             saved = self._checkpoint(results, print_)
             if not self.options.force:
                 previous = tracker.find_completed(print_)
@@ -183,7 +186,7 @@ class Driver:
                                    checkpoint_dir=str(saved.folder))
 
     def _skip_reason(self, job: Job) -> str | None:
-        return skip_reason_here(job, cluster=bool(self.options.cluster),
+        return self.here.skip_reason(job, cluster=bool(self.options.cluster),
                                 inline=not (self.options.workers or self.options.cluster))
 
     # ------------------------------------------------------------ execute and record
@@ -274,8 +277,6 @@ class Driver:
 
     def _write_reports(self, results: ResultsFolder, rows: list[ResultRow], variants: list[Variant]) -> list[str]:
         """compare.md, reproduction.md, effects.md and the figures, over every row of the folder; the names written."""
-        from lenet_bench.results import report
-
         if not any(r.status is Status.COMPLETED for r in rows):
             return []
         try:
@@ -290,8 +291,6 @@ class Driver:
 def _default_suite(variants: list[Variant]) -> list[Variant]:
     """The variants of specs/ that this invocation did not load: the results folder holds their runs too, and
     their matrices name the factors of effects.md (an invocation of one file must not lose them)."""
-    from lenet_bench.spec import SpecError, load_variants
-
     if not DEFAULT_SUITE.is_dir():
         return []
     try:
@@ -300,20 +299,6 @@ def _default_suite(variants: list[Variant]) -> list[Variant]:
         return []  # only a help for the report: a broken default suite is for `validate` to say
     loaded = {v.name for v in variants}
     return [v for v in found if v.name not in loaded]
-
-
-def skip_reason_here(job: Job, *, cluster: bool, inline: bool) -> str | None:
-    """Why `job` cannot run here, the first of: device, then backend (the data come after), or None.
-
-    `inline`: this process runs it, so the backend itself is asked (does its framework see the GPU);
-    on a cluster GPU runs go to GPU workers, so this machine's GPU says nothing.
-    """
-    if job.device == Device.GPU and not cluster and not hardware.nvidia_driver_version():
-        return "no GPU on this machine (no NVIDIA driver found)"
-    reason = backends.installed_reason(job.backend)
-    if reason is None and inline and not backends.host_conflict(job.backend):
-        reason = backends.unavailable_reason(job.backend, job.device)
-    return reason
 
 
 def announce_plan(to_run: list[Job], reused: int) -> None:
@@ -351,8 +336,6 @@ def announce_reasons(skipped: list[tuple[str, str]], noun: str = "run(s)", whole
 
 
 def _where_to_get(dataset: str) -> str:
-    from lenet_bench.data.registry import DATASETS
-
     info = DATASETS.get(dataset)
     if info is None or not info.mirrors:
         return ""

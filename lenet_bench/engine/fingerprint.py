@@ -67,7 +67,9 @@ def code_version(backend: str) -> str:
     return f"{lenet_bench.__version__}+{digest.hexdigest()[:10]}"
 
 
-def fingerprint(job: Job, data_key: str) -> str:
+def fingerprint(job: Job, data_key: str, framework_versions: str) -> str:
+    """What identifies a run's result: its spec (seeds aside), backend, device, seed, the code that trains it,
+    its frameworks' versions (`backends.framework_versions`) and its data."""
     spec = {k: v for k, v in job.spec.model_dump(mode="json").items() if k not in _NOT_FINGERPRINTED}
     # Fields whose default is what every run recorded before they existed did: left out at their default, so that
     # those runs still match (a spec that writes them gets a fingerprint of its own).
@@ -78,6 +80,6 @@ def fingerprint(job: Job, data_key: str) -> str:
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
         "spec": spec, "backend": job.backend, "device": job.device.value, "seed": job.seed,
-        "code": code_version(job.backend), "framework": backends.framework_versions(job.backend), "data": data_key,
+        "code": code_version(job.backend), "framework": framework_versions, "data": data_key,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]

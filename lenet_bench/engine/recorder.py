@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
 import yaml
+from sklearn.metrics import classification_report, confusion_matrix
 
 from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
-from lenet_bench.results import convert
+from lenet_bench.results import compare, convert
+from lenet_bench.results.diagrams import DiagramFolder
 from lenet_bench.results.row import (
     DRIVER_TAG,
     KIND_TAG,
@@ -56,7 +59,6 @@ if TYPE_CHECKING:
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
     from lenet_bench.engine.plan import Job
-    from lenet_bench.results.diagrams import DiagramFolder
     from lenet_bench.training.result import EpochRecord, RunResult
 
 
@@ -152,15 +154,11 @@ def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, floa
 
 def driver_id() -> str:
     """host:pid:start of this process: lets a later invocation tell whether a RUNNING run's recorder is gone."""
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.0f}"
 
 
 def driver_alive(tag: str) -> bool:
     """False only when the process is known to be gone: on this host, no process with that pid and start."""
-    import socket
-
     try:
         host, pid, started = tag.rsplit(":", 2)
         if host != socket.gethostname():
@@ -230,8 +228,6 @@ class Recorder:
         """Counts (`reused` of the completed `rows` were completed before), the skipped cells with their reasons,
         comparison figures and `artifacts` (files, e.g. the effects); then the invocation ends. A stopped
         invocation records counts only: no figures in a cleanup."""
-        from lenet_bench.results import compare
-
         counts = {f"runs_{s.value}": float(sum(r.status is s for r in rows)) for s in Status}
         counts["runs_completed"] -= reused
         counts["runs_reused"] = float(reused)
@@ -342,10 +338,6 @@ class Recorder:
     # ------------------------------------------------------------ writing
 
     def _log_completed(self, job: Job, run_id: str, row: ResultRow, result: JobResult) -> None:
-        from sklearn.metrics import classification_report, confusion_matrix
-
-        from lenet_bench.results import compare
-
         run = result.result
         assert run is not None
         params, metrics, tags = convert.to_mlflow(row)
@@ -387,8 +379,6 @@ class Recorder:
         """The PNG of the run's architecture diagram, drawn once per layer description and kept in the results
         folder's architectures/ (with an index of which variants share it); logged with every run."""
         if self._diagrams is None:
-            from lenet_bench.results.diagrams import DiagramFolder
-
             self._diagrams = DiagramFolder(self.results.path / ARCHITECTURES)
         return self._diagrams.diagram(job.variant.name, job.spec)
 

@@ -12,6 +12,8 @@ at once do not both create its schema.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib
 import io
 import json
 import logging
@@ -33,7 +35,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from lenet_bench.disk_space import check_room
-from lenet_bench.results.row import DRIVER_TAG, KIND_TAG, STATUS_TAG, Status
+from lenet_bench.results.row import DRIVER_TAG, FINGERPRINT_TAG, KIND_TAG, STATUS_TAG, Status
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_PATH = "model"
@@ -155,8 +157,6 @@ class Tracker:
 
     def find_completed(self, fingerprint: str) -> mlflow.entities.Run | None:
         """The newest finished run with this fingerprint (same spec, code and data), if any."""
-        from lenet_bench.results.row import FINGERPRINT_TAG
-
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED' "
@@ -211,8 +211,6 @@ class Tracker:
         return any(a.path == path for a in self.client.list_artifacts(run_id, parent))
 
     def load_model(self, run_id: str, flavor: str) -> Any:
-        import importlib
-
         module = importlib.import_module(f"mlflow.{flavor}")
         return module.load_model(f"runs:/{run_id}/{MODEL_PATH}")
 
@@ -261,8 +259,6 @@ class Tracker:
 
         MLflow keeps one input per (name, digest), so each split is a dataset of its own.
         """
-        import hashlib
-
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.sources import LocalArtifactDatasetSource
         from mlflow.entities import DatasetInput, InputTag
@@ -314,8 +310,6 @@ class Tracker:
 def model_archive(flavor: str, model: Any, save_options: dict[str, Any]) -> bytes:
     """The model saved with MLflow's `flavor` into a folder named `model`, as tar bytes (for a worker
     to hand back: the recorder logs it with `log_model_archive`)."""
-    import importlib
-
     module = importlib.import_module(f"mlflow.{flavor}")
     # MLflow warns on every save that pickle needs trust and that no signature was given: both chosen here.
     flavor_logger = logging.getLogger(f"mlflow.{flavor}")
