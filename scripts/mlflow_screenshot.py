@@ -62,10 +62,15 @@ def screenshot(server: str, experiment: str, out: Path) -> None:
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()  # a laptop's window
             page.goto(view_url(server, experiment_id(server, experiment)))  # the link run prints, mode and all
-            page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]').first.wait_for(timeout=TIMEOUT_MS)
+            page.get_by_text("Run Name").first.wait_for(timeout=TIMEOUT_MS)
             close = page.get_by_role("button", name="Close")  # MLflow's assistant panel hides half the table
             if close.count() == 1 and close.is_visible():
                 close.click()
+            try:
+                page.locator('[role="gridcell"][col-id="metrics.`test_accuracy_pct`"]').first.wait_for(timeout=TIMEOUT_MS)
+            except Exception:
+                page.screenshot(path=str(out.with_suffix(".timed_out.png")))  # what the page showed instead
+                raise
             time.sleep(2)  # let the grid settle the view's column widths
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))

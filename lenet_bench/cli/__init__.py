@@ -1,4 +1,4 @@
-"""Command line: run, list, validate, bench, check, predict, serve, compare, report, effects.
+"""Command line: run, list, validate, bench, check, predict, serve, compare, report, effects, export.
 
 Exit codes: 0 all good; 1 a run failed or missed its expectation; 2 invalid input
 (bad spec, bad selection, missing data, an unusable store or results folder, nothing ran);
@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from lenet_bench import __version__
-from lenet_bench.cli import bench, check, compare, effects, predict, run, serve, specs
+from lenet_bench.cli import bench, check, compare, effects, export, predict, run, serve, specs
 from lenet_bench.cli.common import EXIT_INVALID
 from lenet_bench.console import console
 from lenet_bench.spec import SpecError
 
-COMMANDS = (run, specs, bench, check, predict, serve, compare, effects)  # each adds its subcommands
+COMMANDS = (run, specs, bench, check, predict, serve, compare, effects, export)  # each adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,7 @@ from lenet_bench.results.view import (
     SEED_GROUP_TAG,
     VIEW_TAG,
     name_width,
+    seed_group,
     shared_view_state,
     stored_name_width,
 )
@@ -132,11 +133,6 @@ def points(value: float) -> float:
     return round(100 * float(value), POINTS_DECIMALS)
 
 
-def seed_group(setup: str, backend: str, device: str) -> str:
-    """The group a run belongs to in the MLflow view: the runs of a setup on one backend and device (its seeds)."""
-    return f"{setup}/{backend}/{device}"
-
-
 def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch curves for MLflow: {metric: [(epoch, value)]}."""
     names = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
@@ -200,19 +196,20 @@ class Recorder:
         (this invocation's) and never narrower than before, every group of runs (the store's and the jobs')
         folded, and the runs that predate the grouping given their group."""
         stored = self.tracker.client.get_experiment(self.tracker.experiment_id).tags.get(VIEW_TAG)
-        groups = self.label_seed_groups() | {seed_group(job.setup, job.backend, job.device.value) for job in jobs}
+        runs = self.label_seed_groups()
+        groups = set(runs) | {seed_group(job.setup, job.backend, job.device.value) for job in jobs}
         width = max(name_width([job.name for job in jobs], groups), stored_name_width(stored))
-        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups))
+        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups, runs=len(runs) + len(jobs)))
         self.tracker.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)
 
-    def label_seed_groups(self) -> set[str]:
-        """The groups of the experiment's runs; runs recorded before the view grouped them (no SEED_GROUP_TAG)
+    def label_seed_groups(self) -> list[str]:
+        """The group of each of the experiment's runs; runs recorded before the view grouped them (no SEED_GROUP_TAG)
         get theirs from the tags they have, so that the view puts them with their seeds instead of all in one
         group of runs without the tag."""
-        groups = set()
+        groups = []
         for run in self.tracker.search(f"tags.`{KIND_TAG}` = '{Kind.RUN.value}'"):
             tags = run.data.tags
             group = tags.get(SEED_GROUP_TAG)
@@ -221,7 +218,7 @@ class Recorder:
                                    tags["device"])
                 self.tracker.log(run.info.run_id, tags={SEED_GROUP_TAG: group})
             if group is not None:
-                groups.add(group)
+                groups.append(group)
         return groups
 
     def finish_invocation(self, rows: list[ResultRow], reused: int, status: str, artifacts: Sequence[Path] = ()) -> None:

@@ -40,6 +40,9 @@ AXIS_PX = (75, 65, 65, 95, 70, 55, 45)
 CREATED_PX = 95
 PX_PER_CHARACTER, NAME_PADDING_PX, GROUP_PADDING_PX, MIN_NAME_PX, MAX_NAME_PX = 6.5, 80, 115, 190, 440
 MAX_STATE_CHARS = 20_000  # MLflow's limit on an experiment tag's value
+# The UI loads an experiment's runs 100 at a time and groups (and averages) only those it has loaded: ordered by
+# accuracy, a larger experiment's first page splits groups and shows means over some of their seeds.
+UI_PAGE_RUNS = 100
 
 
 def _column(kind: str, key: str) -> str:
@@ -63,19 +66,26 @@ def stored_name_width(state: str | None) -> int:
         return MIN_NAME_PX
 
 
+def seed_group(setup: str, backend: str, device: str) -> str:
+    """The group a run belongs to in the view: the runs of a setup on one backend and device (its seeds)."""
+    return f"{setup}/{backend}/{device}"
+
+
 def group_id(group: str) -> str:
     """The UI's id of the group of runs whose SEED_GROUP_TAG is `group` (mode.key.value)."""
     return f"tag.{SEED_GROUP_TAG}.{group}"
 
 
-def shared_view_state(run_name_px: int = MIN_NAME_PX, groups: Collection[str] = ()) -> str:
+def shared_view_state(run_name_px: int = MIN_NAME_PX, groups: Collection[str] = (), runs: int = 0) -> str:
     """The view as the UI stores it: its search (filter, order) and table state (columns, their order and
-    widths, the grouping, and `groups` folded: the UI unfolds a group it is not told about)."""
+    widths, the grouping, and `groups` folded: the UI unfolds a group it is not told about). Best first when
+    the experiment's `runs` fit the UI's first page; else by group, so that every group on a page is whole."""
     axes = [_column(kind, key) for kind, key in AXES]
     columns = axes + [_column("metrics", m) for m in METRICS] + [_column(kind, key) for kind, key in MORE]
     state = {
         "searchFilter": f"tags.`{KIND_TAG}` = '{Kind.RUN.value}'",
-        "orderByKey": _column("metrics", "test_accuracy_pct"), "orderByAsc": False,
+        **({"orderByKey": _column("metrics", "test_accuracy_pct"), "orderByAsc": False} if runs <= UI_PAGE_RUNS
+           else {"orderByKey": _column("tags", SEED_GROUP_TAG), "orderByAsc": True}),
         "lifecycleFilter": "Active",
         "selectedColumns": columns,
         "columnOrder": [RUN_NAME, CREATED, *columns],

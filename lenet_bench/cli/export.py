@@ -1,0 +1,62 @@
+"""`export`: a results folder's runs.csv into an MLflow experiment, to browse it in MLflow's UI.
+
+Exit codes: 0 exported (or nothing new to export); 2 no such results table, an unreadable one, or an
+unusable store.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error
+from lenet_bench.console import console
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="log a results folder's completed runs (runs.csv) to MLflow, with the view `run` sets up, "
+                       "to browse them in MLflow's UI (e.g. results/reference on a fresh clone)")
+    export.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS,
+                        help="results folder whose runs.csv to export (default: %(default)s)")
+    add_store(export, experiment_default=None)
+    export.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lenet_bench.cli.run import print_mlflow_hint
+    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
+    from lenet_bench.results.export import export_rows
+    from lenet_bench.results.table import ResultsError, ResultsFolder
+    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri, sqlite_path
+
+    folder = ResultsFolder(args.results)
+    if not folder.runs_csv.is_file():
+        error(f"{folder.runs_csv} does not exist: nothing to export (pass the results folder that holds runs.csv)")
+        return EXIT_INVALID
+    try:
+        rows = folder.read()
+    except ResultsError as err:
+        error(str(err))
+        return EXIT_INVALID
+    uri = resolve_tracking_uri(args.tracking_uri)
+    experiment = args.experiment or f"lenet_bench/{folder.path.resolve().name}"
+    try:
+        tracker = Tracker(uri, experiment)
+        tracker.check_room()
+        exported = export_rows(rows, tracker, folder.runs_csv)
+    except TrackingError as err:
+        error(str(err))
+        return EXIT_INVALID
+    except OSError as err:
+        if not is_out_of_space(err):
+            raise
+        database = sqlite_path(uri)
+        error(out_of_space_message(err, [database.absolute().parent] if database else []))
+        return EXIT_INVALID
+    console.print(f"export: {exported.added} run(s) of {folder.runs_csv} logged to MLflow {uri} experiment "
+                  f"{experiment!r}; {exported.present} already there; {exported.without_numbers} without numbers "
+                  "(skipped, failed or stopped) left out. Curves, models and figures stay in the store that "
+                  "trained them.", markup=False)
+    print_mlflow_hint(tracker)
+    return EXIT_OK
