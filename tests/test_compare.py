@@ -1,20 +1,24 @@
-"""`compare` and `report` against a small MLflow store made by the runner with the no-op backend."""
+"""`compare` and `report` on a small results folder (and its MLflow store) made by the runner with the no-op backend."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import session_cache
+from mlflow.tracking import MlflowClient
 
 from lenet_bench import backends
 from lenet_bench.cli import main
 from lenet_bench.results import compare
 from lenet_bench.results.convert import rows_to_frame
-from lenet_bench.results.readback import load_histories, load_runs
+from lenet_bench.results.readback import load_histories
+from lenet_bench.results.table import ResultsFolder
 from lenet_bench.results.tracking import Tracker
 from lenet_bench.training.result import EpochRecord
 
@@ -38,7 +42,8 @@ expect: {min_test_accuracy: 0.05}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, mnist_dir):
-    """tracking URI of a store with 4 completed runs, 4 skipped ones, and tiny-4 run twice (--force)."""
+    """tracking URI of a store with 4 completed runs, 4 skipped ones, and tiny-4 run twice (--force); its results
+    folder is `results` beside it."""
     root = tmp_path_factory.mktemp("compare_store")
     (root / "specs").mkdir()
     (root / "specs" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
@@ -59,26 +64,26 @@ def command(*argv: str) -> int:
     return main(list(argv))
 
 
-def test_load_runs_keeps_the_newest_completed_run_per_name_as_typed_rows(store):
-    rows, baselines = load_runs(Tracker(store, EXPERIMENT, create=False))
-    assert [r.run for r in rows] == ["tiny-4/noop/cpu/seed0", "tiny-4/noop/cpu/seed1",
-                                     "tiny-6/noop/cpu/seed0", "tiny-6/noop/cpu/seed1"]  # no skipped gpu runs, no repeats
-    assert {r.status.value for r in rows} == {"completed"}
-    assert [r.seed for r in rows] == [0, 1, 0, 1] and all(isinstance(r.params, int) for r in rows)
-    assert [r.met_expectation for r in rows] == [True] * 4
-    assert all(r.framework_version == "0" and r.activation == "relu" and r.mlflow_run_id for r in rows)
-    assert all(0.05 < r.test_accuracy < 0.2 and r.train_seconds > 0 for r in rows)
-    assert len(baselines) == 1 and baselines["test_accuracy"].item() > 0.8  # logged by both invocations, kept once
+def results_of(store: str) -> str:
+    return store.removeprefix("sqlite:///").replace("mlflow.db", "results")
+
+
+def test_the_table_keeps_one_row_per_run_the_newest_of_a_rerun(store):
+    table = pd.read_csv(f"{results_of(store)}/runs.csv")
+    completed = table[table["status"] == "completed"]
+    assert list(completed["run"]) == ["tiny-4/noop/cpu/seed0", "tiny-4/noop/cpu/seed1",
+                                      "tiny-6/noop/cpu/seed0", "tiny-6/noop/cpu/seed1"]  # no repeats
+    assert set(table[table["status"] != "completed"]["device"]) == {"gpu"}
 
 
 def compare_json(store: str, capsys, *argv: str) -> dict:
-    assert command("compare", "--tracking-uri", store, *argv, "--json") == 0
+    assert command("compare", results_of(store), *argv, "--json") == 0
     return json.loads(capsys.readouterr().out)
 
 
 def test_compare_gives_one_group_per_variant_with_its_seeds_mean_and_exits_0(store, capsys):
     document = compare_json(store, capsys)
-    rows, _ = load_runs(Tracker(store, EXPERIMENT, create=False))
+    rows = [r for r in ResultsFolder(Path(results_of(store))).read() if r.status.has_numbers]
     assert document["completed_runs"] == len(rows) == 4 and document["by"] == list(compare.DEFAULT_GROUPING)
     groups = {group["setup"]: group for group in document["groups"]}
     assert sorted(groups) == ["tiny-4", "tiny-6"]
@@ -91,7 +96,7 @@ def test_compare_gives_one_group_per_variant_with_its_seeds_mean_and_exits_0(sto
         (g["test_accuracy_mean"] for g in document["groups"]), reverse=True), "best first"
 
     # The table prints the same groups, accuracy as a percentage.
-    assert command("compare", "--tracking-uri", store) == 0
+    assert command("compare", results_of(store)) == 0
     out = capsys.readouterr().out
     for setup, group in groups.items():
         line = next(line for line in out.splitlines() if setup in line)
@@ -105,39 +110,31 @@ def test_compare_by_another_column(store, capsys):
 
 
 def test_compare_by_an_unknown_column_is_exit_2(store, capsys):
-    assert command("compare", "--tracking-uri", store, "--by", "setup,colour") == 2
+    assert command("compare", results_of(store), "--by", "setup,colour") == 2
     assert "cannot group by colour" in capsys.readouterr().err
 
 
-def test_missing_experiment_is_exit_2_naming_store_and_existing_experiments(store, capsys):
-    assert command("compare", "--tracking-uri", store, "--experiment", "lenet_bench/nothing") == 2
-    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
-    assert "'lenet_bench/nothing'" in err and store in err and "'lenet_bench/specs'" in err
+def test_a_folder_without_a_table_is_exit_2_naming_it(tmp_path, capsys):
+    assert command("compare", str(tmp_path)) == 2
+    assert f"{tmp_path}/runs.csv does not exist" in " ".join(capsys.readouterr().err.split())
 
 
-def test_experiment_without_completed_runs_is_exit_2(store, capsys):
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(store).create_experiment("lenet_bench/empty")
-    assert command("report", "--tracking-uri", store, "--experiment", "lenet_bench/empty") == 2
-    assert "has no completed runs" in " ".join(capsys.readouterr().err.split())
-
-
-def test_missing_store_file_is_exit_2_and_creates_nothing(tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path}/absent.db"
-    assert command("compare", "--tracking-uri", uri) == 2
-    assert "no MLflow store" in capsys.readouterr().err and not (tmp_path / "absent.db").exists()
+def test_a_table_without_completed_runs_is_exit_2(store, tmp_path, capsys):
+    table = pd.read_csv(f"{results_of(store)}/runs.csv")
+    table[table["status"] != "completed"].to_csv(tmp_path / "runs.csv", index=False)
+    for argv in (["compare", str(tmp_path)], ["report", "--results", str(tmp_path), "--tracking-uri", store]):
+        assert command(*argv) == 2
+        assert "has no completed runs" in " ".join(capsys.readouterr().err.split())
 
 
-def test_report_rebuilds_results_from_mlflow(store, tmp_path, capsys):
+def test_report_draws_a_folders_reports_again_from_its_table(store, tmp_path, capsys):
     results = tmp_path / "results"
+    shutil.copytree(results_of(store), results)
+    for name in ("summary.md", "compare.md", "accuracy_vs_params.png"):
+        (results / name).unlink()
+    before = pd.read_csv(results / "runs.csv")
     assert command("report", "--tracking-uri", store, "--results", str(results)) == 0
-    table = pd.read_csv(results / "runs.csv")
-    assert len(table) == 4 and set(table["status"]) == {"completed"}
-    assert list(table.columns[:7]) == ["run", "spec", "base_spec", "overrides", "backend", "device", "seed"]
-    assert table["test_accuracy"].between(0.05, 0.2).all() and table["params"].dtype == "int64"
-    assert "val_accuracy" not in table, "per-epoch series stay in MLflow"
-    assert not [c for c in table.columns if "/" in c or "." in c], "system metrics, params.*, tags.* stay in MLflow"
+    assert pd.read_csv(results / "runs.csv").equals(before), "the table is what report reads, not what it writes"
     assert "tiny-6" in (results / "summary.md").read_text()
     assert "| tiny-4 |" in (results / "compare.md").read_text().replace("  ", " ")
     for name in ("accuracy_vs_params.png", "accuracy_vs_time.png", "backend_comparison.png",
@@ -145,10 +142,17 @@ def test_report_rebuilds_results_from_mlflow(store, tmp_path, capsys):
         assert (results / name).read_bytes()[:4] == b"\x89PNG", name
     assert "learning_curves/tiny-6.png" in " ".join(capsys.readouterr().err.split())
 
+    # Without the store that has the runs' epochs, the reports are drawn all the same, and it says so.
+    other = f"sqlite:///{tmp_path}/other.db"
+    MlflowClient(other).create_experiment(EXPERIMENT)
+    assert command("report", "--tracking-uri", other, "--results", str(results)) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no learning curves" in err and "compare.md" in err
+
 
 def test_histories_come_back_per_epoch(store):
     tracker = Tracker(store, EXPERIMENT, create=False)
-    rows = load_runs(tracker).rows
+    rows = [r for r in ResultsFolder(Path(results_of(store))).read() if r.status.has_numbers]
     histories = load_histories(tracker, [r.mlflow_run_id for r in rows])
     first = histories[rows[0].mlflow_run_id]
     assert [r.epoch for r in first] == [1, 2]

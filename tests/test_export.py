@@ -11,7 +11,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from lenet_bench.cli import main
-from lenet_bench.results import convert, view
+from lenet_bench.results import view
 from lenet_bench.results.export import EXPORTED_FROM_TAG
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "runs.csv"
@@ -43,10 +43,12 @@ def test_export_logs_each_completed_row_once_with_its_numbers(tmp_path, capsys):
     assert sorted(r.info.run_name for r in runs) == sorted(completed["run"])
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
-        row, source = convert.from_mlflow(run), completed.set_index("run").loc[run.info.run_name]
-        assert row.test_accuracy == float(source["test_accuracy"])
-        assert row.params == int(source["params"]) and row.fingerprint == source["fingerprint"]
-        assert run.data.tags[view.SEED_GROUP_TAG] == f"{row.setup}/{row.backend}/{row.device}"
+        source = completed.set_index("run").loc[run.info.run_name]
+        assert run.data.metrics["test_accuracy"] == float(source["test_accuracy"])
+        assert run.data.metrics["params"] == float(source["params"])
+        assert run.data.tags["lenet_bench.fingerprint"] == source["fingerprint"]
+        setup = f"{source['spec']}@{source['overrides']}" if source["overrides"] else source["spec"]
+        assert run.data.tags[view.SEED_GROUP_TAG] == f"{setup}/{source['backend']}/{source['device']}"
         assert run.data.tags[EXPORTED_FROM_TAG].endswith("runs.csv")
     state = json.loads(experiment.tags[view.VIEW_TAG])
     assert state["orderByKey"] == "metrics.`test_accuracy_pct`"  # 12 runs fit the UI's first page: best first

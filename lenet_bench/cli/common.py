@@ -55,6 +55,12 @@ def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None
                                 else "lenet_bench/<spec folder>)"))
 
 
+def add_results_folder(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The results folder a command reads, as its optional first argument."""
+    parser.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS,
+                        help=f"results folder whose runs.csv to {verb} (default: %(default)s)")
+
+
 def error(message: str) -> None:
     console.print(f"[red]error:[/] {escape(message)}")
 

@@ -1,6 +1,7 @@
-"""`compare` and `report`: completed runs read back from MLflow, compared, and written as a results folder.
+"""`compare` and `report`: the completed runs of a results folder's runs.csv, compared, and the folder's reports
+drawn again.
 
-Exit codes: 0 ok; 2 no such store or experiment, no completed runs, or an unknown --by column.
+Exit codes: 0 ok; 2 no table, an unreadable one, no completed runs, or an unknown --by column.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error, specs_or_default
+from lenet_bench.cli.common import (
+    DEFAULT_RESULTS,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_results_folder,
+    add_store,
+    error,
+    specs_or_default,
+)
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 
@@ -19,18 +28,20 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     from lenet_bench.results.compare import DEFAULT_GROUPING
 
     compare = commands.add_parser(
-        "compare", help="compare completed runs in MLflow: mean ± 95%% CI over seeds per setup/backend/device")
-    add_store(compare)
+        "compare", help="compare the completed runs of a results folder: mean ± 95%% CI over seeds per "
+                        "setup/backend/device")
+    add_results_folder(compare, "compare")
     compare.add_argument("--by", default=",".join(DEFAULT_GROUPING),
                          help="comma-separated columns to group by (default: %(default)s; also e.g. activation, "
                               "optimizer, input_size)")
     add_json_flag(compare)
     compare.set_defaults(handler=cmd_compare)
     report = commands.add_parser(
-        "report", help="regenerate a results folder (runs.csv, summary.md, compare.md, effects.md, figures) from MLflow")
-    add_store(report)
+        "report", help="draw a results folder's reports again from its runs.csv (summary.md, compare.md, "
+                       "effects.md, figures; learning curves from the MLflow store that has the runs' epochs)")
     report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="folder to (re)write runs.csv, summary.md, compare.md and figures in (default: %(default)s)")
+                        help="folder whose runs.csv to report on, and to write the reports in (default: %(default)s)")
+    add_store(report)
     report.add_argument("--update-reference", action="store_true",
                         help="allow writing a folder of reference results (results/reference), for maintainers")
     report.add_argument("--specs", nargs="+", metavar="PATH",
@@ -38,22 +49,24 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=cmd_report)
 
 
-def _load(args: argparse.Namespace):
-    from lenet_bench.results.readback import load_runs
-    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri
+def _completed(folder_path: Path):
+    """The completed rows of the folder's runs.csv, or None after saying why there are none."""
+    from lenet_bench.results.table import ResultsError, ResultsFolder
 
-    uri = resolve_tracking_uri(args.tracking_uri)
+    folder = ResultsFolder(folder_path)
+    if not folder.runs_csv.is_file():
+        error(f"{folder.runs_csv} does not exist: no runs to read (pass the results folder that holds runs.csv)")
+        return None
     try:
-        tracker = Tracker(uri, args.experiment, create=False)
-    except TrackingError as err:
+        rows = [row for row in folder.read(require=("test_accuracy",)) if row.status.has_numbers]
+    except ResultsError as err:
         error(str(err))
         return None
-    loaded = load_runs(tracker)
-    if not loaded.rows:
-        error(f"experiment {args.experiment!r} in MLflow store {uri} has no completed runs (skipped, failed and "
-              "interrupted runs have no numbers to compare)")
+    if not rows:
+        error(f"{folder.runs_csv} has no completed runs (skipped, failed and interrupted runs have no numbers to "
+              "compare)")
         return None
-    return tracker, loaded
+    return rows
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -61,11 +74,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from lenet_bench.results.convert import rows_to_frame
     from lenet_bench.results.time_to_train import time_to_train_table
 
-    found = _load(args)
-    if found is None:
+    rows = _completed(args.results)
+    if rows is None:
         return EXIT_INVALID
-    _, loaded = found
-    frame = with_groups(rows_to_frame(loaded.rows))
+    frame = with_groups(rows_to_frame(rows))
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     unknown = [name for name in by if name not in frame.columns]
     if not by or unknown:
@@ -74,10 +86,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     table, times = compare_table(frame, by), time_to_train_table(frame)
     if args.json:  # the rows the tables are made of: means, standard deviations and interval ends over the seeds
-        print_json({"experiment": args.experiment, "completed_runs": len(loaded.rows), "by": by, "groups": table,
+        print_json({"results": str(args.results), "completed_runs": len(rows), "by": by, "groups": table,
                     "time_to_train": times})
         return EXIT_OK
-    rich_table = Table(title=f"{args.experiment}: {len(loaded.rows)} completed run(s)",
+    rich_table = Table(title=f"{args.results}/runs.csv: {len(rows)} completed run(s)",
                        caption="mean ± half-width of the 95% Student-t CI over n runs (mean alone when n = 1); "
                                "timings of different conditions are never averaged together")
     for name in by:
@@ -117,31 +129,46 @@ def _print_time_to_train(table) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from lenet_bench.disk_space import is_out_of_space, out_of_space_message
     from lenet_bench.results import report
-    from lenet_bench.results.readback import load_histories
     from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
     from lenet_bench.spec import load_variants
 
-    found = _load(args)
-    if found is None:
+    rows = _completed(args.results)
+    if rows is None:
         return EXIT_INVALID
-    tracker, loaded = found
     folder = ResultsFolder(args.results, update_reference=args.update_reference)
     spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
     try:
         folder.check_writable()
-        rows = folder.merge(loaded.rows)
-        written = [folder.runs_csv.name, SUMMARY_MD, *report.write_comparison(rows, folder.path, variants)]
-        histories = load_histories(tracker, [r.mlflow_run_id for r in loaded.rows])
-        written += report.write_learning_curves(loaded.rows, histories, folder.path)
+        table = folder.merge([])  # rewrites summary.md from the table (and the table as it was), under its lock
+        written = [SUMMARY_MD, *report.write_comparison(table, folder.path, variants)]
+        histories, note = _histories(args, rows)
+        written += report.write_learning_curves(rows, histories, folder.path)
     except Exception as err:
-        if is_out_of_space(err):  # runs.csv is whole (written atomically); the figures are drawn again next time
+        if is_out_of_space(err):  # runs.csv is whole (written atomically); the reports are drawn again next time
             error(out_of_space_message(err, [folder.path]))
             return EXIT_INVALID
         if isinstance(err, ResultsError):
             error(str(err))
             return EXIT_INVALID
         raise
-    console.print(f"report: {len(loaded.rows)} completed run(s) of {args.experiment!r} -> {folder.path}/: "
-                  f"{', '.join(written)}", markup=False)
+    console.print(f"report: {len(rows)} completed run(s) of {folder.runs_csv} -> {folder.path}/: "
+                  f"{', '.join(written)}{note}", markup=False)
     return EXIT_OK
+
+
+def _histories(args: argparse.Namespace, rows) -> tuple[dict, str]:
+    """The runs' per-epoch records from the MLflow store that logged them, and a note when it has none of them."""
+    from lenet_bench.results.readback import load_histories
+    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        tracker = Tracker(uri, args.experiment, create=False)
+    except TrackingError as err:
+        return {}, f" (no learning curves: {err})"
+    histories = load_histories(tracker, [r.mlflow_run_id for r in rows if r.mlflow_run_id])
+    histories = {run_id: history for run_id, history in histories.items() if history}
+    if not histories:
+        return {}, f" (no learning curves: experiment {args.experiment!r} of {uri} has none of these runs' epochs)"
+    return histories, ""

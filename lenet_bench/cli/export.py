@@ -7,9 +7,8 @@ unusable store.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_store, error
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, add_results_folder, add_store, error
 from lenet_bench.console import console
 
 
@@ -17,8 +16,7 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="log a results folder's completed runs (runs.csv) to MLflow, with the view `run` sets up, "
                        "to browse them in MLflow's UI (e.g. results/reference on a fresh clone)")
-    export.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS,
-                        help="results folder whose runs.csv to export (default: %(default)s)")
+    add_results_folder(export, "export")
     add_store(export, experiment_default=None)
     export.set_defaults(handler=cmd_export)
 

@@ -116,8 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if driver.tracker is not None:
         print_mlflow_hint(driver.tracker)
     if driver.unwritten:
-        error(f"{len(driver.unwritten)} run(s) are in MLflow but not in {options.results_dir}/runs.csv (see the "
-              "warnings above); `python -m lenet_bench report` writes them there once the folder is writable")
+        error(f"{len(driver.unwritten)} run(s) could not be written to {options.results_dir}/runs.csv (see the "
+              "warnings above); once the folder is writable, the same command trains them again")
         return max(code, EXIT_FAILED)
     return code
 

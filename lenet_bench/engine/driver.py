@@ -103,7 +103,7 @@ class Driver:
         status = "KILLED"
         try:
             with self.timed("decide (data keys, fingerprints, reuse)"):
-                to_run = self._decide(jobs, tracker, results, recorder, rows, executor)
+                to_run = self._decide(jobs, results, recorder, rows, executor)
             announce_plan(to_run, len(self.reused))
             seconds, expected = self._expect(to_run, results, executor)
             self._execute(to_run, executor, recorder, rows, len(jobs), seconds, expected)
@@ -130,7 +130,7 @@ class Driver:
 
     # ------------------------------------------------------------ decide
 
-    def _decide(self, jobs: list[Job], tracker: Tracker, results: ResultsFolder, recorder: Recorder,
+    def _decide(self, jobs: list[Job], results: ResultsFolder, recorder: Recorder,
                 rows: list[ResultRow], executor: executors.Executor) -> list[Job]:
         recorded = results.completed_by_fingerprint()
         to_run = []
@@ -149,14 +149,9 @@ class Driver:
                 continue
             print_ = fingerprint(job, data_key, self.here.framework_versions(job.backend))
             saved = self._checkpoint(results, print_)
-            if not self.options.force:
-                previous = tracker.find_completed(print_)
-                if previous is not None:
-                    rows.append(self._reused(recorder.reused_from_mlflow(job, previous)))
-                    continue
-                if print_ in recorded:  # another MLflow store, same results folder: this exact run is done
-                    rows.append(self._reused(recorder.reused(job, recorded[print_])))
-                    continue
+            if not self.options.force and print_ in recorded:  # the results table says this exact run is done
+                rows.append(self._reused(recorder.reused(job, recorded[print_])))
+                continue
             claimed = self.claims.claim(print_) if self.claims else None
             if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
                 skipped.append(recorder.skipped(job, claimed))

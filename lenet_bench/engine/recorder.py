@@ -35,16 +35,7 @@ from lenet_bench.results.row import (
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, flatten
-from lenet_bench.results.view import (
-    EXPERIMENT_KIND_TAG,
-    MODEL_TRAINING,
-    SEED_GROUP_TAG,
-    VIEW_TAG,
-    name_width,
-    seed_group,
-    shared_view_state,
-    stored_name_width,
-)
+from lenet_bench.results.view import SEED_GROUP_TAG, seed_group, store_view
 from lenet_bench.training.loop import time_to_target
 
 ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
@@ -55,7 +46,6 @@ RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its chec
 FRACTION_DECIMALS, POINTS_DECIMALS = 6, 4
 
 if TYPE_CHECKING:
-    import mlflow.entities
 
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
@@ -195,12 +185,9 @@ class Recorder:
         """The invocation's run; first the experiment's view: its name column wide enough for the runs of `jobs`
         (this invocation's) and never narrower than before, every group of runs (the store's and the jobs')
         folded, and the runs that predate the grouping given their group."""
-        stored = self.tracker.client.get_experiment(self.tracker.experiment_id).tags.get(VIEW_TAG)
         runs = self.label_seed_groups()
         groups = set(runs) | {seed_group(job.setup, job.backend, job.device.value) for job in jobs}
-        width = max(name_width([job.name for job in jobs], groups), stored_name_width(stored))
-        self.tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups, runs=len(runs) + len(jobs)))
-        self.tracker.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        store_view(self.tracker, [job.name for job in jobs], groups, runs=len(runs) + len(jobs))
         self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
                                                                 DRIVER_TAG: self._driver})
         self.tracker.log(self.invocation_id, params=params)
@@ -322,15 +309,12 @@ class Recorder:
         return self._write(job_row(job).update(status=Status.SKIPPED, reason=reason, finished_at=_now()))
 
     def reused(self, job: Job, row: ResultRow) -> ResultRow:
-        """A run completed before (read back from MLflow or runs.csv), judged against the spec as it is now."""
+        """A run completed before (its row in runs.csv), judged against the spec as it is now."""
         current = job_row(job)
         row = judged(row.update(run=current.run, min_test_accuracy=current.min_test_accuracy,
                                 reference_accuracy=current.reference_accuracy,
                                 reference_notes=current.reference_notes))
         return self._write(row)
-
-    def reused_from_mlflow(self, job: Job, run: mlflow.entities.Run) -> ResultRow:
-        return self.reused(job, convert.from_mlflow(run))
 
     # ------------------------------------------------------------ writing
 
@@ -404,10 +388,10 @@ class Recorder:
         except (OSError, ResultsError) as err:
             if is_out_of_space(err) or (isinstance(err, OSError) and short_of_space(self.results.path)):
                 raise OutOfSpace(self.results.path) from err  # runs.csv is whole as it was (written atomically)
-            where = f"MLflow run {row.mlflow_run_id}" if row.mlflow_run_id else "nowhere else"
+            where = f"its MLflow run {row.mlflow_run_id} keeps" if row.mlflow_run_id else "nothing else keeps"
             self._unwritten.append(row.run)
-            self.warn(f"could not write {row.run} to {self.results.runs_csv} ({err}); it is in {where}: "
-                      "`python -m lenet_bench report` rebuilds results/ from MLflow once the folder is writable")
+            self.warn(f"could not write {row.run} to {self.results.runs_csv} ({err}); {where} its numbers, but "
+                      "runs.csv is the record that reuse and every report read: the next invocation trains it again")
         return row
 
     @property

@@ -1,4 +1,4 @@
-"""Rows <-> MLflow runs <-> tables: the one place that converts between them, driven by `row.FIELDS`."""
+"""Rows -> MLflow runs, rows <-> tables: the one place that converts between them, driven by `row.FIELDS`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import math
 import types
 import typing
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from lenet_bench.results.row import COLUMNS, FIELDS, METRIC, PARAM, RUN_ID, TAG, ResultRow, Status, mlflow_key
-
-if TYPE_CHECKING:
-    import mlflow.entities
+from lenet_bench.results.row import COLUMNS, FIELDS, METRIC, PARAM, TAG, ResultRow, Status, mlflow_key
 
 _HINTS = typing.get_type_hints(ResultRow)
 
@@ -89,20 +86,3 @@ def to_mlflow(row: ResultRow) -> tuple[dict[str, str], dict[str, float], dict[st
         elif where == TAG:
             tags[mlflow_key(f)] = str(_plain(value))
     return params, metrics, tags
-
-
-def from_mlflow(run: mlflow.entities.Run) -> ResultRow:
-    """The row of a run the recorder logged, read back; what MLflow lacks stays empty."""
-    data = run.data
-    values: dict[str, Any] = {"run": run.info.run_name}
-    for f in FIELDS:
-        where, key = f.metadata["mlflow"], mlflow_key(f)
-        if where == PARAM:
-            values[f.name] = data.params.get(key)
-        elif where == METRIC:
-            values[f.name] = data.metrics.get(key)
-        elif where == TAG:
-            values[f.name] = data.tags.get(key)
-        elif where == RUN_ID:
-            values[f.name] = run.info.run_id
-    return row_from_mapping(values)

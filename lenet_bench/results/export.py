@@ -17,16 +17,7 @@ from pathlib import Path
 from lenet_bench.results import convert
 from lenet_bench.results.row import FINGERPRINT_TAG, KIND_TAG, STATUS_TAG, Kind, ResultRow
 from lenet_bench.results.tracking import Tracker
-from lenet_bench.results.view import (
-    EXPERIMENT_KIND_TAG,
-    MODEL_TRAINING,
-    SEED_GROUP_TAG,
-    VIEW_TAG,
-    name_width,
-    seed_group,
-    shared_view_state,
-    stored_name_width,
-)
+from lenet_bench.results.view import SEED_GROUP_TAG, seed_group, store_view
 
 EXPORTED_FROM_TAG = "lenet_bench.exported_from"
 
@@ -47,10 +38,7 @@ def export_rows(rows: Iterable[ResultRow], tracker: Tracker, source: Path) -> Ex
                for run in tracker.search(f"tags.`{KIND_TAG}` = '{Kind.RUN.value}'")}
     new = [row for row in with_numbers if (row.run, row.fingerprint) not in present]
     groups = {seed_group(row.setup, row.backend, row.device) for row in with_numbers}
-    stored = tracker.client.get_experiment(tracker.experiment_id).tags.get(VIEW_TAG)
-    width = max(name_width([row.run for row in with_numbers], groups), stored_name_width(stored))
-    tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups, runs=len(present | {(r.run, r.fingerprint) for r in new})))
-    tracker.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    store_view(tracker, [row.run for row in with_numbers], groups, runs=len(present) + len(new))
     for row in new:
         params, metrics, tags = convert.to_mlflow(row)
         identity = {KIND_TAG: Kind.RUN.value, "backend": row.backend, "device": row.device, "seed": str(row.seed),

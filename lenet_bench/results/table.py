@@ -1,5 +1,9 @@
 """A results folder: `runs.csv` (one row per run) and `summary.md`, written safely.
 
+`runs.csv` is the record of what has run and what it gave: reuse, `compare`, `effects`, `check` and
+`report` read it, and nothing else. MLflow gets each run's row as it is recorded, with what a table cannot
+hold (curves, models, figures); `export` copies a table into a store, never the other way.
+
 - Writes are a locked read-merge-write through a unique temporary file, renamed into place:
   two processes writing the same folder never lose each other's rows, and an interrupted
   write never leaves half a table.
@@ -110,22 +114,21 @@ class ResultsFolder:
         conflict = next((n for n, line in enumerate(text.splitlines(), 1) if line.startswith(_CONFLICT_MARKERS)), None)
         if conflict:
             raise ResultsError(f"{path} has an unresolved merge conflict (line {conflict}); resolve it, or move the "
-                               "file away and rebuild it from MLflow with `python -m lenet_bench report`")
+                               "file away (its runs are then trained again)")
         if not text.strip():
-            raise ResultsError(f"{path} is empty; delete it (runs still in MLflow come back with "
-                               "`python -m lenet_bench report`)")
+            raise ResultsError(f"{path} is empty; delete it (its runs are then trained again)")
         try:
             frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
         except (pd.errors.ParserError, ValueError) as err:
-            raise ResultsError(f"{path} is not a readable CSV table ({err}); move it away and rebuild it from "
-                               "MLflow with `python -m lenet_bench report`") from err
+            raise ResultsError(f"{path} is not a readable CSV table ({err}); move it away (its runs are then "
+                               "trained again)") from err
         if "run" not in frame or "status" not in frame:
             raise ResultsError(f"{path} has no 'run' and 'status' columns: not a lenet_bench runs table; "
                                "move it away or pass --results DIR")
         missing = [c for c in dict.fromkeys([*IDENTITY_COLUMNS, *require]) if c not in frame]
         if missing:
             raise ResultsError(f"{path} lacks the column(s) {', '.join(map(repr, missing))}, which this command "
-                               "needs; move it away and rebuild it from MLflow with `python -m lenet_bench report`, "
+                               "needs; move it away (its runs are then trained again), "
                                "or pass the folder of a complete table")
         try:
             return rows_from_frame(frame)
@@ -133,7 +136,7 @@ class ResultsFolder:
             raise ResultsError(f"{path}: {err}; fix the row or move the file away") from err
 
     def completed_by_fingerprint(self) -> dict[str, ResultRow]:
-        """Completed rows that carry a fingerprint, to resume from when the MLflow store lacks them."""
+        """Completed rows that carry a fingerprint: what decides that a run is done and is reused."""
         return {row.fingerprint: row for row in self.read() if row.status is Status.COMPLETED and row.fingerprint}
 
     # ------------------------------------------------------------ writing

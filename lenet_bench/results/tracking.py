@@ -35,7 +35,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from lenet_bench.disk_space import check_room
-from lenet_bench.results.row import DRIVER_TAG, FINGERPRINT_TAG, KIND_TAG, STATUS_TAG, Status
+from lenet_bench.results.row import DRIVER_TAG, KIND_TAG, STATUS_TAG, Status
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_PATH = "model"
@@ -154,16 +154,6 @@ class Tracker:
                                     "fix its permissions or pass --tracking-uri") from err
 
     # ------------------------------------------------------------ reading
-
-    def find_completed(self, fingerprint: str) -> mlflow.entities.Run | None:
-        """The newest finished run with this fingerprint (same spec, code and data), if any."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED' "
-                          f"and tags.`{STATUS_TAG}` = '{Status.COMPLETED.value}'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )
-        return runs[0] if runs else None
 
     def search(self, filter_string: str, experiment_ids: list[str] | None = None) -> list[mlflow.entities.Run]:
         """Every matching run, newest first (pages followed)."""

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from lenet_bench.results.row import KIND_TAG, Kind
+
+if TYPE_CHECKING:
+    from lenet_bench.results.tracking import Tracker
 
 VIEW_KEY = "lenet_bench"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -95,6 +99,15 @@ def shared_view_state(run_name_px: int = MIN_NAME_PX, groups: Collection[str] = 
     }
     folded = json.dumps({**state, "groupsExpanded": {group_id(g): False for g in sorted(groups)}})
     return folded if len(folded) <= MAX_STATE_CHARS else json.dumps(state)  # too many groups: shown unfolded
+
+
+def store_view(tracker: Tracker, names: Collection[str], groups: Collection[str], runs: int) -> None:
+    """The experiment's view and its model-training mark, set on the tracker's experiment: the name column wide
+    enough for `names` and the `groups`' labels and never narrower than the view stored before."""
+    stored = tracker.client.get_experiment(tracker.experiment_id).tags.get(VIEW_TAG)
+    width = max(name_width(names, groups), stored_name_width(stored))
+    tracker.set_experiment_tag(VIEW_TAG, shared_view_state(width, groups, runs=runs))
+    tracker.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING)
 
 
 def view_url(ui: str, experiment_id: str) -> str:
