@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 REFERENCE_MARKER = "REFERENCE"  # a file in the project's committed reference results
+REFERENCE_RESULTS = Path("results/reference")  # where they are, from the repository's root
 
 
 def inside_reference(path: Path) -> bool:

@@ -69,3 +69,48 @@ def test_the_reference_results_are_checked_against_the_projects_own_specs_withou
     err = " ".join(captured.err.split())
     said = f"{len(unjudged)} run(s) of {len(specs)} spec(s) not among specs paper1998 were not judged"
     assert (said in err) == bool(unjudged) and ("were not judged" in err) == bool(unjudged)
+
+
+def _setups_table(folder, shift_points: float = 0.0):
+    """The reference table's PyTorch runs of lecun1998-capped (3 seeds) and lenet5 (3 seeds) in `folder`, with
+    lecun1998-capped's accuracies moved by `shift_points`."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    table = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "reference" / "runs.csv", dtype=str,
+                        keep_default_na=False)
+    chosen = table[table["run"].str.match(r"(lecun1998-capped|lenet5)/torch/cpu/seed[012]$")].copy()
+    capped = chosen["spec"] == "lecun1998-capped"
+    chosen.loc[capped, "test_accuracy"] = (chosen.loc[capped, "test_accuracy"].astype(float)
+                                           + shift_points / 100).astype(str)
+    folder.mkdir()
+    chosen.to_csv(folder / "runs.csv", index=False)
+    return chosen
+
+
+def test_a_setup_whose_mean_falls_below_what_the_reference_seeds_allow_regressed(tmp_path, capsys):
+    import statistics
+    from pathlib import Path
+
+    from scipy import stats
+
+    repo = Path(__file__).resolve().parents[1]
+    reference = _setups_table(tmp_path / "reference")
+    specs = ["--specs", str(repo / "specs"), str(repo / "paper1998")]
+    measured = reference[reference["spec"] == "lecun1998-capped"]["test_accuracy"].astype(float).tolist()
+    floor = statistics.fmean(measured) - stats.t.ppf(0.95, 2) * statistics.stdev(measured) * (2 / 3) ** 0.5
+
+    _setups_table(tmp_path / "worse", shift_points=-0.3)  # every seed 0.3 points lower: beyond the spread
+    assert main(["check", str(tmp_path / "worse"), *specs, "--reference", str(tmp_path / "reference"), "--json"]) == 1
+    verdicts = [v for v in json.loads(capsys.readouterr().out)["verdicts"] if v["status"] == "regressed"]
+    assert [v["run"] for v in verdicts] == ["lecun1998-capped/torch/cpu"], "lenet5, unchanged, did not regress"
+    assert abs(verdicts[0]["expected"] - floor) < 1e-9
+    assert abs(verdicts[0]["test_accuracy"] - (statistics.fmean(measured) - 0.003)) < 1e-9
+
+    _setups_table(tmp_path / "within", shift_points=-0.03)  # inside what three seeds vary by
+    assert main(["check", str(tmp_path / "within"), *specs, "--reference", str(tmp_path / "reference"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["regressed"] == 0
+
+    # The reference folder checked against itself: nothing to regress from.
+    assert main(["check", str(tmp_path / "reference"), *specs, "--reference", str(tmp_path / "reference")]) == 0

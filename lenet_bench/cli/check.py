@@ -1,4 +1,5 @@
-"""`check`: exit 1 when a recorded run misses its spec's expectation."""
+"""`check`: exit 1 when a recorded run misses its spec's expectation, or a setup's mean regressed against the
+project's reference results."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error, specs_or_default
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
+from lenet_bench.reference_folder import REFERENCE_RESULTS
 
 if TYPE_CHECKING:
     from lenet_bench.results.check import Verdict
@@ -24,6 +26,9 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--specs", nargs="+", metavar="PATH",
                        help="the specs whose expectations apply (default: the project's own, specs/ and paper1998/, "
                             "where they are)")
+    check.add_argument("--reference", type=Path, default=REFERENCE_RESULTS, metavar="DIR",
+                       help="results whose setups' seeds set the floor a setup's mean must not fall below "
+                            "(default: %(default)s, when it is there; not when it is the folder checked)")
     add_json_flag(check)
     check.set_defaults(handler=cmd_check)
 
@@ -38,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         error("no specs to judge the runs by: pass --specs PATH (no specs/ folder here)")
         return EXIT_INVALID
     try:
-        verdicts = check_results(args.results, load_variants(specs))
+        verdicts = check_results(args.results, load_variants(specs), args.reference)
     except (FileNotFoundError, ResultsError) as err:
         error(str(err))
         return EXIT_INVALID
@@ -55,11 +60,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                       f"{', ...' if len(unjudged) > 4 else ''}): specs no longer in the project, or pass their files with --specs "
                       f"(without it, check reads the project's own: --specs {' '.join(map(str, specs_or_default(None) or []))})",
                       markup=False)
-    return EXIT_FAILED if counts["miss"] else EXIT_OK
+    return EXIT_FAILED if counts["miss"] or counts["regressed"] else EXIT_OK
 
 
-STATUSES = ("pass", "miss", "skipped", "interrupted", "not judged", "superseded", "not in specs")
-COLOURS = {"pass": "green", "miss": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
+STATUSES = ("pass", "miss", "regressed", "skipped", "interrupted", "not judged", "superseded", "not in specs")
+COLOURS = {"pass": "green", "miss": "red", "regressed": "red", "skipped": "yellow", "interrupted": "yellow", "not judged": "dim",
            "not in specs": "dim", "superseded": "dim"}
 
 

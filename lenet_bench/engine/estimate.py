@@ -21,13 +21,13 @@ from pathlib import Path
 
 from lenet_bench.data.registry import DATASETS
 from lenet_bench.engine.plan import Job
+from lenet_bench.reference_folder import REFERENCE_RESULTS  # the project's measured speeds, for a new machine
 from lenet_bench.results.row import ResultRow, Status
 from lenet_bench.results.table import ResultsError, ResultsFolder
 
 # Around training, per run, when nothing measured says otherwise: data, baseline (cached), evaluation,
 # inference timing and MLflow logging took 2-6 s per run in the reference suite.
 DEFAULT_OVERHEAD_S = 4.0
-REFERENCE_RESULTS = Path("results/reference")  # the project's measured speeds, for the estimate on a new machine
 
 
 def training_images(job: Job, dataset_size: int | None = None) -> int:
