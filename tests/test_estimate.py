@@ -66,3 +66,20 @@ def test_training_flops_are_images_times_epochs_times_flops_per_image(lenet5_job
     spec = lenet5_job.spec
     images = int(60_000 * (1 - spec.data.validation_split))
     assert training_flops(lenet5_job) == images * spec.train.epochs * spec.summary().train_flops
+
+
+def test_a_variant_never_measured_takes_the_speed_of_runs_of_its_batch_size():
+    """A new one-image variant (the 1998 procedure) is estimated from one-image runs, on any cores, not from the
+    backend's batched median, 40 times faster: `list` said 1m49s for a 39-minute run."""
+    [job] = plan_jobs(load_variants(["paper1998/lecun1998.yaml"]),
+                      RunOptions(only=("lecun1998-distortions",), backends=("torch",), devices=("cpu",), seeds=(0,)))
+    assert job.spec.train.batch_size == 1
+    one_image = [_row("lecun1998", 1, 0.9), _row("lecun1998-capped", 1, 0.7)]
+    for row in one_image:
+        row.batch_size = 1
+    batched = [_row("lenet5", 2, 40.0), _row("lenet5-dense400", 2, 30.0)]
+    book = SpeedBook(one_image + batched)
+    assert _seconds_at(book, job, 2) == pytest.approx(1e12 / 0.8e9)  # the median of the one-image runs, 1 core
+    assert book.estimate(job, 2).source.startswith("batch measured (2 run(s)")
+    # Rows of old (no batch size) leave the batched median as before.
+    assert _seconds_at(SpeedBook(batched), job, 2) == pytest.approx(1e12 / 35e9)

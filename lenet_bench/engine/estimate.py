@@ -7,7 +7,10 @@ where no quiet run was), taken from the closest match:
 the same variant, backend, device and cores; then the same variant on other cores, scaled by how
 this backend's speed changes between those core counts (the median ratio over the variants measured
 on both: a 20/50 LeNet on one core of a worker runs 0.7x its two-core speed, far from the backend's
-median over small and large models); then backend, device and cores; then backend and device.
+median over small and large models); then runs of the same batch size on that backend and device, on any
+cores (one image per update, the 1998 procedure, ran at 0.9 GFLOP/s on PyTorch and 1.8 on Keras on one core of
+the reference machine, against a median of 21 for batched runs; its tiny steps gain little from more cores);
+then backend, device and cores; then backend and device.
 Each run adds the time measured around its training (data, baseline, evaluation, logging).
 """
 
@@ -54,32 +57,35 @@ class SpeedBook:
 
     def __init__(self, rows: Iterable[ResultRow]):
         # (quiet, key) -> GFLOP/s, the key one of: ("variant", variant, backend, device, cores),
-        # ("backend", backend, device, cores), ("device", backend, device)
+        # ("batch", backend, device, batch size), ("backend", backend, device, cores), ("device", backend, device)
         self._speeds: dict[tuple, list[float]] = {}
         overheads = []
         for row in rows:
             if row.status is not Status.COMPLETED or not row.achieved_gflops:
                 continue
             quiet = row.timing != "loaded"
-            for key in self._keys(row.spec, row.backend, row.device, int(row.cores or 0)):
+            for key in self._keys(row.spec, row.backend, row.device, int(row.cores or 0), row.batch_size):
                 self._speeds.setdefault((quiet, *key), []).append(row.achieved_gflops)
             if row.train_seconds is not None and row.eval_seconds is not None:
                 overheads.append(row.eval_seconds + (row.data_seconds or 0.0))
         self.overhead_s = max(DEFAULT_OVERHEAD_S, statistics.median(overheads)) if overheads else DEFAULT_OVERHEAD_S
 
     @staticmethod
-    def _keys(spec: str, backend: str, device: str, cores: int) -> list[tuple]:
-        return [("variant", spec, backend, device, cores), ("backend", backend, device, cores),
+    def _keys(spec: str, backend: str, device: str, cores: int, batch_size: int | None) -> list[tuple]:
+        """The keys a measurement is filed under, the closest first (a row of old has no batch size)."""
+        by_batch = [("batch", backend, device, batch_size)] if batch_size else []
+        return [("variant", spec, backend, device, cores), *by_batch, ("backend", backend, device, cores),
                 ("device", backend, device)]
 
     def estimate(self, job: Job, cores: int, work: float | None = None) -> Estimate:
         work = training_flops(job) if work is None else work
-        exact, by_backend, by_device = self._keys(job.variant.name, job.backend, job.device, cores)
+        exact, by_batch, by_backend, by_device = self._keys(job.variant.name, job.backend, job.device, cores,
+                                                            job.spec.train.batch_size)
         for quiet in (True, False):  # speeds taken under load only where nothing quiet was measured
             found = self._measured(quiet, exact) or self._on_other_cores(quiet, exact)
             if found:
                 return Estimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
-        for key in (by_backend, by_device):
+        for key in (by_batch, by_backend, by_device):
             for quiet in (True, False):
                 found = self._measured(quiet, key)
                 if found:

@@ -63,6 +63,7 @@ def job_row(job: Job) -> ResultRow:
         run=job.name, spec=job.variant.name, base_spec=job.variant.base_name, overrides=job.overrides_label,
         backend=job.backend, device=job.device.value, seed=job.seed,
         params=summary.params, flops=summary.flops, train_flops=summary.train_flops, epochs=spec.train.epochs,
+        batch_size=spec.train.batch_size,
         # A run that the command line changed is not the spec's run: its expectation does not apply.
         min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
         reference_accuracy=spec.reference.test_accuracy if spec.reference else None,

@@ -76,6 +76,7 @@ class ResultRow:
     padding: str = _field(PARAM, "")
     input_size: str = _field(PARAM, "")
     optimizer: str = _field(PARAM, "")
+    batch_size: int | None = _field(PARAM)  # images per update: 1 (the 1998 procedure) runs at a fraction of the FLOP/s
     dataset: str = _field(PARAM, "")
     params: int | None = _field(METRIC)
     flops: int | None = _field(METRIC)
