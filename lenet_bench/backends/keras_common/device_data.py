@@ -4,6 +4,9 @@ Copying a prepared dataset into TensorFlow or JAX arrays took 0.4-0.8 s a run (a
 allocation each time), although a worker trains run after run on the same few datasets. The copies
 of the most recently used ones are kept, keyed by the data's key (its content and preparation) and
 the device; the numpy originals stay in the worker's DataCache either way.
+
+Not functools.lru_cache: the copy is made by a factory given with each call (the engine's own arrays), and the
+release after a run walks and clears what is kept (`kept`, `clear`), which a decorated function does not expose.
 """
 
 from __future__ import annotations
