@@ -25,6 +25,7 @@ from scipy import stats
 
 from lenet_bench.results.row import ResultRow, Status
 from lenet_bench.results.table import ResultsFolder
+from lenet_bench.results.view import seed_group
 from lenet_bench.spec import Variant
 
 
@@ -49,7 +50,8 @@ def check_results(results_dir: Path, variants: list[Variant], reference_dir: Pat
     expectations = {v.name: v.spec.expect.min_test_accuracy for v in variants}
     matrices = {v.base_name for v in variants if v.labels}
     verdicts = []
-    for row in folder.read(require=("test_accuracy",)):  # a table without it cannot be judged
+    rows = folder.read(require=("test_accuracy",))  # a table without it cannot be judged
+    for row in rows:
         expected = expectations.get(row.spec)
         accuracy = row.test_accuracy
         if expected is None and row.base_spec in matrices:
@@ -71,7 +73,7 @@ def check_results(results_dir: Path, variants: list[Variant], reference_dir: Pat
             verdicts.append(Verdict(row.run, "pass", accuracy, expected))
     if reference_dir is not None and (Path(reference_dir) / "runs.csv").is_file() \
             and Path(reference_dir).resolve() != folder.path.resolve():
-        verdicts += regressions(folder.read(), ResultsFolder(reference_dir).read(require=("test_accuracy",)))
+        verdicts += regressions(rows, ResultsFolder(reference_dir).read(require=("test_accuracy",)))
     return verdicts
 
 
@@ -80,7 +82,7 @@ def _accuracies_by_setup(rows: Iterable[ResultRow]) -> dict[str, list[float]]:
     found: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row.status.has_numbers and row.test_accuracy is not None:
-            found[f"{row.setup}/{row.backend}/{row.device}"].append(row.test_accuracy)
+            found[seed_group(row.setup, row.backend, row.device)].append(row.test_accuracy)
     return found
 
 
