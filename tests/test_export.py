@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from lenet_bench.cli import main
 from lenet_bench.results import view
 from lenet_bench.results.export import EXPORTED_FROM_TAG
+from lenet_bench.results.row import AXIS_COLUMNS
+from lenet_bench.spec import load_variants
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "runs.csv"
 
@@ -50,6 +52,9 @@ def test_export_logs_each_completed_row_once_with_its_numbers(tmp_path, capsys):
         setup = f"{source['spec']}@{source['overrides']}" if source["overrides"] else source["spec"]
         assert run.data.tags[view.SEED_GROUP_TAG] == f"{setup}/{source['backend']}/{source['device']}"
         assert run.data.tags[EXPORTED_FROM_TAG].endswith("runs.csv")
+        # The tags a trained run starts with (view.identity_tags, the recorder's too): its design axes among them.
+        assert {axis: run.data.tags[axis] for axis in AXIS_COLUMNS} == {axis: source[axis] for axis in AXIS_COLUMNS}
+        assert (run.data.tags["variant"], run.data.tags["seed"]) == (source["spec"], source["seed"])
     state = json.loads(experiment.tags[view.VIEW_TAG])
     assert state["orderByKey"] == "metrics.`test_accuracy_pct`"  # 12 runs fit the UI's first page: best first
 
@@ -69,3 +74,9 @@ def test_export_of_a_folder_without_a_table_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _export(tmp_path / "empty", f"sqlite:///{tmp_path}/mlflow.db") == 2
     assert "runs.csv does not exist" in capsys.readouterr().err
+
+
+def test_the_rows_axis_columns_are_the_specs_design_axes():
+    """identity_tags reads the axes from a row's columns: they must be the keys Spec.axes() gives a row."""
+    variant = load_variants([Path(__file__).resolve().parents[1] / "specs" / "lenet5.yaml"])[0]
+    assert tuple(variant.spec.axes()) == AXIS_COLUMNS

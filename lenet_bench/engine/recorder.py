@@ -35,7 +35,7 @@ from lenet_bench.results.row import (
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, flatten
-from lenet_bench.results.view import SEED_GROUP_TAG, seed_group, store_view
+from lenet_bench.results.view import SEED_GROUP_TAG, identity_tags, seed_group, store_view
 from lenet_bench.training.loop import time_to_target
 
 ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
@@ -236,10 +236,8 @@ class Recorder:
 
     def start_run(self, job: Job) -> str:
         """The run in MLflow, RUNNING while it executes."""
-        tags = {KIND_TAG: Kind.RUN.value, DRIVER_TAG: self._driver, "backend": job.backend, "device": job.device.value,
-                "seed": str(job.seed), "variant": job.variant.name, "overrides": job.overrides_label,
-                SEED_GROUP_TAG: seed_group(job.setup, job.backend, job.device.value),
-                **job.spec.axes(), "spec_file": str(job.variant.file), "executor": self.executor}
+        tags = {**identity_tags(job_row(job)), DRIVER_TAG: self._driver, "spec_file": str(job.variant.file),
+                "executor": self.executor}
         return self.tracker.start_run(job.name, parent_id=self.invocation_id, tags=tags)
 
     def provenance(self, row: ResultRow, result: JobResult) -> ResultRow:

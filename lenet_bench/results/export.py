@@ -17,7 +17,7 @@ from pathlib import Path
 from lenet_bench.results import convert
 from lenet_bench.results.row import FINGERPRINT_TAG, KIND_TAG, STATUS_TAG, Kind, ResultRow
 from lenet_bench.results.tracking import Tracker
-from lenet_bench.results.view import SEED_GROUP_TAG, seed_group, store_view
+from lenet_bench.results.view import identity_tags, seed_group, store_view
 
 EXPORTED_FROM_TAG = "lenet_bench.exported_from"
 
@@ -41,10 +41,8 @@ def export_rows(rows: Iterable[ResultRow], tracker: Tracker, source: Path) -> Ex
     store_view(tracker, [row.run for row in with_numbers], groups, runs=len(present) + len(new))
     for row in new:
         params, metrics, tags = convert.to_mlflow(row)
-        identity = {KIND_TAG: Kind.RUN.value, "backend": row.backend, "device": row.device, "seed": str(row.seed),
-                    "variant": row.spec, "overrides": row.overrides, SEED_GROUP_TAG: seed_group(row.setup, row.backend, row.device),
-                    EXPORTED_FROM_TAG: str(source)}
-        run_id = tracker.start_run(row.run, tags={**tags, **identity, STATUS_TAG: row.status.value})
+        run_id = tracker.start_run(row.run, tags={**tags, **identity_tags(row), EXPORTED_FROM_TAG: str(source),
+                                                   STATUS_TAG: row.status.value})
         tracker.log(run_id, params=params, metrics=metrics)
         tracker.end_run(run_id, "FINISHED")
     return Exported(added=len(new), present=len(with_numbers) - len(new), without_numbers=len(rows) - len(with_numbers))

@@ -157,6 +157,8 @@ def setup_name(variant: str, overrides: str) -> str:
 
 
 FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(ResultRow)
+# The design choices a user compares (the keys of Spec.axes()), columns of every row.
+AXIS_COLUMNS = ("architecture", "activation", "pooling", "padding", "input_size", "optimizer", "dataset")
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS)
 METRIC_COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.metadata["mlflow"] == METRIC)
 # A quiet run had less than this many cores' worth of other work on its cores (the sampler itself,
