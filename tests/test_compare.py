@@ -115,8 +115,11 @@ def test_compare_by_an_unknown_column_is_exit_2(store, capsys):
 
 
 def test_a_folder_without_a_table_is_exit_2_naming_it(tmp_path, capsys):
-    assert command("compare", str(tmp_path)) == 2
-    assert f"{tmp_path}/runs.csv does not exist" in " ".join(capsys.readouterr().err.split())
+    missing = tmp_path / "nothing"
+    for argv in (["compare", str(missing)], ["report", "--results", str(missing)]):
+        assert command(*argv) == 2
+        assert f"{missing}/runs.csv not found" in " ".join(capsys.readouterr().err.split())
+        assert not missing.exists(), "a command that reads a table makes no folder"
 
 
 def test_a_table_without_completed_runs_is_exit_2(store, tmp_path, capsys):

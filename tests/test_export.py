@@ -73,7 +73,7 @@ def test_a_view_of_more_runs_than_the_first_page_is_ordered_by_group():
 def test_export_of_a_folder_without_a_table_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _export(tmp_path / "empty", f"sqlite:///{tmp_path}/mlflow.db") == 2
-    assert "runs.csv does not exist" in capsys.readouterr().err
+    assert "runs.csv not found" in capsys.readouterr().err
 
 
 def test_the_rows_axis_columns_are_the_specs_design_axes():

@@ -53,20 +53,12 @@ def _completed(folder_path: Path):
     """The completed rows of the folder's runs.csv, or None after saying why there are none."""
     from lenet_bench.results.table import ResultsError, ResultsFolder
 
-    folder = ResultsFolder(folder_path)
-    if not folder.runs_csv.is_file():
-        error(f"{folder.runs_csv} does not exist: no runs to read (pass the results folder that holds runs.csv)")
-        return None
     try:
-        rows = [row for row in folder.read(require=("test_accuracy",)) if row.status.has_numbers]
+        return [row for row in ResultsFolder(folder_path).read_table(require=("test_accuracy",))
+                if row.status.has_numbers]
     except ResultsError as err:
         error(str(err))
         return None
-    if not rows:
-        error(f"{folder.runs_csv} has no completed runs (skipped, failed and interrupted runs have no numbers to "
-              "compare)")
-        return None
-    return rows
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -132,15 +124,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
     from lenet_bench.spec import load_variants
 
-    rows = _completed(args.results)
-    if rows is None:
-        return EXIT_INVALID
     folder = ResultsFolder(args.results, update_reference=args.update_reference)
     spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
     try:
+        folder.require_table()  # before check_writable, which would make the folder
         folder.check_writable()
-        table = folder.merge([])  # rewrites summary.md from the table (and the table as it was), under its lock
+        table = folder.rewrite_summary(require=("test_accuracy",))  # the table, read once, under its lock
+        rows = [row for row in table if row.status.has_numbers]
         written = [SUMMARY_MD, *report.write_comparison(table, folder.path, variants)]
         histories, note = _histories(args, rows)
         written += report.write_learning_curves(rows, histories, folder.path)

@@ -46,18 +46,10 @@ def cmd_effects(args: argparse.Namespace) -> int:
     from lenet_bench.results.table import ResultsError, ResultsFolder
     from lenet_bench.spec import load_variants
 
-    folder = ResultsFolder(args.results)
-    if not folder.runs_csv.is_file():
-        error(f"{folder.runs_csv} not found: no runs recorded in {args.results} (run `python -m lenet_bench run` "
-              "first, or pass the folder that holds runs.csv)")
-        return EXIT_INVALID
     try:
-        rows = folder.read(require=("test_accuracy",))  # the seed, backend, ...: every reader needs them
+        rows = ResultsFolder(args.results).read_table(require=("test_accuracy",))
     except ResultsError as err:
         error(str(err))
-        return EXIT_INVALID
-    if not any(r.status.has_numbers for r in rows):
-        error(f"{folder.runs_csv} has no completed runs: nothing to compare")
         return EXIT_INVALID
     spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2

@@ -135,6 +135,21 @@ class ResultsFolder:
         except ValueError as err:  # a status or number that is not one
             raise ResultsError(f"{path}: {err}; fix the row or move the file away") from err
 
+    def require_table(self) -> None:
+        """For the commands that read a table someone wrote: none there is a ResultsError, not an empty table."""
+        if not self.runs_csv.is_file():
+            raise ResultsError(f"{self.runs_csv} not found: no runs recorded in {self.path} (run `python -m "
+                               "lenet_bench run` first, or pass the results folder that holds runs.csv)")
+
+    def read_table(self, require: Iterable[str] = (), *, with_numbers: bool = True) -> list[ResultRow]:
+        """Every row of a table someone wrote, for the commands that read one (compare, effects, report, export):
+        no table, or (`with_numbers`) one without a run that has numbers, is a ResultsError."""
+        self.require_table()
+        rows = self.read(require)
+        if with_numbers:
+            _with_numbers(rows, self.runs_csv)
+        return rows
+
     def completed_by_fingerprint(self) -> dict[str, ResultRow]:
         """Completed rows that carry a fingerprint: what decides that a run is done and is reused."""
         return {row.fingerprint: row for row in self.read() if row.status is Status.COMPLETED and row.fingerprint}
@@ -157,6 +172,14 @@ class ResultsFolder:
             write_text_atomically(self.path / SUMMARY_MD, summary_markdown(frame), _file_mode())
         return table
 
+    def rewrite_summary(self, require: Iterable[str] = ()) -> list[ResultRow]:
+        """summary.md drawn again from runs.csv, read once under its lock (a run merging meanwhile waits), and the
+        table's rows; a table without a run that has numbers is refused before anything is written."""
+        with self._locked():
+            rows = self.read_table(require)
+            write_text_atomically(self.path / SUMMARY_MD, summary_markdown(rows_to_frame(rows)), _file_mode())
+        return rows
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         if self.is_reference and not self.update_reference:
@@ -170,6 +193,12 @@ class ResultsFolder:
         except Timeout as err:
             raise ResultsError(f"{self.path}: another process has held the lock on {RUNS_CSV} for "
                                f"{LOCK_TIMEOUT_S} s ({lock.lock_file}); is another run writing there?") from err
+
+
+def _with_numbers(rows: list[ResultRow], path: Path) -> None:
+    if not any(row.status.has_numbers for row in rows):
+        raise ResultsError(f"{path} has no completed runs (skipped, failed and interrupted runs have no numbers to "
+                           "compare)")
 
 
 def _file_mode() -> int:
