@@ -36,9 +36,9 @@ from lenet_bench.backends import BenchBackend
 from lenet_bench.data import DataError, PreparedData
 from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine import hardware
-from lenet_bench.engine.execute import DATA_UNAVAILABLE, helper_engine, worker_data
+from lenet_bench.engine.execute import DATA_UNAVAILABLE, helper_engine
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import in_engine_process
+from lenet_bench.engine.worker_context import WorkerContext, in_this_process
 from lenet_bench.results.row import Status
 from lenet_bench.spec import Spec
 from lenet_bench.training.result import SilentProgress
@@ -132,11 +132,11 @@ def bench_spec(spec: Spec, settings: BenchSettings) -> Spec:
     return spec.model_copy(update={"data": spec.data.model_copy(update=data)})
 
 
-def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
-    """Measure one row here, or, when this process cannot host the backend, in the engine's helper process
-    (as `run` executes such jobs: started once, kept for the next rows; end_engine_processes ends it)."""
+def bench_row(context: WorkerContext, job: Job, settings: BenchSettings) -> BenchRow:
+    """Measure one row here, or, when this process cannot host the backend, in the context's helper process for
+    its engine (as `run` executes such jobs: started once, kept for the next rows, ended with the context)."""
     if backends.host_conflict(job.backend):
-        return in_engine_process(helper_engine(job), bench_row, job, settings)
+        return context.in_engine_process(helper_engine(job), in_this_process, bench_row, job, settings)
     spec = bench_spec(job.spec, settings)
     steps = None if settings.full else settings.steps
     row = BenchRow(job.variant.name, job.backend, job.device, spec.train.batch_size, spec.summary().train_flops,
@@ -146,7 +146,7 @@ def bench_row(job: Job, settings: BenchSettings) -> BenchRow:
         row.status, row.reason = Status.SKIPPED, reason
         return row
     try:
-        data, _ = worker_data(settings.data_dir).prepared(spec.data)  # this process's, kept across rows
+        data, _ = context.data(settings.data_dir).prepared(spec.data)  # the context's, kept across rows
     except (DataError, ValueError) as err:  # ValueError: more images asked for than the dataset holds
         row.status, row.reason = Status.SKIPPED, f"{DATA_UNAVAILABLE}: --steps {settings.steps} x batch " \
                                            f"{spec.train.batch_size}: {err}"

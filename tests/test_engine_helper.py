@@ -29,9 +29,9 @@ def write_pid_and_wait(pid_file: str, seconds: float) -> int:
 
 def helper_in_a_dask_task(pid_file: str) -> int:
     """A Dask task that runs its work in the engine helper, as a keras-jax run on a worker that ran keras does."""
-    from lenet_bench.engine.process import in_engine_process
+    from lenet_bench.engine.worker_context import WorkerContext
 
-    return in_engine_process("probe", write_pid_and_wait, pid_file, 600)
+    return WorkerContext().in_engine_process("probe", write_pid_and_wait, pid_file, 600)
 
 
 def wait_for_pid(pid_file: Path, owner: subprocess.Popen | None = None, timeout: float = 120) -> int:
@@ -66,9 +66,10 @@ def test_the_engine_helper_ends_when_its_parent_is_killed(tmp_path, sig, busy):
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(TESTS)!r})
-        from lenet_bench.engine.process import in_engine_process
+        from lenet_bench.engine.worker_context import WorkerContext
         from test_engine_helper import write_pid_and_wait
-        in_engine_process("probe", write_pid_and_wait, {str(pid_file)!r}, {600 if busy else 0})
+        context = WorkerContext()
+        context.in_engine_process("probe", write_pid_and_wait, {str(pid_file)!r}, {600 if busy else 0})
         print("idle", flush=True)
         time.sleep(600)
     """)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -119,3 +120,27 @@ def test_stopping_a_dask_worker_under_its_nanny_leaves_no_helper_behind(tmp_path
         for process in (nanny, scheduler):
             process.kill()
             process.wait()
+
+
+def test_a_worker_context_keeps_one_helper_per_engine_and_its_datasets_until_it_is_closed(tmp_path):
+    """What module state used to keep (a worker's datasets, its engine helpers) lives in the context its
+    executor made: the same helper for a second call of the engine, a new one for another engine, all
+    ended by close()."""
+    from lenet_bench.engine.worker_context import WorkerContext
+
+    context = WorkerContext()
+    assert context.data(str(tmp_path)) is context.data(str(tmp_path))
+    assert context.data(str(tmp_path)) is not context.data(None)
+    first = context.in_engine_process("probe", os.getpid)
+    assert context.in_engine_process("probe", os.getpid) == first != os.getpid()
+    other = context.in_engine_process("other", os.getpid)
+    assert other != first and alive(first) and alive(other)
+    context.close()
+    closed = time.monotonic()
+    assert_gone_soon(first, closed)
+    assert_gone_soon(other, closed)
+    again = WorkerContext()
+    try:
+        assert again.in_engine_process("probe", os.getpid) not in (first, other)
+    finally:
+        again.close()

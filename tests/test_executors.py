@@ -250,14 +250,15 @@ def test_the_eta_is_the_work_left_over_the_work_done_per_second(monkeypatch):
 
 
 def _helper_from_a_daemon(results) -> None:
-    from lenet_bench.engine.process import end_engine_processes, in_engine_process
+    from lenet_bench.engine.worker_context import WorkerContext
 
+    context = WorkerContext()
     try:
-        results.put(in_engine_process("other-engine", os.getpid))
+        results.put(context.in_engine_process("other-engine", os.getpid))
     except BaseException as err:  # the daemon's failure is the test's message
         results.put(f"{type(err).__name__}: {err}")
     finally:
-        end_engine_processes()
+        context.close()
 
 
 def test_a_daemonic_process_such_as_a_dask_worker_under_its_nanny_can_start_an_engine_helper():

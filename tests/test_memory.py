@@ -12,6 +12,7 @@ from conftest import SPEC_FOLDERS, require_backend
 
 from lenet_bench.engine import execute
 from lenet_bench.engine.plan import RunOptions, plan_jobs
+from lenet_bench.engine.worker_context import WorkerContext
 from lenet_bench.spec import load_variants
 
 TRAINING_SET_ELEMENTS = 1_000_000  # fewer than the runs' prepared training sets (the first 5,000 images, 32 x 32)
@@ -39,8 +40,9 @@ def test_a_finished_keras_run_leaves_no_model_and_no_training_set(mnist_dir):
     assert {job.spec.train.optimizer.name for job in jobs} == {"adam", "sdlm"}  # both Keras step loops
     keras_train.DEVICE_DATA.clear()
     models, tensors = _alive(keras.Model), _alive(tf.Tensor, is_training_set)
+    context = WorkerContext()  # as a local worker's: its own datasets
     for job in jobs:
-        assert execute.execute_job(job).status.value == "completed"
+        assert execute.execute_job(context, job).status.value == "completed"
         assert _alive(keras.Model) == models, f"{job.name} left its model behind"
         assert 1 <= len(keras_train.DEVICE_DATA) <= keras_train.DEVICE_DATA.keep
         kept = sum(is_training_set(tensor) for arrays in keras_train.DEVICE_DATA.kept() for tensor in arrays)

@@ -176,9 +176,10 @@ def _measure(jobs: list[Job], reasons: dict[int, str | None], args: argparse.Nam
              settings: BenchSettings) -> list[BenchRow]:
     """Every job's bench row, in order; an engine helper process started for some of them is ended after."""
     from lenet_bench import bench
-    from lenet_bench.engine.process import end_engine_processes
+    from lenet_bench.engine.worker_context import WorkerContext
 
     rows: list[BenchRow] = []
+    context = WorkerContext()
     try:
         for job in jobs:  # what cannot run here was said once, up front: it is not announced and then skipped
             if reasons[id(job)]:
@@ -190,7 +191,7 @@ def _measure(jobs: list[Job], reasons: dict[int, str | None], args: argparse.Nam
                           + ("the spec's epochs" if args.full else f"{args.rounds} round(s) of {args.repeats} x "
                              f"{args.steps} steps after a warm-up epoch") + (", then the reference loop" if args.reference
                                                                               else ""), markup=False)
-            rows.append(bench.bench_row(job, settings))
+            rows.append(bench.bench_row(context, job, settings))
     finally:
-        end_engine_processes()
+        context.close()
     return rows

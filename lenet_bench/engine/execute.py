@@ -32,8 +32,8 @@ from lenet_bench.engine import hardware
 from lenet_bench.engine.baseline import BaselineResult, logistic_regression_baseline
 from lenet_bench.engine.phases import PhaseTimer
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import in_engine_process, watch_parent
 from lenet_bench.engine.sampler import Sample, SystemSampler
+from lenet_bench.engine.worker_context import WorkerContext, in_this_process, start_process
 from lenet_bench.results.row import Status
 from lenet_bench.training.checkpoint import Checkpoint, CheckpointError
 from lenet_bench.training.loop import Diverged
@@ -88,28 +88,17 @@ class JobResult:
     out_of_space: bool = False  # a write of the run (its checkpoint) found the disk full: the invocation stops
 
 
-# A worker process's datasets, kept between its jobs (a local worker lives for one invocation, a Dask
-# worker for many). An invocation that runs jobs itself passes its own cache instead.
-_WORKER_DATA: dict[str | None, DataCache] = {}
-
-
-def worker_data(data_dir: str | None) -> DataCache:
-    if data_dir not in _WORKER_DATA:
-        _WORKER_DATA[data_dir] = DataCache(data_dir)
-    return _WORKER_DATA[data_dir]
-
-
-def execute_job(job: Job, progress: Progress | None = None, data: DataCache | None = None) -> JobResult:
-    """Train and evaluate `job` here (or in a process of its own when this one cannot host its backend),
-    its data from `data` (the invocation's cache, inline) or this worker process's."""
+def execute_job(context: WorkerContext, job: Job, progress: Progress | None = None) -> JobResult:
+    """Train and evaluate `job` here (or in the context's helper process for its engine when this process cannot
+    host its backend), its data from the context that runs it (engine/worker_context.py)."""
     if job.backend_entry is not None and job.backend not in backends.names():
         backends.register(job.backend_entry)  # a worker knows only the built-in backends
     if backends.host_conflict(job.backend):
-        return _in_own_process(job)
+        return _in_own_process(context, job)
     outcome = None
     try:
         outcome = _execute(job, progress or RunProgress(job.name, job.spec.train.epochs, live=False),
-                           data if data is not None else worker_data(job.data_dir))
+                           context.data(job.data_dir))
     finally:
         with PhaseTimer(outcome.phases if outcome is not None else {})("framework release"):
             _release(job.backend)
@@ -132,9 +121,9 @@ def helper_engine(job: Job) -> str:
     return engine.name if engine else job.backend
 
 
-def _in_own_process(job: Job) -> JobResult:
+def _in_own_process(context: WorkerContext, job: Job) -> JobResult:
     try:
-        return in_engine_process(helper_engine(job), execute_job, job, None)
+        return context.in_engine_process(helper_engine(job), in_this_process, execute_job, job)
     except BrokenProcessPool:
         return JobResult(job.name, Status.FAILED, f"the process running {job.backend} died during the run")
 
@@ -230,7 +219,7 @@ def _provenance(backend: backends.Backend, device: Device) -> Provenance:
 def worker_setup(cores: list[int] | None, environment: dict[str, str]) -> None:
     """First thing in a worker process: its own cores, and thread pools sized to them before any framework loads;
     and it ends when the invocation that started it is gone (killed with -9)."""
-    watch_parent(os.getppid())
+    start_process(os.getppid())
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     count = str(len(cores) if cores else len(allowed_cores()))

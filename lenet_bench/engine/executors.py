@@ -27,7 +27,8 @@ from lenet_bench.data.cache import DataCache
 from lenet_bench.device import Device, allowed_cores
 from lenet_bench.engine.execute import JobResult, execute_job, worker_setup
 from lenet_bench.engine.plan import Job
-from lenet_bench.engine.process import HelperProcess, end_engine_processes
+from lenet_bench.engine.process import HelperProcess
+from lenet_bench.engine.worker_context import WorkerContext, in_this_process
 from lenet_bench.results.row import Status
 from lenet_bench.training.result import Progress
 
@@ -52,7 +53,7 @@ class InlineExecutor:
 
     def __init__(self, progress_for: Callable[[Job], Progress] | None = None, data: DataCache | None = None):
         self._progress_for = progress_for
-        self._data = data  # the invocation's data cache: what the driver loaded to decide, trained on here
+        self._context = WorkerContext(data)  # the invocation's data cache: what the driver loaded to decide
         self.cores_per_run = len(allowed_cores())
 
     def cannot_run(self, job: Job) -> str | None:
@@ -61,11 +62,11 @@ class InlineExecutor:
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
         progress: Progress | None = self._progress_for(job) if self._progress_for else None
-        future.set_result(execute_job(job, progress, self._data))  # KeyboardInterrupt propagates to the driver
+        future.set_result(execute_job(self._context, job, progress))  # KeyboardInterrupt propagates to the driver
         return future
 
     def shutdown(self, *, kill: bool) -> None:
-        end_engine_processes()  # a Keras engine this process could not host ran in a process of its own
+        self._context.close()  # a Keras engine this process could not host ran in a process of its own
 
 
 def split_cores(cores: list[int], workers: int) -> list[list[int]]:
@@ -107,7 +108,7 @@ class LocalWorkers:
     def submit(self, job: Job) -> Future[JobResult]:
         slot = self._busy.index(False)  # the driver never submits more than `capacity`
         self._busy[slot] = True
-        inner = self._pool(slot).submit(execute_job, job, None)
+        inner = self._pool(slot).submit(in_this_process, execute_job, job)
         outer: Future[JobResult] = Future()
 
         def done(finished: Future[JobResult]) -> None:
@@ -145,11 +146,15 @@ class DaskExecutor:
     def __init__(self, address: str, connect_timeout_s: float = 10):
         from distributed import Client
 
+        from lenet_bench.engine.dask_context import DaskWorkerContext, on_dask_worker  # distributed: Dask runs only
+
         try:
             self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
         except OSError as err:
             raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({err}); start one with "
                                   "`dask scheduler` and workers with `dask worker ADDRESS`") from err
+        self.client.register_plugin(DaskWorkerContext())  # each worker's datasets and helpers, kept across runs
+        self._on_worker = on_dask_worker
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
         self.cores_per_run = 1  # the README's workers: --nthreads 1, one per core group
@@ -168,7 +173,7 @@ class DaskExecutor:
             outer.set_result(JobResult(job.name, Status.SKIPPED, refused))
             return outer
         resources = {"GPU": 1} if job.device == Device.GPU else None
-        task = self.client.submit(execute_job, job, None, key=f"lenet_bench-{job.name}-{id(outer)}", pure=False,
+        task = self.client.submit(self._on_worker, execute_job, job, key=f"lenet_bench-{job.name}-{id(outer)}", pure=False,
                                   resources=resources, retries=0)
 
         def done(finished: Any) -> None:  # a distributed.Future, on Dask's own thread

@@ -1,6 +1,6 @@
-"""Processes of our own: a function run in a fresh spawned process, a process per Keras engine kept for
-the invocation, and ending a process pool mid-job. Every such process watches its parent and ends when
-the parent is gone."""
+"""Processes of our own: a function run in a fresh spawned process, and a process pool of one that can be
+ended mid-job (a local worker; a Keras engine's helper, kept by worker_context). Every such process watches
+its parent and ends when the parent is gone."""
 
 from __future__ import annotations
 
@@ -75,34 +75,10 @@ class HelperProcess:
         self._pool.shutdown(wait=True)
 
 
-_ENGINE_PROCESSES: dict[str, HelperProcess] = {}
-
-
 def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a new spawned process, ended with the call, even on Ctrl-C."""
     helper = HelperProcess()
     try:
         return helper.submit(fn, *args).result()
     finally:
-        helper.kill()
-
-
-def in_engine_process(engine: str, fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args) in this process's helper process for `engine`, spawned on first use and kept, so that a
-    run of another Keras engine pays for its imports once per invocation, not once per run. If the call
-    is interrupted or its process dies, the process is ended and the next call starts a new one."""
-    helper = _ENGINE_PROCESSES.get(engine)
-    if helper is None:
-        helper = _ENGINE_PROCESSES[engine] = HelperProcess()
-    try:
-        return helper.submit(fn, *args).result()
-    except BaseException:
-        _ENGINE_PROCESSES.pop(engine, None)
-        helper.kill()
-        raise
-
-
-def end_engine_processes() -> None:
-    while _ENGINE_PROCESSES:
-        _, helper = _ENGINE_PROCESSES.popitem()
         helper.kill()
