@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from lenet_bench import backends
 from lenet_bench.cli import main
-from lenet_bench.results import compare
+from lenet_bench.results import compare, figures
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.readback import load_histories
 from lenet_bench.results.table import ResultsFolder
@@ -195,11 +195,11 @@ def test_aggregate_metrics_for_the_invocation_run():
 
 
 def test_figures_for_the_runner():
-    assert set(compare.invocation_figures(synthetic_runs())) == {
+    assert set(figures.invocation_figures(synthetic_runs())) == {
         "accuracy_vs_params.png", "accuracy_vs_time.png", "backend_comparison.png"}
     history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100), EpochRecord(2, 0.3, 0.95, 0.3, 0.96, 1.0, 100)]
-    assert set(compare.run_figures(history, [[5, 1], [0, 4]], "r")) == {"learning_curves.png", "confusion_matrix.png"}
-    assert set(compare.run_figures(history, None)) == {"learning_curves.png"}
+    assert set(figures.run_figures(history, [[5, 1], [0, 4]], "r")) == {"learning_curves.png", "confusion_matrix.png"}
+    assert set(figures.run_figures(history, None)) == {"learning_curves.png"}
 
 
 def test_compare_table_leaves_out_rows_without_numbers():
@@ -214,11 +214,11 @@ def test_figures_log_to_an_mlflow_run(store):
     tracker = Tracker(store, "lenet_bench/figures")
     run_id = tracker.start_run("figures")
     history = [EpochRecord(1, 0.5, 0.9, 0.4, 0.91, 1.0, 100)]
-    figures = {**compare.run_figures(history, [[5, 1], [0, 4]], "r"), **compare.invocation_figures(synthetic_runs())}
-    for name, figure in figures.items():
+    drawn = {**figures.run_figures(history, [[5, 1], [0, 4]], "r"), **figures.invocation_figures(synthetic_runs())}
+    for name, figure in drawn.items():
         tracker.log_figure(run_id, figure, name)
     tracker.end_run(run_id, "FINISHED")
-    assert {a.path for a in tracker.client.list_artifacts(run_id)} == set(figures)
+    assert {a.path for a in tracker.client.list_artifacts(run_id)} == set(drawn)
 
 
 def test_timings_of_other_hardware_or_under_load_are_never_averaged_together():

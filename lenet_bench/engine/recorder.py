@@ -21,7 +21,7 @@ import yaml
 from sklearn.metrics import classification_report, confusion_matrix
 
 from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
-from lenet_bench.results import compare, convert
+from lenet_bench.results import compare, convert, figures
 from lenet_bench.results.diagrams import DiagramFolder
 from lenet_bench.results.row import (
     DRIVER_TAG,
@@ -225,7 +225,7 @@ class Recorder:
         for path in artifacts:
             self.tracker.log_file(self.invocation_id, path)
         if status == "FINISHED" and any(r.status is Status.COMPLETED for r in rows):
-            for file, figure in compare.invocation_figures(frame).items():
+            for file, figure in figures.invocation_figures(frame).items():
                 self.tracker.log_figure(self.invocation_id, figure, file)
             self.tracker.log(self.invocation_id, metrics=compare.aggregate_metrics(frame))
             self.tracker.log_text(self.invocation_id, compare.compare_markdown(compare.compare_table(frame)),
@@ -346,7 +346,7 @@ class Recorder:
             self.tracker.log_dict(run_id, {"confusion_matrix": matrix}, "confusion_matrix.json")
         else:
             matrix = None
-        for file, figure in compare.run_figures(run.history, matrix, job.name).items():
+        for file, figure in figures.run_figures(run.history, matrix, job.name).items():
             self.tracker.log_figure(run_id, figure, file)
         self.tracker.log_file_as(run_id, self._architecture(job), "architecture.png")  # drawn once per description
         if result.model_archive:

@@ -1,4 +1,4 @@
-"""Comparisons of results rows: mean ± 95% CI over seeds per group, as a table, Markdown and figures.
+"""Comparisons of results rows: mean ± 95% CI over seeds per group, as a table and Markdown (their figures: figures.py).
 
 Rows are grouped by setup (the variant, with any command-line overrides), backend, device
 and the conditions their timings were taken under (hardware class and cores, whether other work
@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from lenet_bench.results.row import setup_name
 from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
-from lenet_bench.training.result import EpochRecord
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-# matplotlib (via figures) is imported where used: `list` and `validate` should not wait for it.
 
 DEFAULT_GROUPING = ("setup", "backend", "device", "conditions")
 COMPARED_METRICS = ("test_accuracy", "delta_to_baseline", "train_seconds", "train_images_per_sec")
@@ -141,40 +134,6 @@ def _metric_key(name: str) -> str:
 
 
 # ------------------------------------------------------------------ figures
-
-def run_figures(history: Sequence[EpochRecord], confusion: Sequence[Sequence[int]] | None,
-                title: str = "") -> dict[str, Figure]:
-    """Per-run figures, keyed by artifact file name."""
-    from lenet_bench.results import figures
-
-    found = {"learning_curves.png": figures.learning_curves(history, title)}
-    if confusion is not None:
-        found["confusion_matrix.png"] = figures.confusion_matrix(confusion, title)
-    return found
-
-
-def invocation_figures(df: pd.DataFrame) -> dict[str, Figure]:
-    """Comparison figures of results rows, keyed by artifact file name."""
-    from lenet_bench.results import figures
-
-    df = with_groups(df)
-    return {"accuracy_vs_params.png": figures.accuracy_vs_params(df),
-            "accuracy_vs_time.png": figures.accuracy_vs_time(df),
-            "backend_comparison.png": figures.backend_comparison(df)}
-
-
-def variant_learning_curves(runs: pd.DataFrame, histories: dict[str, list[EpochRecord]]) -> dict[str, Figure]:
-    """One figure per setup overlaying its runs (backend/device/seed); keyed by setup."""
-    from lenet_bench.results import figures
-
-    found = {}
-    for setup, group in with_groups(runs).groupby("setup", sort=True):
-        overlay = {f"{r.backend}/{r.device} seed{r.seed}": histories[str(r.mlflow_run_id)]
-                   for r in group.itertuples() if histories.get(str(r.mlflow_run_id))}
-        if overlay:
-            found[str(setup)] = figures.learning_curves(overlay, f"{setup}: learning curves")
-    return found
-
 
 def safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "unnamed"

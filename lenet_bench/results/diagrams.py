@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from lenet_bench.results.compare import safe_file_name
 from lenet_bench.spec.arch import ArchSummary, Layer
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ class DiagramFolder:
 
     def diagram(self, variant_name: str, spec: Spec) -> Path:
         """The PNG of `spec`'s diagram, drawn and written the first time its layer description is seen."""
-        from lenet_bench.results.compare import safe_file_name
-
         summary = spec.summary()
         key = hashlib.sha256(repr(summary.layers).encode()).hexdigest()[:8]
         path = self.path / f"{safe_file_name(spec.model.arch_label)}-{key}.png"

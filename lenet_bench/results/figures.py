@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from lenet_bench.results.compare import safe_file_name, with_groups
+from lenet_bench.results.effects import INTERACTION, METRICS, RUN_FACTORS, cell_table, main_condition
 from lenet_bench.results.stats import aggregate, usable_runs
 from lenet_bench.training.result import EpochRecord
 
@@ -212,8 +214,6 @@ _SHOWN = ("tested", "no spread")  # timings under load and effects of one seed s
 def effects_figures(analysis) -> dict[str, Figure]:
     """effects_<matrix>.png for every matrix with axes of its own (a panel per metric, and the interaction plot of
     its largest accuracy interaction) and effects_backends.png for the backend and device comparisons."""
-    from lenet_bench.results.compare import safe_file_name
-    from lenet_bench.results.effects import RUN_FACTORS
 
     table = analysis.effects
     shown = table[table["status"].isin(_SHOWN)]
@@ -233,7 +233,6 @@ def effects_figures(analysis) -> dict[str, Figure]:
 def matrix_effects(analysis, group: str) -> Figure:
     """One matrix: the effect of each level against its reference on accuracy, speed and time to target (interval
     at Holm's level; filled: distinguishable), and the cell means of its largest accuracy interaction."""
-    from lenet_bench.results.effects import INTERACTION, METRICS, RUN_FACTORS, main_condition
 
     table = analysis.effects
     rows = table[(table["group"] == group) & table["status"].isin(_SHOWN) & ~table["factor"].isin(RUN_FACTORS)]
@@ -264,7 +263,6 @@ def matrix_effects(analysis, group: str) -> Figure:
 def backend_effects(analysis) -> Figure:
     """Backends and devices against the reference (torch, cpu) in every group: one row per group and level, a
     panel per metric side by side; timings in each group's quiet condition with the most seeds."""
-    from lenet_bench.results.effects import METRICS, RUN_FACTORS, main_condition
 
     table = analysis.effects
     rows = table[table["status"].isin(_SHOWN) & table["factor"].isin(RUN_FACTORS)]
@@ -336,7 +334,6 @@ def _effect_panel(ax: Axes, rows: pd.DataFrame, colours: dict[str, str], title: 
 def _interaction_panel(ax: Axes, analysis, group: str, rows: pd.DataFrame) -> None:
     """Cell means of the largest accuracy interaction: the first factor's levels along x, a line per level of
     the second, 95% intervals over seeds; parallel lines would mean no interaction."""
-    from lenet_bench.results.effects import INTERACTION, METRICS, cell_table
 
     candidates = rows[(rows["kind"] == INTERACTION) & (rows["metric"] == METRICS[0].label)]
     if candidates.empty or analysis.design is None:
@@ -364,3 +361,34 @@ def _interaction_panel(ax: Axes, analysis, group: str, rows: pd.DataFrame) -> No
 def _error_bars_of(cells: pd.DataFrame) -> np.ndarray:
     half = np.nan_to_num((cells["ci_high"] - cells["ci_low"]).to_numpy(dtype=float) / 2, nan=0.0)
     return np.vstack([half, half])
+
+
+# ------------------------------------------------------------------ the figures of a run, an invocation, a folder
+
+
+def run_figures(history: Sequence[EpochRecord], confusion: Sequence[Sequence[int]] | None,
+                title: str = "") -> dict[str, Figure]:
+    """Per-run figures, keyed by artifact file name."""
+    found = {"learning_curves.png": learning_curves(history, title)}
+    if confusion is not None:
+        found["confusion_matrix.png"] = confusion_matrix(confusion, title)
+    return found
+
+
+def invocation_figures(df: pd.DataFrame) -> dict[str, Figure]:
+    """Comparison figures of results rows, keyed by artifact file name."""
+    df = with_groups(df)
+    return {"accuracy_vs_params.png": accuracy_vs_params(df),
+            "accuracy_vs_time.png": accuracy_vs_time(df),
+            "backend_comparison.png": backend_comparison(df)}
+
+
+def variant_learning_curves(runs: pd.DataFrame, histories: dict[str, list[EpochRecord]]) -> dict[str, Figure]:
+    """One figure per setup overlaying its runs (backend/device/seed); keyed by setup."""
+    found = {}
+    for setup, group in with_groups(runs).groupby("setup", sort=True):
+        overlay = {f"{r.backend}/{r.device} seed{r.seed}": histories[str(r.mlflow_run_id)]
+                   for r in group.itertuples() if histories.get(str(r.mlflow_run_id))}
+        if overlay:
+            found[str(setup)] = learning_curves(overlay, f"{setup}: learning curves")
+    return found

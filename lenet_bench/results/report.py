@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lenet_bench.results import compare, effects, effects_words, reproduction, time_to_train
+from lenet_bench.results import compare, effects, effects_words, figures, reproduction, time_to_train
 from lenet_bench.results.convert import rows_to_frame
 from lenet_bench.results.row import ResultRow
 from lenet_bench.training.result import EpochRecord
@@ -33,9 +33,9 @@ def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | N
     to_target = time_to_train.time_to_train_table(current, variants)
     (folder / time_to_train.TIME_TO_TRAIN_MD).write_text(time_to_train.time_to_train_markdown(to_target))
     written = [COMPARE_MD, reproduction.REPRODUCTION_MD, time_to_train.TIME_TO_TRAIN_MD]
-    figures = {**compare.invocation_figures(current),
-               time_to_train.TIME_TO_TRAIN_PNG: time_to_train.time_to_train_figure(to_target)}
-    for name, figure in figures.items():
+    drawn = {**figures.invocation_figures(current),
+             time_to_train.TIME_TO_TRAIN_PNG: time_to_train.time_to_train_figure(to_target)}
+    for name, figure in drawn.items():
         figure.savefig(folder / name)
         written.append(name)
     return written + write_effects(analysis, folder)
@@ -43,15 +43,13 @@ def write_comparison(rows: list[ResultRow], folder: Path, variants: Sequence | N
 
 def write_effects(analysis: effects.Analysis, folder: Path) -> list[str]:
     """effects.md and its figures (effects_<matrix>.png, effects_backends.png) into `folder`; the names written."""
-    from lenet_bench.results.figures import effects_figures  # matplotlib: only when figures are drawn
-
     (folder / EFFECTS_MD).write_text(effects_words.effects_markdown(analysis))
-    figures = effects_figures(analysis)
-    for stale in set(folder.glob("effects*.png")) - {folder / name for name in figures}:
+    drawn = figures.effects_figures(analysis)
+    for stale in set(folder.glob("effects*.png")) - {folder / name for name in drawn}:
         stale.unlink()  # a matrix no longer in the folder (or effects.png, one figure of old): it would outlive its numbers
-    for name, figure in figures.items():
+    for name, figure in drawn.items():
         figure.savefig(folder / name)
-    return [EFFECTS_MD, *figures]
+    return [EFFECTS_MD, *drawn]
 
 
 
@@ -59,7 +57,7 @@ def write_learning_curves(rows: list[ResultRow], histories: dict[str, list[Epoch
     curves = folder / LEARNING_CURVES
     curves.mkdir(exist_ok=True)
     written = []
-    for setup, figure in compare.variant_learning_curves(rows_to_frame(rows), histories).items():
+    for setup, figure in figures.variant_learning_curves(rows_to_frame(rows), histories).items():
         name = f"{compare.safe_file_name(setup)}.png"
         figure.savefig(curves / name)
         written.append(f"{LEARNING_CURVES}/{name}")
