@@ -118,6 +118,8 @@ def test_impossible_1998_layers_name_the_field(tmp_path, model, field, words):
 @pytest.mark.parametrize("train, words", [
     ({"loss": {"name": "map", "j": 1.0}}, "needs model.output rbf"),
     ({"loss": {"name": "map"}}, "needs its constant j"),
+    ({"loss": {"name": "cross_entropy", "targets": [-1, 1]}}, "loss targets are mse's"),
+    ({"loss": {"name": "mse", "targets": [1, -1]}}, "the first below the second"),
     ({"optimizer": {"name": "sdlm"}}, "sdlm's Hessian"),  # the model below max-pools
     ({"optimizer": {"name": "adam", "mu": 0.1}}, "apply to sdlm only"),
     ({"schedule": "piecewise"}, "needs lr_pieces"),
@@ -129,6 +131,17 @@ def test_training_choices_that_cannot_go_together_are_rejected(train, words):
 
     with pytest.raises(ValidationError, match=words):
         _spec({"conv": [{"filters": 6}]}, train=train)
+
+
+@pytest.mark.parametrize("train", [None, {"loss": {"name": "cross_entropy"}}])
+def test_a_squashed_output_needs_squared_error(train):
+    from pydantic import ValidationError
+
+    model = {"conv": [{"filters": 4}], "activation": "tanh", "output": "squashed"}
+    with pytest.raises(ValidationError, match="a squashed output .* needs train.loss mse"):
+        Spec.model_validate({"name": "t", "model": model, **({"train": train} if train else {})})
+    squashed = _spec(model, 28, train={"loss": {"name": "mse", "targets": [-1, 1]}})
+    assert squashed.summary().layers[-1].activation == "tanh"
 
 
 def test_resize_must_fit_the_input_with_an_even_margin():
@@ -179,6 +192,18 @@ def test_lecun_normalization_and_resize(mnist_raw):
 
 # ---------------------------------------------------------------- losses
 
+def test_mse_targets_are_the_other_classes_and_the_correct_ones():
+    import torch
+
+    from lenet_bench.backends.torch.losses import loss_function
+
+    out = torch.tensor([[0.5, -1.0, 0.0]])
+    # Half the squared distance to (-1, +1, -1) for label 1, and to the one-hot (0, 1, 0) without targets.
+    assert loss_function(LossSpec(name="mse", targets=(-1, 1)))(out, torch.tensor([1])).item() == \
+        pytest.approx(0.5 * (1.5**2 + 2.0**2 + 1.0**2))
+    assert loss_function(LossSpec(name="mse"))(out, torch.tensor([1])).item() == pytest.approx(0.5 * (0.25 + 4.0))
+
+
 def test_map_loss_is_eq_9():
     import torch
 
@@ -200,7 +225,7 @@ def test_keras_losses_equal_the_torch_ones():
 
     out = np.random.default_rng(0).normal(size=(8, 10)).astype(np.float32) * 5
     y = np.arange(8) % 10
-    for spec in (LossSpec(), LossSpec(name="map", j=1.0), LossSpec(name="mse")):
+    for spec in (LossSpec(), LossSpec(name="map", j=1.0), LossSpec(name="mse"), LossSpec(name="mse", targets=(-1, 1))):
         expected = torch_loss(spec)(torch.from_numpy(out), torch.from_numpy(y)).item()
         got = float(keras_loss(spec)(out, y.astype(np.int64)))
         assert got == pytest.approx(expected, rel=1e-6), spec.name
@@ -318,16 +343,19 @@ def _exact_gauss_newton(net, x):
     return [j.detach().square().sum(1).mean(0) for j in jac.values()]
 
 
-def test_hessian_is_the_exact_gauss_newton_diagonal_where_appendix_c_drops_nothing():
+@pytest.mark.parametrize("output", ["dense", "squashed"])
+def test_hessian_is_the_exact_gauss_newton_diagonal_where_appendix_c_drops_nothing(output):
     """Each weight of a one-hidden-layer dense net reaches the outputs through one unit: there Appendix C's
-    rule is the exact Gauss-Newton diagonal, averaged (not summed) over the images."""
+    rule is the exact Gauss-Newton diagonal, averaged (not summed) over the images; with squashed outputs too
+    (the outputs' curvature times the output activation's squared slope)."""
     import torch
 
     from lenet_bench.backends.torch import model as torch_model
     from lenet_bench.backends.torch.sdlm import diagonal_hessian
 
-    summary = arch.describe(ModelSpec.model_validate({"dense": [4], "activation": "scaled_tanh", "num_classes": 3}),
-                            (1, 3, 3))
+    summary = arch.describe(ModelSpec.model_validate({"dense": [4], "activation": "scaled_tanh", "num_classes": 3,
+                                                      "output": output}), (1, 3, 3))
+    assert (summary.layers[-1].activation == "scaled_tanh") == (output == "squashed")
     net = torch_model.module_of(summary.layers).double()
     torch_model.set_weights(net, [3 * w.astype(np.float64) for w in initial_weights(summary, "lecun_uniform", 0)])
     x = torch.from_numpy(np.random.default_rng(4).normal(size=(5, 1, 3, 3)))
@@ -410,7 +438,8 @@ def test_each_layer_back_propagates_squared_weights_and_squared_inputs(kind):
         np.testing.assert_allclose(ours[id(param)].numpy() * len(x), expected.numpy(), rtol=1e-9, atol=1e-15)
 
 
-def test_both_backends_estimate_the_same_hessian(faithful, mnist_raw):
+@pytest.mark.parametrize("name", ["lecun1998", "lecun1998-lenet1-squashed"])
+def test_both_backends_estimate_the_same_hessian(specs, mnist_raw, name):
     import tensorflow as tf
     import torch
 
@@ -419,10 +448,13 @@ def test_both_backends_estimate_the_same_hessian(faithful, mnist_raw):
     from lenet_bench.backends.keras_common.model import to_channels_last
     from lenet_bench.backends.torch.sdlm import diagonal_hessian as torch_hessian
 
-    x = prepare(mnist_raw, input_size=32, normalization="lecun", subset=200, test_subset=10).x_train[:200]
-    expected = torch_hessian(torch_backend.build(faithful, 0, "cpu"), torch.from_numpy(x), faithful.train.loss)
-    keras_model = keras_backend.build(faithful, 0, "cpu")
-    got = keras_hessian(keras_model, tf.constant(to_channels_last(x)), faithful.train.loss)
+    spec = specs[name]
+    d = spec.data
+    x = prepare(mnist_raw, input_size=d.input_size, normalization=d.normalization, resize=d.resize, subset=200,
+                test_subset=10).x_train[:200]
+    expected = torch_hessian(torch_backend.build(spec, 0, "cpu"), torch.from_numpy(x), spec.train.loss)
+    keras_model = keras_backend.build(spec, 0, "cpu")
+    got = keras_hessian(keras_model, tf.constant(to_channels_last(x)), spec.train.loss)
     for variable, h in zip(keras_model.trainable_variables, got):
         variable.assign(h)  # to read them back in the canonical layout
     for e, g in zip(expected, keras_backend.get_weights(keras_model), strict=True):

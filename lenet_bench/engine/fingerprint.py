@@ -32,7 +32,7 @@ SHARED_RESULT_CODE = ("lenet_bench.data", "lenet_bench.training", "lenet_bench.s
 _NOT_FINGERPRINTED = ("description", "expect", "reference")
 _NOT_RESULT_CODE = ("reference.py",)
 _NEW_FIELD_DEFAULTS = (("train", "eval_every", 1), ("model", "layers", None), ("data", "augment", None),
-                       ("train.optimizer", "hessian_gamma", None))  # a backend's plain loop for the bench trains no recorded run
+                       ("train.optimizer", "hessian_gamma", None), ("train.loss", "targets", None))  # a backend's plain loop for the bench trains no recorded run
 
 
 def code_without_prose(source: str) -> str:

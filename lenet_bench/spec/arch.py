@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 TRAINING_FLOPS_FACTOR = 3
 RBF_INPUTS = 84  # 7x12 bitmaps (spec/bitmaps.py)
+# The activations an output layer may carry: they squash its outputs into a range that targets (loss mse) sit in.
+SQUASHING = ("tanh", "scaled_tanh", "sigmoid")
 Shape = tuple[int, ...]
 
 
@@ -457,9 +459,9 @@ def _check_output(walk: _Walk, last: tuple[int, LayerSpec], template: bool) -> N
         raise ShapeError(field, f"the last layer is the output: expected a dense layer of {classes} units "
                                 f"(num_classes) or rbf; received {_where(index, spec)} with output "
                                 f"{_shape(output.output_shape)}")
-    if isinstance(output, Dense) and output.activation is not None:
-        raise ShapeError(field, f"the output layer gives logits: expected no activation after it; received "
-                                f"{output.activation}")
+    if isinstance(output, Dense) and output.activation not in (None, *SQUASHING):
+        raise ShapeError(field, f"the output layer gives logits: expected no activation after it, or a squashing one "
+                                f"({', '.join(SQUASHING)}) trained with loss mse; received {output.activation}")
     if not spec.name and isinstance(output, Dense):
         walk.layers[-1] = dataclasses.replace(output, name="output")
 

@@ -191,4 +191,6 @@ def template_layers(model: Any) -> list[LayerSpec]:
         layers += [DenseSpec(name=f"dense{i + 1}", units=units), ActivationSpec(fn=fn)]
     layers.append(RBFSpec(name="output") if model.output == "rbf" else DenseSpec(name="output",
                                                                                    units=model.num_classes))
+    if model.output == "squashed":
+        layers.append(ActivationSpec(fn=fn))
     return layers

@@ -58,7 +58,9 @@ class ModelSpec(_Strict):
     init: Literal["glorot_uniform", "torch_default", "lecun_uniform", "lecun_uniform_sqrt", "framework"] = "glorot_uniform"
     # rbf: 1998's output, one Euclidean RBF unit per class with fixed +-1 parameter vectors (the
     # 7x12 digit bitmaps of lenet_bench/spec/bitmaps.py); its output is minus the squared distance.
-    output: Literal["dense", "rbf"] = "dense"
+    # squashed: a dense layer and the model's activation after it (a squashing one: tanh, scaled_tanh, sigmoid), the
+    # output units of the networks before 1998 (LeCun et al. 1989, 1990), trained on squared error to targets in range.
+    output: Literal["dense", "rbf", "squashed"] = "dense"
 
     @field_validator("dense")
     @classmethod
@@ -122,6 +124,12 @@ class ModelSpec(_Strict):
     def has_rbf_output(self) -> bool:
         enabled = self.enabled_layers()
         return bool(enabled) and isinstance(enabled[-1][1], layers.RBFSpec)
+
+    @property
+    def has_squashed_output(self) -> bool:
+        """A squashing activation after the output layer (another one is refused by the shapes: spec/arch.py)."""
+        enabled = self.enabled_layers()
+        return bool(enabled) and isinstance(enabled[-1][1], layers.ActivationSpec) and enabled[-1][1].fn in arch.SQUASHING
 
 
 # The template form's fields: a model written as `layers` sets none of them.
@@ -220,13 +228,24 @@ class LossSpec(_Strict):
 
     name: Literal["cross_entropy", "map", "mse"] = "cross_entropy"
     j: float | None = Field(None, gt=0, le=1e3)  # map only: eq. (9)'s positive constant
+    # mse only: the target of the other classes' outputs, then the correct class's; None: 0 and 1 (one-hot). Squashed
+    # outputs of the 1989-1990 networks were trained towards targets within the squashing function's range (+-1).
+    targets: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _j_for_map_only(self) -> LossSpec:
         if (self.name == "map") != (self.j is not None):
             raise ValueError("loss map needs its constant j, and only map takes one; "
                              f"received name {self.name!r}, j {self.j}")
+        if self.targets is not None and (self.name != "mse" or self.targets[0] >= self.targets[1]):
+            raise ValueError("loss targets are mse's (other classes', correct class's), the first below the second; "
+                             f"received name {self.name!r}, targets {list(self.targets)}")
         return self
+
+    @property
+    def target_values(self) -> tuple[float, float]:
+        """mse's (other classes', correct class's) targets."""
+        return self.targets if self.targets is not None else (0.0, 1.0)
 
 
 class LRPiece(_Strict):
@@ -298,7 +317,8 @@ class Spec(_Strict):
     description: str = ""
     data: DataSpec = DataSpec()
     model: ModelSpec
-    train: TrainSpec = TrainSpec()
+    # Validated when left out too: a model that needs another loss than the default is refused without a train section.
+    train: TrainSpec = Field(TrainSpec(), validate_default=True)
     backends: list[str] = Field(default_factory=lambda: ["torch"], min_length=1)
     devices: list[Device] = Field(default_factory=lambda: [Device.CPU], min_length=1)
     expect: Expect = Expect()
@@ -340,6 +360,10 @@ class Spec(_Strict):
             return train  # the model is invalid, and reported on its own
         if train.loss.name == "map" and not model.has_rbf_output:
             raise ValueError("loss map scores RBF penalties: it needs model.output rbf (or an rbf output layer)")
+        if model.has_squashed_output and train.loss.name != "mse":
+            raise ValueError("a squashed output (an activation after the output layer) is trained on squared error to "
+                             "targets within its range: it needs train.loss mse (with targets, e.g. [-1, 1]); "
+                             f"received train.loss {train.loss.name}")
         if train.optimizer.name == "sdlm":
             data = info.data.get("data") or DataSpec()
             try:

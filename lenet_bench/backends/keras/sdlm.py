@@ -56,7 +56,8 @@ def diagonal_hessian(model: keras.Model, x: tf.Tensor, loss: LossSpec) -> list[t
             tape.watch(a)
             out = layer.activation(a)
         slope = tape.gradient(out, a)  # f'(a), element by element
-        d2a = output_curvature(loss, out) if d2 is None else d2 * tf.square(slope)
+        # The output layer starts from the loss's curvature at the outputs (after a squashing activation, if any).
+        d2a = (output_curvature(loss, out) if d2 is None else d2) * tf.square(slope)
         with tf.GradientTape() as tape:
             tape.watch([kernel, bias])
             total = tf.reduce_sum(_linear(layer, tf.square(x_in), kernel, bias) * d2a)

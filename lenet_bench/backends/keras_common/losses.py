@@ -24,7 +24,9 @@ def loss_function(loss: LossSpec) -> Loss:
         j = float(loss.j or 0.0)
         return lambda out, y: _cross_entropy(ops.concatenate([out, ops.full((ops.shape(out)[0], 1), -j, out.dtype)], 1), y)
     if loss.name == "mse":
-        return lambda out, y: ops.mean(0.5 * ops.sum(ops.square(out - ops.one_hot(y, ops.shape(out)[1], dtype=out.dtype)), 1))
+        off, on = loss.target_values
+        return lambda out, y: ops.mean(0.5 * ops.sum(ops.square(
+            out - (off + (on - off) * ops.one_hot(y, ops.shape(out)[1], dtype=out.dtype))), 1))
     return _cross_entropy
 
 

@@ -20,13 +20,14 @@ def loss_function(loss: LossSpec) -> Loss:
         j = float(loss.j or 0.0)
         return lambda out, y: F.cross_entropy(torch.cat([out, out.new_full((len(out), 1), -j)], 1), y)
     if loss.name == "mse":
-        return lambda out, y: 0.5 * (out - F.one_hot(y, out.shape[1]).to(out.dtype)).square().sum(1).mean()
+        off, on = loss.target_values
+        return lambda out, y: 0.5 * (out - (off + (on - off) * F.one_hot(y, out.shape[1]).to(out.dtype))).square().sum(1).mean()
     return F.cross_entropy
 
 
 def output_curvature(loss: LossSpec, out: torch.Tensor) -> torch.Tensor:
-    """Gauss-Newton second derivative of one image's loss with respect to each dense output (sdlm's
-    starting point when the network ends in a dense layer): p(1 - p) for softmax cross-entropy, 1 for mse."""
+    """Gauss-Newton second derivative of one image's loss with respect to each output (sdlm's starting point
+    when the network ends in a dense layer, squashed or not): p(1 - p) for softmax cross-entropy, 1 for mse."""
     if loss.name == "mse":
         return torch.ones_like(out)
     p = torch.softmax(out, 1)

@@ -112,10 +112,9 @@ def diagonal_hessian(model: nn.Sequential, x: torch.Tensor, loss: LossSpec) -> l
                 raise NotImplementedError(f"sdlm cannot run second derivatives through {type(child).__name__}")
             with torch.no_grad():
                 a = linear(x_in)
-            if d2 is None:
-                d2a = output_curvature(loss, child[1:](a) if len(child) > 1 else a)
-            else:
-                d2a = d2 * _activation_slope(child, a).square()
+            # The output layer starts from the loss's curvature at the outputs (after a squashing activation, if any).
+            d2_out = output_curvature(loss, child[1:](a) if len(child) > 1 else a) if d2 is None else d2
+            d2a = d2_out * _activation_slope(child, a).square()
             params = dict(linear.named_parameters())
             # h = sum of x^2 * d2a over each weight's connections: the layer's weight-VJP at the squared input.
             grads = torch.autograd.grad((functional_call(linear, params, (x_in.square(),)) * d2a).sum(),
