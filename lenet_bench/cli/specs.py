@@ -127,17 +127,17 @@ def _print_totals(rows: list[dict[str, Any]]) -> None:
     """What is skipped here and why, the work in all, and each backend's estimated wall time (on stderr)."""
     for reason, count in Counter(row["skip_reason"] for row in rows if row["skip_reason"]).items():
         console.print(f"skipped here: {count} run(s): {reason}", markup=False)
-    from lenet_bench.engine.estimate import Estimate, invocation_seconds
+    from lenet_bench.engine.estimate import TimeEstimate, invocation_seconds
 
     total = sum(row["train_flops"] for row in rows) / 1e12
     skipped = sum(not row["runs_here"] for row in rows)
     console.print(f"{len(rows)} run(s), {skipped} of them skipped here; {total:,.1f} TFLOP of training", markup=False)
-    by_backend: dict[str, tuple[list[Estimate], list[Estimate]]] = {}
+    by_backend: dict[str, tuple[list[TimeEstimate], list[TimeEstimate]]] = {}
     for row in rows:
         if row["runs_here"]:
             inline, workers = by_backend.setdefault(row["backend"], ([], []))
-            inline.append(Estimate(_seconds(row["estimated_seconds"]), row["estimate_source"]))
-            workers.append(Estimate(_seconds(row["estimated_seconds_two_workers"]), row["estimate_source"]))
+            inline.append(TimeEstimate(_seconds(row["estimated_seconds"]), row["estimate_source"]))
+            workers.append(TimeEstimate(_seconds(row["estimated_seconds_two_workers"]), row["estimate_source"]))
     for backend, (found, on_workers) in by_backend.items():
         unknown = sum(not math.isfinite(guess.seconds) for guess in found)
         console.print(f"  {backend}: {len(found)} run(s), about {duration(invocation_seconds(found, 1))} "

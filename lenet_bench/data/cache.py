@@ -10,7 +10,7 @@ from lenet_bench.data.preparation import PreparedData, preparation_key, prepare
 from lenet_bench.data.sources import DatasetLoader, RawDataset
 
 
-class DataSpec(Protocol):
+class DataSection(Protocol):
     """What the cache reads of a spec's `data` section (spec.schema.DataSpec): the data package imports no spec."""
 
     @property
@@ -37,13 +37,13 @@ class DataCache:
     def raw(self, dataset: str) -> RawDataset:
         return self._loader.load(dataset)
 
-    def key(self, d: DataSpec) -> str:
+    def key(self, d: DataSection) -> str:
         """The key `prepared(d)` will have (loads the raw dataset, prepares nothing)."""
         return preparation_key(self.raw(d.dataset), input_size=d.input_size, normalization=d.normalization,
                                validation_split=d.validation_split, subset=d.subset, test_subset=d.test_subset,
                                resize=d.resize)
 
-    def prepared(self, d: DataSpec) -> tuple[PreparedData, float]:
+    def prepared(self, d: DataSection) -> tuple[PreparedData, float]:
         """The prepared splits, and the seconds loading and preparing took (0 once cached)."""
         start = time.perf_counter()
         key = self.key(d)

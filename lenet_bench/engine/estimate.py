@@ -47,7 +47,7 @@ def training_flops(job: Job, dataset_size: int | None = None) -> float:
 
 
 @dataclass(frozen=True)
-class Estimate:
+class TimeEstimate:
     seconds: float  # NaN when no run of this backend and device was ever measured
     source: str  # which measurements it comes from
 
@@ -77,20 +77,20 @@ class SpeedBook:
         return [("variant", spec, backend, device, cores), *by_batch, ("backend", backend, device, cores),
                 ("device", backend, device)]
 
-    def estimate(self, job: Job, cores: int, work: float | None = None) -> Estimate:
+    def estimate(self, job: Job, cores: int, work: float | None = None) -> TimeEstimate:
         work = training_flops(job) if work is None else work
         exact, by_batch, by_backend, by_device = self._keys(job.variant.name, job.backend, job.device, cores,
                                                             job.spec.train.batch_size)
         for quiet in (True, False):  # speeds taken under load only where nothing quiet was measured
             found = self._measured(quiet, exact) or self._on_other_cores(quiet, exact)
             if found:
-                return Estimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
+                return TimeEstimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
         for key in (by_batch, by_backend, by_device):
             for quiet in (True, False):
                 found = self._measured(quiet, key)
                 if found:
-                    return Estimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
-        return Estimate(math.nan, f"no {job.backend}/{job.device} run measured yet")
+                    return TimeEstimate(work / (found[0] * 1e9) + self.overhead_s, found[1])
+        return TimeEstimate(math.nan, f"no {job.backend}/{job.device} run measured yet")
 
     def _measured(self, quiet: bool, key: tuple) -> tuple[float, str] | None:
         speeds = self._speeds.get((quiet, *key))
@@ -139,7 +139,7 @@ def measured_speeds(results: Path) -> SpeedBook:
     return SpeedBook(rows)
 
 
-def invocation_seconds(estimates: list[Estimate], capacity: int) -> float:
+def invocation_seconds(estimates: list[TimeEstimate], capacity: int) -> float:
     """Wall time of runs shared by `capacity` workers (longest first keeps them busy to near the end)."""
     known = [e.seconds for e in estimates if math.isfinite(e.seconds)]
     if not known:

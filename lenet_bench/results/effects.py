@@ -211,7 +211,7 @@ def _no_spread(values: np.ndarray) -> bool:
 
 
 @dataclass(frozen=True)
-class Estimate:
+class EffectEstimate:
     """One effect on the transformed scale (points, or the log of a ratio) and the test behind it."""
 
     method: str
@@ -231,7 +231,7 @@ class Estimate:
         return math.nan, math.nan
 
 
-def one_sample(differences: Sequence[float] | np.ndarray) -> Estimate | None:
+def one_sample(differences: Sequence[float] | np.ndarray) -> EffectEstimate | None:
     """Per-seed paired differences against zero: scipy's one-sample t-test."""
     from scipy import stats
 
@@ -241,12 +241,12 @@ def one_sample(differences: Sequence[float] | np.ndarray) -> Estimate | None:
         return None
     mean = float(values.mean())
     if n == 1 or _no_spread(values):
-        return Estimate("paired", n, mean, math.nan, math.nan)
+        return EffectEstimate("paired", n, mean, math.nan, math.nan)
     result = stats.ttest_1samp(values, 0.0)
-    return Estimate("paired", n, mean, float(result.pvalue), abs(mean) / float(values.std(ddof=1)), result)
+    return EffectEstimate("paired", n, mean, float(result.pvalue), abs(mean) / float(values.std(ddof=1)), result)
 
 
-def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> Estimate | None:
+def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> EffectEstimate | None:
     """Unpaired: Welch's t-test of the level's per-seed means against the reference's."""
     from scipy import stats
 
@@ -255,10 +255,10 @@ def two_sample(level: Sequence[float] | np.ndarray, reference: Sequence[float] |
         return None
     mean = float(a.mean() - b.mean())
     if _no_spread(a) and _no_spread(b):
-        return Estimate("Welch", min(len(a), len(b)), mean, math.nan, math.nan)
+        return EffectEstimate("Welch", min(len(a), len(b)), mean, math.nan, math.nan)
     result = stats.ttest_ind(a, b, equal_var=False)
     pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    return Estimate("Welch", min(len(a), len(b)), mean, float(result.pvalue), abs(mean) / pooled, result)
+    return EffectEstimate("Welch", min(len(a), len(b)), mean, float(result.pvalue), abs(mean) / pooled, result)
 
 
 def holm_levels(p_values: Sequence[float] | np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -322,7 +322,7 @@ def _pair_key(design: list[str], excluded: Iterable[str], metric: Metric) -> lis
     return key + (["conditions"] if metric.timing and "device" not in set(excluded) else [])
 
 
-def _estimate(differences: pd.Series, level_means: pd.Series, reference_means: pd.Series) -> Estimate | None:
+def _estimate(differences: pd.Series, level_means: pd.Series, reference_means: pd.Series) -> EffectEstimate | None:
     per_seed = differences.dropna().groupby(level="seed").mean()
     if len(per_seed) >= 2:
         return one_sample(per_seed.to_numpy())
@@ -386,7 +386,7 @@ def interactions(rows: pd.DataFrame, factors: dict[str, list[str]], metric: Metr
     return found
 
 
-def _row(factor: str, kind: str, level: str, reference: str, metric: Metric, conditions: str, e: Estimate) -> dict:
+def _row(factor: str, kind: str, level: str, reference: str, metric: Metric, conditions: str, e: EffectEstimate) -> dict:
     low, high = e.interval(ALPHA)
     return {"factor": factor, "kind": kind, "level": level, "reference": reference, "metric": metric.label,
             "unit": metric.unit, "conditions": conditions, "method": e.method, "n": e.n,
@@ -466,7 +466,7 @@ def _correct(table: pd.DataFrame) -> None:
         table.loc[part.index, "alpha"] = levels
         table.loc[part.index, "family"] = len(part)
         for index, level, resolved in zip(part.index, levels, reject, strict=True):
-            estimate, metric = cast(Estimate, table.at[index, "estimate"]), cast(Metric, table.at[index, "metric_def"])
+            estimate, metric = cast(EffectEstimate, table.at[index, "estimate"]), cast(Metric, table.at[index, "metric_def"])
             low, high = estimate.interval(level)
             table.at[index, "low"], table.at[index, "high"] = _back(low, metric), _back(high, metric)
             if not resolved:
