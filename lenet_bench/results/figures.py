@@ -214,7 +214,6 @@ _SHOWN = ("tested", "no spread")  # timings under load and effects of one seed s
 def effects_figures(analysis) -> dict[str, Figure]:
     """effects_<matrix>.png for every matrix with axes of its own (a panel per metric, and the interaction plot of
     its largest accuracy interaction) and effects_backends.png for the backend and device comparisons."""
-
     table = analysis.effects
     shown = table[table["status"].isin(_SHOWN)]
     figures = {}
@@ -233,7 +232,6 @@ def effects_figures(analysis) -> dict[str, Figure]:
 def matrix_effects(analysis, group: str) -> Figure:
     """One matrix: the effect of each level against its reference on accuracy, speed and time to target (interval
     at Holm's level; filled: distinguishable), and the cell means of its largest accuracy interaction."""
-
     table = analysis.effects
     rows = table[(table["group"] == group) & table["status"].isin(_SHOWN) & ~table["factor"].isin(RUN_FACTORS)]
     timing = analysis.levels[(analysis.levels["group"] == group) & (analysis.levels["metric"] != METRICS[0].label)]
@@ -263,7 +261,6 @@ def matrix_effects(analysis, group: str) -> Figure:
 def backend_effects(analysis) -> Figure:
     """Backends and devices against the reference (torch, cpu) in every group: one row per group and level, a
     panel per metric side by side; timings in each group's quiet condition with the most seeds."""
-
     table = analysis.effects
     rows = table[table["status"].isin(_SHOWN) & table["factor"].isin(RUN_FACTORS)]
     timing = analysis.levels[analysis.levels["metric"] != METRICS[0].label]
@@ -334,7 +331,6 @@ def _effect_panel(ax: Axes, rows: pd.DataFrame, colours: dict[str, str], title: 
 def _interaction_panel(ax: Axes, analysis, group: str, rows: pd.DataFrame) -> None:
     """Cell means of the largest accuracy interaction: the first factor's levels along x, a line per level of
     the second, 95% intervals over seeds; parallel lines would mean no interaction."""
-
     candidates = rows[(rows["kind"] == INTERACTION) & (rows["metric"] == METRICS[0].label)]
     if candidates.empty or analysis.design is None:
         ax.set_axis_off()
