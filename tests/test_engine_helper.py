@@ -144,3 +144,36 @@ def test_a_worker_context_keeps_one_helper_per_engine_and_its_datasets_until_it_
         assert again.in_engine_process("probe", os.getpid) not in (first, other)
     finally:
         again.close()
+
+
+def _start_a_helper(context) -> int:
+    return context.in_engine_process("probe", os.getpid)
+
+
+def test_a_pool_process_that_started_an_engine_helper_ends_when_its_pool_shuts_down():
+    """A local worker that ran a Keras engine it cannot host in a helper (keras then keras-jax under --workers)
+    ends with its pool: its context closes the helper as the process ends, before the process joins its
+    children (else the worker waits on an idle helper, and the invocation on the worker, for ever)."""
+    script = textwrap.dedent(f"""
+        import multiprocessing, os, sys
+        from concurrent.futures import ProcessPoolExecutor
+        sys.path.insert(0, {str(TESTS)!r})
+        from lenet_bench.engine.worker_context import in_this_process, start_process
+        from test_engine_helper import _start_a_helper
+        if __name__ == "__main__":
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=start_process,
+                                       initargs=(os.getpid(),))
+            print(pool.submit(in_this_process, _start_a_helper).result(), flush=True)
+            pool.shutdown(wait=True)
+            print("ended", flush=True)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output = owner.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(owner.pid).children(recursive=True):
+            child.kill()
+        owner.kill()
+        pytest.fail(f"the pool did not end within 60 s: {owner.communicate()[0]}")
+    helper = int(output.split()[0])
+    assert output.split()[1] == "ended" and not alive(helper), output

@@ -15,6 +15,7 @@ Who makes it:
 
 from __future__ import annotations
 
+import multiprocessing.util
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -64,10 +65,14 @@ _THIS_PROCESS: WorkerContext | None = None  # a pool process's context (see the 
 
 
 def start_process(parent: int) -> None:
-    """A pool process's initializer: it ends when `parent` is gone, and has its context for every call."""
+    """A pool process's initializer: it ends when `parent` is gone, and has its context for every call, closed
+    when the process ends."""
     global _THIS_PROCESS
     watch_parent(parent)
     _THIS_PROCESS = WorkerContext()
+    # A pool process ends by joining its children, then os._exit (atexit never runs): a helper it started
+    # waits for calls and would be joined for ever. Finalizers of priority >= 0 run before that join.
+    multiprocessing.util.Finalize(_THIS_PROCESS, _THIS_PROCESS.close, exitpriority=10)
 
 
 def in_this_process(fn: Callable[..., T], *args: Any) -> T:
