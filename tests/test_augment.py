@@ -124,6 +124,24 @@ def test_drawn_parameters_fill_their_ranges_and_no_more():
     assert np.all(other.scale == 1.0) and np.all(other.shear == 0.0)
 
 
+def test_a_probability_below_one_leaves_that_share_of_images_as_they_are_and_the_others_as_drawn(digits):
+    """The 1998 paper's originals beside its distorted copies: with probability p each image is distorted in an
+    epoch, as it would be at p = 1; the others are the images themselves, to the bit."""
+    images, background = digits.x_train, digits.background
+    some = AugmentSpec(translate=3, rotate=20, scale=0.2, squeeze=0.15, shear=0.3, probability=0.7)
+    d, every = draw_distortions(5000, some, seed=3, epoch=2), draw_distortions(5000, STRONG, seed=3, epoch=2)
+    kept = (d.shift_x == 0) & (d.degrees == 0) & (d.scale == 1) & (d.squeeze == 1) & (d.shear == 0)
+    assert 0.27 < kept.mean() < 0.33  # 5,000 draws: the share within 4 standard errors of 0.3
+    for name in ("shift_x", "shift_y", "degrees", "scale", "squeeze", "shear"):
+        assert np.array_equal(getattr(d, name)[~kept], getattr(every, name)[~kept])
+    assert not np.array_equal(kept, draw_distortions(5000, some, seed=3, epoch=3).shift_x == 0)  # anew each epoch
+    out = distorted_images(images, some, seed=3, epoch=2, background=background)
+    left = draw_distortions(len(images), some, seed=3, epoch=2).shift_x == 0
+    assert left.any() and (~left).any()
+    assert np.array_equal(out[left], images[left])
+    assert np.all(np.abs(out[~left] - images[~left]).reshape((~left).sum(), -1).max(axis=1) > 0.1)
+
+
 def test_matrices_follow_their_parameters():
     d = draw_distortions(500, STRONG, seed=1, epoch=4)
     matrices = affine_matrices(d, 32, 32)

@@ -30,9 +30,10 @@ SHARED_RESULT_CODE = ("lenet_bench.data", "lenet_bench.training", "lenet_bench.s
 # Spec fields that do not change what a run trains: its siblings' seeds (`--seed 0` must match
 # seed 0 of a full run), the expectation (checked against the current spec), and prose.
 _NOT_FINGERPRINTED = ("description", "expect", "reference")
-_NOT_RESULT_CODE = ("reference.py",)
+_NOT_RESULT_CODE = ("reference.py",)  # a backend's plain loop for the bench trains no recorded run
 _NEW_FIELD_DEFAULTS = (("train", "eval_every", 1), ("model", "layers", None), ("data", "augment", None),
-                       ("train.optimizer", "hessian_gamma", None), ("train.loss", "targets", None))  # a backend's plain loop for the bench trains no recorded run
+                       ("train.optimizer", "hessian_gamma", None), ("train.loss", "targets", None),
+                       ("data.augment", "probability", 1.0))
 
 
 def code_without_prose(source: str) -> str:
@@ -74,8 +75,8 @@ def fingerprint(job: Job, data_key: str, framework_versions: str) -> str:
     # Fields whose default is what every run recorded before they existed did: left out at their default, so that
     # those runs still match (a spec that writes them gets a fingerprint of its own).
     for path, field, default in _NEW_FIELD_DEFAULTS:
-        section = functools.reduce(lambda part, key: part[key], path.split("."), spec)
-        if section.get(field, default) == default:
+        section = functools.reduce(lambda part, key: part.get(key) if part else None, path.split("."), spec)
+        if section is not None and section.get(field, default) == default:  # None: no such section (no augment)
             section.pop(field, None)
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {

@@ -17,6 +17,7 @@ import numpy as np
 from lenet_bench.spec.schema import AugmentSpec
 
 _STREAM = 0xA116E  # this generator's own stream beside epoch_batches' (0xBA7C4) and sdlm's sample (0x4E55)
+_KEEP_STREAM = 0x0216  # which images an epoch leaves as they are (AugmentSpec.probability below 1)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,13 @@ def draw_distortions(n: int, augment: AugmentSpec, seed: int, epoch: int) -> Dis
     """Each image's distortion in `epoch`, uniform within the spec's ranges.
 
     All six numbers are drawn for every image whatever the ranges, so that a range changed (or left at 0) does not
-    change what the others draw; image by image, so that the first images of a larger set draw the same."""
+    change what the others draw; image by image, so that the first images of a larger set draw the same. With
+    `augment.probability` below 1, each image is left as it is (the identity) with the rest of that chance."""
     u = np.random.default_rng([seed, epoch, _STREAM]).uniform(-1.0, 1.0, size=(n, 6)).T
+    if augment.probability < 1:
+        # Which images stay as they are comes from a stream of its own: the distortions drawn do not depend on it.
+        kept = np.random.default_rng([seed, epoch, _KEEP_STREAM]).uniform(size=n) >= augment.probability
+        u[:, kept] = 0.0  # the identity: no shift, rotation or shear, scale and squeeze 1
     return Distortions(shift_x=augment.translate * u[0], shift_y=augment.translate * u[1],
                        degrees=augment.rotate * u[2], scale=1.0 + augment.scale * u[3],
                        squeeze=1.0 + augment.squeeze * u[4], shear=augment.shear * u[5])
