@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import fnmatch
 import math
 import time
@@ -52,6 +53,22 @@ def make_executor(options: RunOptions, data: DataCache) -> executors.Executor:
     if options.workers:
         return executors.LocalWorkers(options.workers)
     return executors.InlineExecutor(lambda job: RunProgress(job.name, job.spec.train.epochs, live=options.live), data)
+
+
+class Action(enum.Enum):
+    TRAIN = "train"  # from scratch, or on from its checkpoint's epoch (the job says which)
+    REUSE = "reuse"  # an earlier run of the same fingerprint is in the results table
+    SKIP = "skip"  # with its reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What an invocation does with one job, decided before any training."""
+
+    job: Job  # TRAIN: with its fingerprint, work left and checkpoint filled in
+    action: Action
+    reason: str = ""  # SKIP: why
+    earlier: ResultRow | None = None  # REUSE: the earlier run's row
 
 
 class Interrupted(KeyboardInterrupt):
@@ -132,36 +149,40 @@ class Driver:
 
     def _decide(self, jobs: list[Job], results: ResultsFolder, recorder: Recorder,
                 rows: list[ResultRow], executor: executors.Executor) -> list[Job]:
+        """Decide every job, then record the decisions that end here (reuse, skip) in one place; the jobs to train."""
         recorded = results.completed_by_fingerprint()
-        to_run = []
-        skipped: list[ResultRow] = []
-        for job in jobs:
-            # The executor first: what it cannot take (a GPU run on a cluster without a GPU worker) is its device.
-            reason = executor.cannot_run(job) or self._skip_reason(job)
-            if reason is None:
-                try:
-                    data_key = self.data.key(job.spec.data)
-                    dataset_size = len(self.data.raw(job.spec.data.dataset).y_train)
-                except DataError as err:
-                    reason = f"{DATA_UNAVAILABLE}: {err}{_where_to_get(job.spec.data.dataset)}"
-            if reason:
-                skipped.append(recorder.skipped(job, reason))
-                continue
-            print_ = fingerprint(job, data_key, self.here.framework_versions(job.backend))
-            saved = self._checkpoint(results, print_)
-            if not self.options.force and print_ in recorded:  # the results table says this exact run is done
-                rows.append(self._reused(recorder.reused(job, recorded[print_])))
-                continue
-            claimed = self.claims.claim(print_) if self.claims else None
-            if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
-                skipped.append(recorder.skipped(job, claimed))
-                continue
-            if self.options.force and saved:
-                saved.remove()  # --force trains again from scratch (and checkpoints it anew)
-            to_run.append(self._decided(job, print_, estimate.training_flops(job, dataset_size), saved))
+        decisions = [self._decision(job, results, recorded, executor) for job in jobs]
+        skipped = [recorder.skipped(d.job, d.reason) for d in decisions if d.action is Action.SKIP]
+        rows += [self._reused(recorder.reused(d.job, d.earlier)) for d in decisions
+                 if d.action is Action.REUSE and d.earlier is not None]
         announce_skips(skipped)
         rows += skipped
-        return to_run
+        return [d.job for d in decisions if d.action is Action.TRAIN]
+
+    def _decision(self, job: Job, results: ResultsFolder, recorded: dict[str, ResultRow],
+                  executor: executors.Executor) -> Decision:
+        """What this invocation does with `job`. Deciding to train claims the run's fingerprint (another live
+        invocation training it makes it a skip) and, with --force, drops its checkpoint."""
+        # The executor first: what it cannot take (a GPU run on a cluster without a GPU worker) is its device.
+        reason = executor.cannot_run(job) or self._skip_reason(job)
+        if reason is None:
+            try:
+                data_key = self.data.key(job.spec.data)
+                dataset_size = len(self.data.raw(job.spec.data.dataset).y_train)
+            except DataError as err:
+                reason = f"{DATA_UNAVAILABLE}: {err}{_where_to_get(job.spec.data.dataset)}"
+        if reason:
+            return Decision(job, Action.SKIP, reason)
+        print_ = fingerprint(job, data_key, self.here.framework_versions(job.backend))
+        saved = self._checkpoint(results, print_)
+        if not self.options.force and print_ in recorded:  # the results table says this exact run is done
+            return Decision(job, Action.REUSE, earlier=recorded[print_])
+        claimed = self.claims.claim(print_) if self.claims else None
+        if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
+            return Decision(job, Action.SKIP, claimed)
+        if self.options.force and saved:
+            saved.remove()  # --force trains again from scratch (and checkpoints it anew)
+        return Decision(self._decided(job, print_, estimate.training_flops(job, dataset_size), saved), Action.TRAIN)
 
     def _checkpoint(self, results: ResultsFolder, print_: str) -> Checkpoint | None:
         """Where the run saves its epochs: beside the user's results, keyed by its fingerprint. None in the
