@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import lenet_bench
 from lenet_bench import backends
@@ -75,8 +76,10 @@ def fingerprint(job: Job, data_key: str, framework_versions: str) -> str:
     # Fields whose default is what every run recorded before they existed did: left out at their default, so that
     # those runs still match (a spec that writes them gets a fingerprint of its own).
     for path, field, default in _NEW_FIELD_DEFAULTS:
-        section = functools.reduce(lambda part, key: part.get(key) if part else None, path.split("."), spec)
-        if section is not None and section.get(field, default) == default:  # None: no such section (no augment)
+        section: Any = spec
+        for key in path.split("."):
+            section = section.get(key) if section else None  # None: no such section (a spec without augment)
+        if section is not None and section.get(field, default) == default:
             section.pop(field, None)
     spec["train"] = {k: v for k, v in spec["train"].items() if k != "seeds"}
     payload = {
