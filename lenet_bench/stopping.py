@@ -6,6 +6,10 @@ cleanup of the first stop. So the handler only sets a flag and says "stopping...
 loop checks it between steps and the driver between runs, and raise `Stopped` there. Further
 signals while stopping change nothing: the cleanup (marking runs KILLED, ending MLflow runs)
 finishes.
+
+The flag is a plain bool, not a threading.Event: a second signal can run its handler inside the
+first one's, and Event.set takes a non-reentrant lock, so a Ctrl-C landing inside another's set()
+waited on that lock for ever (a CI run hung so).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_requested = threading.Event()
+_requested = False  # set only in the main thread (signal handlers, request); read from any thread
+_announcing = False  # a handler is writing its message: one nested inside it stays quiet
 
 
 class Stopped(KeyboardInterrupt):
@@ -26,22 +31,34 @@ class Stopped(KeyboardInterrupt):
 
 
 def request() -> None:
-    _requested.set()
+    global _requested
+    _requested = True
 
 
 def requested() -> bool:
-    return _requested.is_set()
+    return _requested
 
 
 def check() -> None:
     """Raise Stopped if a stop was asked for: call it where stopping leaves nothing half done."""
-    if _requested.is_set():
+    if _requested:
         raise Stopped
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    again = _requested.is_set()
-    _requested.set()
+    """Takes no lock: it may run inside itself (a signal arriving while the last one is handled)."""
+    global _requested, _announcing
+    again, _requested = _requested, True
+    if _announcing:
+        return
+    _announcing = True
+    try:
+        _announce(signum, again)
+    finally:
+        _announcing = False
+
+
+def _announce(signum: int, again: bool) -> None:
     name = signal.Signals(signum).name
     message = ("stopping... (already stopping: the runs in flight are being marked KILLED)" if again else
                f"stopping... ({name}: finished runs are kept, the runs in flight will be marked KILLED)")
@@ -71,18 +88,19 @@ def _stop_signals_handled_by(handler: Callable[[int, Any], Any]) -> Iterator[Non
     finally:
         for sig, earlier in previous.items():
             # After a stop the command is ending: a late Ctrl-C must not kill its exit (exit 130, not -2).
-            signal.signal(sig, signal.SIG_IGN if _requested.is_set() else earlier)
+            signal.signal(sig, signal.SIG_IGN if _requested else earlier)
 
 
 @contextlib.contextmanager
 def stops_as_flag() -> Iterator[None]:
     """SIGINT and SIGTERM set the flag while the block runs."""
-    _requested.clear()
+    global _requested
+    _requested = False
     try:
         with _stop_signals_handled_by(_on_signal):
             yield
     finally:
-        _requested.clear()
+        _requested = False
 
 
 def stops_as_interrupts() -> contextlib.AbstractContextManager[None]:
