@@ -12,25 +12,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from lenet_bench.backends.keras.model import (
-    NAME,
-    build,
-    count_params,
-    get_weights,
-    layer_outputs,
-    predict_logits,
-    set_weights,
-)
-from lenet_bench.backends.keras.reference import matmul_flops, reference_loop
-from lenet_bench.backends.keras.train import framework_version, train
+from lenet_bench.backends.keras.model import *  # noqa: F403 (model.py's __all__)
+from lenet_bench.backends.keras.reference import *  # noqa: F403
+from lenet_bench.backends.keras.train import *  # noqa: F403
+from lenet_bench.backends.keras_common.engine import engine_mismatch
+from lenet_bench.backends.keras_common.engine import release as release  # the protocol's, shared
 from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "keras"
 INTER_OP_THREADS = 1  # every core goes to each op in turn; 2 measured no faster
-
-__all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
-           "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
-           "reference_loop", "release", "set_weights", "train", "unavailable_reason"]
 
 
 def configure(cores: int) -> None:
@@ -54,15 +44,9 @@ def configure(cores: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def release() -> None:
-    """Reset Keras' global state and collect the finished run's model, optimizer and compiled step,
-    as Keras recommends between models built in a loop (keras.backend.clear_session)."""
-    keras.backend.clear_session(free_memory=True)
-
-
 def unavailable_reason(device: Device) -> str | None:
-    if keras.backend.backend() != "tensorflow":
-        return f"Keras runs on {keras.backend.backend()!r} in this process; this backend needs tensorflow"
+    if (mismatch := engine_mismatch("tensorflow")) is not None:
+        return mismatch
     if device == Device.GPU and not tf.config.list_physical_devices("GPU"):
         return "no GPU visible to TensorFlow (tf.config.list_physical_devices('GPU') is empty)"
     return None

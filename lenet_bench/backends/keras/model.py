@@ -10,16 +10,14 @@ import numpy as np
 import tensorflow as tf
 
 from lenet_bench.backends.keras_common import model as common
+from lenet_bench.backends.keras_common.model import count_params, get_weights, layer_outputs, set_weights
 from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
 
+__all__ = ["NAME", "build", "count_params", "get_weights", "layer_outputs", "predict_logits", "set_weights"]  # the protocol's part here
+
 NAME = "keras"
 EVAL_BATCH = 2048
-
-count_params = common.count_params
-get_weights = common.get_weights
-set_weights = common.set_weights
-layer_outputs = common.layer_outputs
 
 
 def tf_device(device: Device) -> str:

@@ -16,24 +16,14 @@ import jax
 import jaxlib
 import keras
 
-from lenet_bench.backends.keras_jax.model import (
-    NAME,
-    build,
-    count_params,
-    get_weights,
-    layer_outputs,
-    predict_logits,
-    set_weights,
-)
-from lenet_bench.backends.keras_jax.reference import matmul_flops, reference_loop
-from lenet_bench.backends.keras_jax.train import framework_version, train
+from lenet_bench.backends.keras_common.engine import engine_mismatch
+from lenet_bench.backends.keras_common.engine import release as release  # the protocol's, shared
+from lenet_bench.backends.keras_jax.model import *  # noqa: F403 (model.py's __all__)
+from lenet_bench.backends.keras_jax.reference import *  # noqa: F403
+from lenet_bench.backends.keras_jax.train import *  # noqa: F403
 from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "keras"
-
-__all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
-           "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
-           "reference_loop", "release", "set_weights", "train", "unavailable_reason"]
 
 
 def configure(cores: int) -> None:
@@ -48,15 +38,9 @@ def configure(cores: int) -> None:
     os.environ["PJRT_NPROC"] = str(cores)
 
 
-def release() -> None:
-    """Reset Keras' global state and collect the finished run's model, optimizer and compiled step,
-    as Keras recommends between models built in a loop (keras.backend.clear_session)."""
-    keras.backend.clear_session(free_memory=True)
-
-
 def unavailable_reason(device: Device) -> str | None:
-    if keras.backend.backend() != "jax":
-        return f"Keras runs on {keras.backend.backend()!r} in this process; this backend needs jax"
+    if (mismatch := engine_mismatch("jax")) is not None:
+        return mismatch
     if device == Device.GPU and not _gpus():
         return "no GPU visible to JAX (jax.devices('gpu') found none; a GPU needs jax[cuda12], not the CPU build)"
     return None

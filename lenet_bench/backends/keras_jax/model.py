@@ -17,18 +17,17 @@ import numpy as np
 from jax import numpy as jnp
 
 from lenet_bench.backends.keras_common import model as common
+from lenet_bench.backends.keras_common.model import count_params, get_weights, layer_outputs, set_weights
 from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
+
+__all__ = ["NAME", "build", "count_params", "get_weights", "layer_outputs", "predict_logits", "set_weights"]  # the protocol's part here
 
 NAME = "keras-jax"
 # Images per jitted forward pass when evaluating: on one CPU core LeNet-5 runs 12,000 img/s at 512
 # against 9,900 at 2048 (the 20/50/500 LeNet alike at both).
 EVAL_BATCH = 512
 
-count_params = common.count_params
-get_weights = common.get_weights
-set_weights = common.set_weights
-layer_outputs = common.layer_outputs
 
 ModelState = tuple[list[jax.Array], list[jax.Array]]  # values of the trainable and non-trainable variables
 

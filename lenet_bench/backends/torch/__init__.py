@@ -7,24 +7,12 @@ from typing import Any
 
 import torch
 
-from lenet_bench.backends.torch.model import (
-    NAME,
-    build,
-    count_params,
-    get_weights,
-    layer_outputs,
-    predict_logits,
-    set_weights,
-)
-from lenet_bench.backends.torch.reference import matmul_flops, reference_loop
-from lenet_bench.backends.torch.train import train
+from lenet_bench.backends.torch.model import *  # noqa: F403 (model.py's __all__)
+from lenet_bench.backends.torch.reference import *  # noqa: F403
+from lenet_bench.backends.torch.train import *  # noqa: F403
 from lenet_bench.device import Device
 
 MLFLOW_FLAVOR = "pytorch"
-
-__all__ = ["MLFLOW_FLAVOR", "NAME", "build", "configure", "count_params", "device_info", "framework_version",
-           "get_weights", "layer_outputs", "matmul_flops", "mlflow_save_options", "predict_logits",
-           "reference_loop", "release", "set_weights", "train", "unavailable_reason"]
 
 
 def configure(cores: int) -> None:

@@ -24,6 +24,8 @@ from lenet_bench.spec import arch
 from lenet_bench.spec.schema import Spec
 from lenet_bench.training.weights import initial_weights
 
+__all__ = ["NAME", "build", "count_params", "get_weights", "layer_outputs", "predict_logits", "set_weights"]  # the protocol's part here
+
 NAME = "torch"
 # Images per forward pass when evaluating: on one CPU core, 512 gives the 20/50/500 LeNet 5,700 img/s
 # against 3,700 at 2048 (its activations then outgrow the caches); LeNet-5 runs alike at both.

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
 
+__all__ = ["matmul_flops", "reference_loop"]  # what the backend's package takes from here (the protocol's)
+
 def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     torch.manual_seed(seed)
     dev = torch_device(device)

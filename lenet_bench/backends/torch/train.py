@@ -39,6 +39,8 @@ from lenet_bench.training.result import Progress, RunResult
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
+__all__ = ["train"]  # what the backend's package takes from here (the protocol's)
+
 WARMUP_STEPS = 5  # first steps allocate buffers and pick kernels; timed apart
 # Up to this batch size, training steps run on one thread, with PyTorch's native CPU convolutions
 # instead of oneDNN's: a one-image step is too small to share between threads, and oneDNN's per-call
