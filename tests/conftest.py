@@ -3,6 +3,7 @@ backend, and the rule that a registered backend that cannot load under CI is a f
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -53,6 +54,58 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def earlier_objects_frozen():
+    """What the process held before a test (three frameworks' modules, earlier tests' objects) is out of the
+    collector's way while it runs, as `run` freezes the frameworks after importing them (backends/__init__.py):
+    every full collection a test causes (statsmodels' Holm runs one per call, each PyTorch run's release one)
+    otherwise walks that whole heap, 0.5-1.7 s each. What the test itself makes is collected as usual."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+_MIGRATED_STORE: list[Path] = []  # this test process's empty store that MLflow migrated itself
+
+
+@pytest.fixture(autouse=True)
+def new_mlflow_stores_start_from_a_migrated_copy(monkeypatch, tmp_path_factory):
+    """MLflow builds a new SQLite store migration by migration (2-3 s); the suite's few hundred new stores
+    instead receive a copy of one store MLflow built itself in this process, through SQLite's backup API (under
+    SQLite's own locks, rolled back if it fails). A store that cannot be written (a full disk, a read-only
+    folder) fails as before: MLflow's own initialization runs whenever the copy does not go through. Stores
+    of CLI processes the tests start are built by MLflow as usual."""
+    import sqlite3
+    from contextlib import closing
+
+    import sqlalchemy
+    from mlflow.store.db import utils as mlflow_db
+
+    build = mlflow_db._initialize_tables
+
+    def migrated_store() -> Path:
+        if not _MIGRATED_STORE:
+            path = tmp_path_factory.mktemp("mlflow-migrated") / "mlflow.db"
+            engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+            build(engine)
+            engine.dispose()
+            _MIGRATED_STORE.append(path)
+        return _MIGRATED_STORE[0]
+
+    def initialize(engine):
+        database = engine.url.database
+        if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            try:
+                with closing(sqlite3.connect(migrated_store())) as source, closing(sqlite3.connect(database)) as target:
+                    source.backup(target)
+                return
+            except sqlite3.Error:
+                pass
+        build(engine)
+
+    monkeypatch.setattr(mlflow_db, "_initialize_tables", initialize)
 
 
 def pytest_collection_modifyitems(items):

@@ -264,7 +264,7 @@ def test_the_interval_shown_excludes_zero_exactly_when_the_verdict_says_distingu
     from statsmodels.stats.multitest import multipletests
 
     rng = np.random.default_rng(1)
-    # 40 families: statsmodels' Holm runs gc.collect() on every call, 0.2 s in a process holding the frameworks.
+    # 40 families: statsmodels' Holm runs gc.collect() on every call (cheap with the earlier objects frozen, conftest).
     for _ in range(40):
         p = rng.uniform(0, 0.08, size=int(rng.integers(1, 25))) ** rng.uniform(1, 3)
         levels = effects.holm_levels(p)
