@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 from test_executors import dask_cluster, run, workspace  # noqa: F401 (fixture)
 
 NO_GPU_WORKER = "no Dask worker offers a GPU resource (start one with: dask worker ADDRESS --resources GPU=1)"
 
 
+@pytest.mark.slow
 def test_gpu_runs_on_a_cluster_without_a_gpu_worker_are_announced_up_front_and_left_out_of_the_eta(
         workspace, mnist_dir, noop, capsys, tmp_path):
     with dask_cluster(tmp_path, {"cpu-worker": {}}) as address:  # three seeds on cpu and gpu: 3 runs the cluster takes

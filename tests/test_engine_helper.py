@@ -59,6 +59,7 @@ def assert_gone_soon(pid: int, since: float) -> None:
     assert waited < GONE_WITHIN_S, f"the helper outlived its parent by {waited:.1f} s"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 @pytest.mark.parametrize("busy", [True, False], ids=["busy", "idle"])
 def test_the_engine_helper_ends_when_its_parent_is_killed(tmp_path, sig, busy):
@@ -150,6 +151,7 @@ def _start_a_helper(context) -> int:
     return context.in_engine_process("probe", os.getpid)
 
 
+@pytest.mark.slow
 def test_a_pool_process_that_started_an_engine_helper_ends_when_its_pool_shuts_down():
     """A local worker that ran a Keras engine it cannot host in a helper (keras then keras-jax under --workers)
     ends with its pool: its context closes the helper as the process ends, before the process joins its

@@ -59,6 +59,7 @@ def test_cores_are_split_between_workers():
     assert split_cores([0, 1], 3) == [[0], [1], [0]]  # more workers than cores: they share
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_rows_as_inline(workspace, mnist_dir, noop):
     assert run(workspace, mnist_dir, "inline") == 0
     assert run(workspace, mnist_dir, "workers", "--workers", "2") == 0
@@ -69,6 +70,7 @@ def test_workers_give_the_same_rows_as_inline(workspace, mnist_dir, noop):
     assert set(completed["cores"]) == {max(1, len(os.sched_getaffinity(0)) // 2)}, "each worker has its own cores"
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_fails_that_run_and_the_others_go_on(workspace, mnist_dir, noop, monkeypatch):
     monkeypatch.setenv("LENET_BENCH_NOOP_KILL", "1")  # read by noop_backend in the worker process
     assert run(workspace, mnist_dir, "workers", "--workers", "2", "--device", "cpu") == 1
@@ -78,6 +80,7 @@ def test_a_worker_killed_mid_run_fails_that_run_and_the_others_go_on(workspace, 
     assert table.loc[["tiny/noop/cpu/seed0", "tiny/noop/cpu/seed2"], "status"].tolist() == ["completed", "completed"]
 
 
+@pytest.mark.slow
 def test_interrupting_the_driver_marks_every_run_in_flight_killed(workspace, mnist_dir):
     env = {**os.environ, "LENET_BENCH_NOOP_SLOW": "0,1,2", "LENET_BENCH_NOOP_SLOW_SECONDS": "60"}
     script = textwrap.dedent(f"""
@@ -179,6 +182,7 @@ def test_a_dask_cluster_gives_the_same_rows_and_sends_gpu_runs_to_gpu_workers(wo
     assert set(gpu["executor"]) == {"dask"}
 
 
+@pytest.mark.slow
 def test_an_unreachable_cluster_is_exit_2_naming_it(workspace, mnist_dir, noop, capsys):
     start = time.monotonic()
     assert run(workspace, mnist_dir, "dask", "--cluster", f"tcp://127.0.0.1:{free_port()}") == 2

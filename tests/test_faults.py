@@ -62,6 +62,7 @@ def _write_rows(folder: str, writer: int, count: int) -> None:
                                  seed=i, status=Status.COMPLETED, test_accuracy=0.5)])
 
 
+@pytest.mark.slow
 def test_two_processes_writing_runs_csv_at_once_lose_no_row(tmp_path):
     processes = [multiprocessing.get_context("spawn").Process(target=_write_rows, args=(str(tmp_path), w, 40))
                  for w in range(2)]
@@ -75,6 +76,7 @@ def test_two_processes_writing_runs_csv_at_once_lose_no_row(tmp_path):
     assert not list(tmp_path.glob("*.tmp")), "no temporary file left behind"
 
 
+@pytest.mark.slow
 def test_two_invocations_started_at_once_on_a_new_sqlite_store_both_record(workspace, mnist_dir):
     script = textwrap.dedent(f"""
         import sys

@@ -35,6 +35,7 @@ def leftovers(folder) -> list[str]:
                   or (p.parent.name == ".claims" and p.stat().st_size > 0))
 
 
+@pytest.mark.slow
 def test_a_results_folder_on_a_full_disk_is_exit_2_before_training(workspace, mnist_dir):
     found, output = run_on_small_disk(workspace, cli(workspace, mnist_dir, "SMALL / 'results'",
                                                      f"{str(workspace)!r} + '/mlflow.db'", """
@@ -55,6 +56,7 @@ def test_a_results_folder_on_a_full_disk_is_exit_2_before_training(workspace, mn
     assert leftovers(results) == []
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_mid_run_stops_with_exit_2_and_the_next_invocation_finishes(workspace, mnist_dir):
     """The results folder's disk fills while seed 1 trains (another program takes it): its row cannot be
     written. MLflow (elsewhere) has it, but runs.csv is the record: once there is room again the next invocation
@@ -87,6 +89,7 @@ def test_a_disk_that_fills_up_mid_run_stops_with_exit_2_and_the_next_invocation_
     assert leftovers(results) == []
 
 
+@pytest.mark.slow
 def test_an_mlflow_store_whose_disk_fills_mid_run_is_exit_2_naming_it(workspace, mnist_dir):
     """The store (SQLite and artifacts) on the small disk: the run that found it full is not recorded as
     complete anywhere; the next invocation marks it KILLED and trains it again."""
