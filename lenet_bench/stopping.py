@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_requested = False  # set only in the main thread (signal handlers, request); read from any thread
+_requested = False  # set by the signal handlers and request(); a bool, so any thread reads it without a lock
 _announcing = False  # a handler is writing its message: one nested inside it stays quiet
 
 
