@@ -174,9 +174,9 @@ class Driver:
         if reason:
             return Decision(job, Action.SKIP, reason)
         print_ = fingerprint(job, data_key, self.here.framework_versions(job.backend))
-        saved = self._checkpoint(results, print_)
         if not self.options.force and print_ in recorded:  # the results table says this exact run is done
             return Decision(job, Action.REUSE, earlier=recorded[print_])
+        saved = self._checkpoint(results, print_)
         claimed = self.claims.claim(print_) if self.claims else None
         if claimed:  # another live invocation trains it into this results folder (its checkpoint too)
             return Decision(job, Action.SKIP, claimed)
