@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["matmul_flops", "reference_loop"]  # what the backend's package takes from here (the protocol's)
 
+
 def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     keras.utils.set_random_seed(seed)
     x, y = to_channels_last(data.x_train), data.y_train

@@ -34,6 +34,7 @@ from lenet_bench.training.result import Progress, RunResult
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
 
+
 __all__ = ["framework_version", "train"]  # what the backend's package takes from here (the protocol's)
 
 WARMUP_STEPS = 5  # first steps trace and compile the step function; timed apart

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["matmul_flops", "reference_loop"]  # what the backend's package takes from here (the protocol's)
 
+
 def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, repeats: int) -> ReferenceResult:
     torch.manual_seed(seed)
     dev = torch_device(device)
