@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_driver import cli_run, workspace, write_spec  # noqa: F401 (fixture)
 
-from lenet_bench.engine.recorder import fraction, points
+from lenet_bench.engine.run_row import fraction, points
 from lenet_bench.results import view
 
 EXPERIMENT = "lenet_bench/specs"

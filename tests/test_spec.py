@@ -244,7 +244,7 @@ def test_longest_allowed_names_fit_mlflow(tmp_path):
 
     from lenet_bench import backends
     from lenet_bench.data import registry
-    from lenet_bench.engine import recorder
+    from lenet_bench.engine import run_row
     from lenet_bench.engine.plan import Job
     from lenet_bench.results import compare, convert
     from lenet_bench.results.row import Status
@@ -271,7 +271,7 @@ def test_longest_allowed_names_fit_mlflow(tmp_path):
             for seed in seeds:
                 job = Job(variant, backend, device, seed, overrides)
                 assert len(job.name) <= SqlRun.name.type.length  # a SQL store's run name column
-                row = recorder.job_row(job).update(status=Status.COMPLETED, test_accuracy=0.9, delta_to_baseline=0.1)
+                row = run_row.job_row(job).update(status=Status.COMPLETED, test_accuracy=0.9, delta_to_baseline=0.1)
                 rows.append(row)
                 params, metrics, tags = convert.to_mlflow(row)
                 params |= flatten(job.spec.model_dump(mode="json"))

@@ -17,7 +17,7 @@ from typing import Any
 
 from lenet_bench import backends
 from lenet_bench.device import Device, as_device
-from lenet_bench.results.row import setup_name
+from lenet_bench.results.identity import RunIdentity
 from lenet_bench.spec import Spec, Variant, revalidated
 
 EXECUTORS = ("inline", "workers", "dask")
@@ -82,13 +82,17 @@ class Job:
         return ",".join(f"{name}={value}" for name, value in self.overrides)
 
     @property
+    def identity(self) -> RunIdentity:
+        return RunIdentity(self.variant.name, self.variant.base_name, self.overrides_label, self.backend,
+                           self.device.value, self.seed)
+
+    @property
     def setup(self) -> str:
-        """The variant as trained: its name, with the command line's overrides when there are any."""
-        return setup_name(self.variant.name, self.overrides_label)
+        return self.identity.setup
 
     @property
     def name(self) -> str:
-        return f"{self.setup}/{self.backend}/{self.device}/seed{self.seed}"
+        return self.identity.name
 
 
 class SelectionError(ValueError):

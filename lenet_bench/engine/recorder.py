@@ -1,7 +1,7 @@
 """The recorder: the one place that writes MLflow and a results folder.
 
-The driver hands it each job's plain `JobResult`; it turns it into a `ResultRow`, logs the
-run (params, metrics, curves, system metrics, artifacts, the model) and merges the row into
+The driver hands it each job's plain `JobResult`; run_row.py makes the run's `ResultRow` of the
+job and that result, and the recorder logs the run (params, metrics, curves, system metrics, artifacts, the model) and merges the row into
 `runs.csv`. A run is tagged completed only after its model and figures are logged, so a run
 cut short there never looks complete. Skipped cells are recorded on the invocation's run,
 not as empty runs of their own.
@@ -21,8 +21,10 @@ import yaml
 from sklearn.metrics import classification_report, confusion_matrix
 
 from lenet_bench.disk_space import OutOfSpace, is_out_of_space, short_of_space
+from lenet_bench.engine.run_row import job_row, judged, outcome_row
 from lenet_bench.results import compare, convert, figures
 from lenet_bench.results.diagrams import DiagramFolder
+from lenet_bench.results.identity import seed_group, setup_name
 from lenet_bench.results.row import (
     DRIVER_TAG,
     KIND_TAG,
@@ -30,98 +32,20 @@ from lenet_bench.results.row import (
     Kind,
     ResultRow,
     Status,
-    setup_name,
-    timing_condition,
 )
 from lenet_bench.results.table import ResultsError, ResultsFolder
 from lenet_bench.results.tracking import Tracker, flatten
-from lenet_bench.results.view import SEED_GROUP_TAG, identity_tags, seed_group, store_view
-from lenet_bench.training.loop import time_to_target
+from lenet_bench.results.view import SEED_GROUP_TAG, identity_tags, store_view
 
 ARCHITECTURES = "architectures"  # in a results folder: one diagram per layer description
 RESUMED_TAG = "lenet_bench.resumed_from_epoch"  # a run trained on from its checkpoint of that epoch
-# Accuracies as a person reads them, rounded where they are logged (MLflow and runs.csv alike): a backend's
-# float32 accuracy of 9,891 hits in 10,000 is 0.98909998, 98.9099979 as a percentage. float32 holds about 7
-# significant digits: past the 6th decimal of a fraction (the 4th of a percentage) is its noise, not the count.
-FRACTION_DECIMALS, POINTS_DECIMALS = 6, 4
 
 if TYPE_CHECKING:
 
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
     from lenet_bench.engine.plan import Job
-    from lenet_bench.training.result import EpochRecord, RunResult
-
-
-# ------------------------------------------------------------------ rows
-
-def job_row(job: Job) -> ResultRow:
-    """What a run is, before anything about how it went."""
-    spec = job.spec
-    summary = spec.summary()
-    return ResultRow(
-        run=job.name, spec=job.variant.name, base_spec=job.variant.base_name, overrides=job.overrides_label,
-        backend=job.backend, device=job.device.value, seed=job.seed,
-        params=summary.params, flops=summary.flops, train_flops=summary.train_flops, epochs=spec.train.epochs,
-        batch_size=spec.train.batch_size,
-        # A run that the command line changed is not the spec's run: its expectation does not apply.
-        min_test_accuracy=None if job.overrides else spec.expect.min_test_accuracy,
-        reference_accuracy=spec.reference.test_accuracy if spec.reference else None,
-        reference_notes=(spec.reference.notes or "") if spec.reference else "",
-        target_accuracy=spec.train.target_accuracy,
-    ).update(**spec.axes())
-
-
-def judged(row: ResultRow) -> ResultRow:
-    """met_expectation against the row's expectation (none for runs with overrides)."""
-    if row.status is not Status.COMPLETED or row.test_accuracy is None or row.min_test_accuracy is None:
-        return row.update(met_expectation=None)
-    return row.update(met_expectation=row.test_accuracy >= row.min_test_accuracy)
-
-
-def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) -> dict[str, object]:
-    """The numbers of a completed run, as ResultRow fields."""
-    summary = job.spec.summary()
-    accuracy = fraction(result.test_accuracy)
-    base = fraction(baseline.test_accuracy) if baseline else None
-    fields: dict[str, object] = {
-        "test_accuracy": accuracy, "test_accuracy_pct": points(accuracy), "test_error_pct": points(1 - accuracy),
-        "test_loss": result.test_loss, "baseline_accuracy": base,
-        "delta_to_baseline": fraction(accuracy - base) if base is not None else None,
-        "gap_to_baseline_pp": points(accuracy - base) if base is not None else None,
-        "epochs": len(result.history),
-        "train_seconds": sum(r.seconds for r in result.history),
-        "warmup_seconds": result.warmup_seconds, "steady_seconds": result.steady_seconds,
-        "train_images_per_sec": result.train_images_per_second,
-        "achieved_gflops": result.train_images_per_second * summary.train_flops / 1e9,
-        "data_seconds": result.data_seconds, "eval_seconds": result.eval_seconds,
-        "final_train_accuracy": fraction(result.history[-1].train_accuracy),
-        "final_val_accuracy": None if (last := result.history[-1].val_accuracy) is None else fraction(last),
-        "framework_version": result.framework_version,
-    }
-    if result.resumed_from_epoch:
-        # Its timings span two processes: the epochs before the stop count, and the warm-up was paid twice.
-        fields["reason"] = f"resumed after epoch {result.resumed_from_epoch} (interrupted before)"
-    for name in ("inference_images_per_sec", "latency_p50_ms", "latency_p95_ms", "peak_gpu_mb"):
-        if name in result.timings:
-            fields[name] = result.timings[name]
-    if "inference_batch" in result.timings:
-        fields["inference_batch"] = int(result.timings["inference_batch"])
-    target = job.spec.train.target_accuracy
-    reached = time_to_target(result.history, target) if target else None
-    if reached:
-        fields["time_to_target_s"], fields["epochs_to_target"] = reached
-    return fields
-
-
-def fraction(value: float) -> float:
-    """An accuracy (0-1) as logged: rounded to FRACTION_DECIMALS."""
-    return round(float(value), FRACTION_DECIMALS)
-
-
-def points(value: float) -> float:
-    """An accuracy or a difference of two (0-1) in percentage points, as logged: 98.91, not 98.9099979."""
-    return round(100 * float(value), POINTS_DECIMALS)
+    from lenet_bench.training.result import EpochRecord
 
 
 def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
@@ -187,7 +111,7 @@ class Recorder:
         (this invocation's) and never narrower than before, every group of runs (the store's and the jobs')
         folded, and the runs that predate the grouping given their group."""
         runs = self.label_seed_groups()
-        groups = set(runs) | {seed_group(job.setup, job.backend, job.device.value) for job in jobs}
+        groups = set(runs) | {job.identity.seed_group for job in jobs}
         store_view(self.tracker, [job.name for job in jobs], groups, runs=len(runs) + len(jobs))
         self.invocation_id = self.tracker.start_run(name, tags={KIND_TAG: Kind.INVOCATION.value,
                                                                 DRIVER_TAG: self._driver})
@@ -240,43 +164,24 @@ class Recorder:
                 "executor": self.executor}
         return self.tracker.start_run(job.name, parent_id=self.invocation_id, tags=tags)
 
-    def provenance(self, row: ResultRow, result: JobResult) -> ResultRow:
-        p = result.provenance
-        return row.update(executor=self.executor, concurrent_workers=self.concurrent_workers, cores=p.cores,
-                          host=p.host, hardware=p.hardware, cpu_model=p.cpu_model, gpu_name=p.gpu_name,
-                          gpu_driver=p.gpu_driver, cuda_version=p.cuda_version,
-                          framework_version=p.framework_version or row.framework_version)
-
     def record(self, job: Job, run_id: str, result: JobResult, *, code_version: str) -> ResultRow:
         """A decided job's result (its fingerprint set), whatever it was: logged, written to results/, and
         returned as its row."""
-        row = job_row(job).update(fingerprint=job.fingerprint, code_version=code_version, mlflow_run_id=run_id,
-                                  finished_at=_now())
         if result.status is Status.SKIPPED:
             self.tracker.delete_run(run_id)  # no empty run: the invocation lists it instead
             return self.skipped(job, result.reason)
-        row = self.provenance(row, result)
-        if result.notes:  # said once, here; kept in the row's reason below
+        if result.notes:  # said once, here; kept in the row's reason
             self.warn(f"{job.name}: {'; '.join(result.notes)}")
-        if result.status is Status.FAILED or result.result is None:
-            row = self.failed(job, run_id, row, "; ".join([result.reason or "no result", *result.notes]),
-                              result.traceback)
-            return self._stop_if_full(job, result, row)
-        run = result.result
-        other = result.other_load_cores
-        row = judged(row.update(status=Status.COMPLETED, **result_fields(job, run, result.baseline),
-                                data_prepare_seconds=result.data_prepare_seconds, peak_rss_mb=result.peak_rss_mb,
-                                rss_at_start_mb=result.rss_at_start_mb, other_load_cores=other,
-                                timing=timing_condition(other)))
-        if result.notes:
-            row = row.update(reason="; ".join(filter(None, [row.reason, *result.notes])))
+        row = outcome_row(job, result, executor=self.executor, concurrent_workers=self.concurrent_workers,
+                          code_version=code_version, run_id=run_id, finished_at=_now())
+        if row.status is Status.FAILED:
+            return self._stop_if_full(job, result, self.failed(run_id, row, row.reason, result.traceback))
         try:
             self._log_completed(job, run_id, row, result)
         except Exception as err:  # the store refused (disk full, server gone): the run is not complete there
             if is_out_of_space(err):
                 raise  # the invocation stops (exit 2); the run, never tagged completed, is marked KILLED next time
-            return self.failed(job, run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: "
-                                                 f"{err}")
+            return self.failed(run_id, row, f"trained, but recording it in MLflow failed: {type(err).__name__}: {err}")
         return self._stop_if_full(job, result, self._write(row))
 
     @staticmethod
@@ -286,7 +191,7 @@ class Recorder:
             raise OutOfSpace(job.checkpoint_dir or ".")
         return row
 
-    def failed(self, job: Job, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> ResultRow:
+    def failed(self, run_id: str, row: ResultRow, reason: str, traceback: str = "") -> ResultRow:
         row = row.update(status=Status.FAILED, reason=reason, met_expectation=None)
         try:
             self.tracker.log(run_id, tags={STATUS_TAG: Status.FAILED.value, "reason": reason})

@@ -25,7 +25,6 @@ from scipy import stats
 
 from lenet_bench.results.row import ResultRow, Status
 from lenet_bench.results.table import ResultsFolder
-from lenet_bench.results.view import seed_group
 from lenet_bench.spec import Variant
 
 
@@ -82,7 +81,7 @@ def _accuracies_by_setup(rows: Iterable[ResultRow]) -> dict[str, list[float]]:
     found: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row.status.has_numbers and row.test_accuracy is not None:
-            found[seed_group(row.setup, row.backend, row.device)].append(row.test_accuracy)
+            found[row.identity.seed_group].append(row.test_accuracy)
     return found
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from lenet_bench.results.row import setup_name
+from lenet_bench.results.identity import setup_name
 from lenet_bench.results.stats import aggregate, format_mean_ci, usable_runs
 
 DEFAULT_GROUPING = ("setup", "backend", "device", "conditions")

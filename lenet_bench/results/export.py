@@ -17,7 +17,7 @@ from pathlib import Path
 from lenet_bench.results import convert
 from lenet_bench.results.row import FINGERPRINT_TAG, KIND_TAG, STATUS_TAG, Kind, ResultRow
 from lenet_bench.results.tracking import Tracker
-from lenet_bench.results.view import identity_tags, seed_group, store_view
+from lenet_bench.results.view import identity_tags, store_view
 
 EXPORTED_FROM_TAG = "lenet_bench.exported_from"
 
@@ -37,7 +37,7 @@ def export_rows(rows: Iterable[ResultRow], tracker: Tracker, source: Path) -> Ex
     present = {(run.info.run_name, run.data.tags.get(FINGERPRINT_TAG, ""))
                for run in tracker.search(f"tags.`{KIND_TAG}` = '{Kind.RUN.value}'")}
     new = [row for row in with_numbers if (row.run, row.fingerprint) not in present]
-    groups = {seed_group(row.setup, row.backend, row.device) for row in with_numbers}
+    groups = {row.identity.seed_group for row in with_numbers}
     store_view(tracker, [row.run for row in with_numbers], groups, runs=len(present) + len(new))
     for row in new:
         params, metrics, tags = convert.to_mlflow(row)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from lenet_bench.results.identity import RunIdentity
+
 # MLflow tag names shared by the recorder and the readers.
 KIND_TAG = "lenet_bench.kind"  # invocation | run | baseline
 STATUS_TAG = "lenet_bench.status"
@@ -62,8 +64,8 @@ def _field(kind: str, default: Any = None, key: str | None = None) -> Any:
 
 @dataclass
 class ResultRow:
-    # ---- identity
-    run: str = _field(LOCAL, "")  # MLflow run name: variant[@overrides]/backend/device/seed<N>
+    # ---- identity (RunIdentity's fields, then the spec's design choices and sizes)
+    run: str = _field(LOCAL, "")  # RunIdentity.name: variant[@overrides]/backend/device/seed<N>
     spec: str = _field(PARAM, "", key="variant")
     base_spec: str = _field(PARAM, "")
     overrides: str = _field(PARAM, "")  # e.g. "epochs=1,max_steps=50"; empty for the spec as written
@@ -136,24 +138,29 @@ class ResultRow:
     finished_at: str = _field(TAG, "")  # ISO 8601, UTC
     mlflow_run_id: str = _field(RUN_ID, "")
 
+    @classmethod
+    def of(cls, identity: RunIdentity, **values: Any) -> ResultRow:
+        """The row of the run `identity` names, with `values` set."""
+        return cls(run=identity.name, spec=identity.variant, base_spec=identity.base_spec,
+                   overrides=identity.overrides, backend=identity.backend, device=identity.device,
+                   seed=identity.seed, **values)
+
     def update(self, **values: Any) -> ResultRow:
         """A copy with `values` set; unknown names are an error, not a silent new column."""
         return dataclasses.replace(self, **values)
 
     @property
+    def identity(self) -> RunIdentity:
+        return RunIdentity(self.spec, self.base_spec, self.overrides, self.backend, self.device, self.seed)
+
+    @property
     def setup(self) -> str:
-        return setup_name(self.spec, self.overrides)
+        return self.identity.setup
 
     @property
     def ok(self) -> bool:
         """Not failed or killed, and (when it has a number) at or above its spec's expectation."""
         return self.status in (Status.COMPLETED, Status.SKIPPED) and self.met_expectation is not False
-
-
-def setup_name(variant: str, overrides: str) -> str:
-    """The variant as trained: its name, with the command line's overrides when there are any (the one
-    spelling of it, for jobs and rows alike)."""
-    return f"{variant}@{overrides}" if overrides else variant
 
 
 FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(ResultRow)

@@ -70,16 +70,12 @@ def stored_name_width(state: str | None) -> int:
         return MIN_NAME_PX
 
 
-def seed_group(setup: str, backend: str, device: str) -> str:
-    """The group a run belongs to in the view: the runs of a setup on one backend and device (its seeds)."""
-    return f"{setup}/{backend}/{device}"
-
-
 def identity_tags(row: ResultRow) -> dict[str, str]:
     """The tags that say which run a row is and where the view puts it (its seed group, its design axes), for a
     run being trained (from its job's row) and for one exported from a table alike."""
-    return {KIND_TAG: Kind.RUN.value, "backend": row.backend, "device": row.device, "seed": str(row.seed),
-            "variant": row.spec, "overrides": row.overrides, SEED_GROUP_TAG: seed_group(row.setup, row.backend, row.device),
+    identity = row.identity
+    return {KIND_TAG: Kind.RUN.value, "backend": identity.backend, "device": identity.device, "seed": str(identity.seed),
+            "variant": identity.variant, "overrides": identity.overrides, SEED_GROUP_TAG: identity.seed_group,
             **{axis: str(getattr(row, axis)) for axis in AXIS_COLUMNS}}
 
 
