@@ -45,13 +45,22 @@ def folder_for(results_dir: Path, fingerprint: str) -> Path:
 
 @dataclass
 class LoopState:
-    """What the shared epoch loop needs to go on after `epoch`."""
+    """Where the shared epoch loop stands after `epoch`: what it needs to go on from a checkpoint, and at the end of
+    the run what it hands the backend (the history, the warm-up kept apart)."""
 
     epoch: int
     steps_per_epoch: int
     history: list[EpochRecord]
     warmup_seconds: float
     warmup_images: int
+    resumed_from_epoch: int = 0  # the checkpoint's epoch this run went on from; 0: trained from the start
+
+    def timing_fields(self) -> dict:
+        """RunResult's timing fields: warm-up apart, the rest steady state."""
+        elapsed = self.history[-1].elapsed if self.history else 0.0
+        images = sum(r.images for r in self.history)
+        return {"history": self.history, "warmup_seconds": self.warmup_seconds, "warmup_images": self.warmup_images,
+                "steady_seconds": elapsed - self.warmup_seconds, "steady_images": images - self.warmup_images}
 
 
 @dataclass

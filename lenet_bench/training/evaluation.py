@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from lenet_bench.training import timing
-from lenet_bench.training.loop import LoopOutcome
+from lenet_bench.training.checkpoint import LoopState
 from lenet_bench.training.result import RunResult
 
 
-def finish_run(*, backend: str, device: str, framework_version: str, params: int, loop: LoopOutcome,
+def finish_run(*, backend: str, device: str, framework_version: str, params: int, loop: LoopState,
                evaluate_test: Callable[[], tuple[float, float, np.ndarray]],
                predict_batch: Callable[[Any], object], x_test: Any, sync: Callable[[], None],
                data_seconds: float, model: object, device_memory: Callable[[], dict[str, float]] = dict) -> RunResult:

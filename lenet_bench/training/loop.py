@@ -10,7 +10,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -95,23 +94,6 @@ def time_to_target(history: list[EpochRecord], target: float) -> tuple[float, in
     return None
 
 
-@dataclass
-class LoopOutcome:
-    """The per-epoch history and the warm-up kept apart, as every backend reports them."""
-
-    history: list[EpochRecord]
-    warmup_seconds: float
-    warmup_images: int
-    resumed_from_epoch: int = 0  # the checkpoint's epoch this run went on from; 0: trained from the start
-
-    def timing_fields(self) -> dict:
-        """RunResult's timing fields: warm-up apart, the rest steady state."""
-        elapsed = self.history[-1].elapsed if self.history else 0.0
-        images = sum(r.images for r in self.history)
-        return {"history": self.history, "warmup_seconds": self.warmup_seconds, "warmup_images": self.warmup_images,
-                "steady_seconds": elapsed - self.warmup_seconds, "steady_images": images - self.warmup_images}
-
-
 def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock: Clock, progress: Progress, *,
                  run_steps: Callable[[list[np.ndarray], list[float]], None],
                  take_sums: Callable[[], tuple[float, int]],
@@ -120,7 +102,7 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
                  before_epoch: Callable[[int], None] | None = None,
                  checkpoint: Checkpoint | None = None, state: BackendState | None = None,
                  distorted: EpochImages | None = None,
-                 load_images: Callable[[np.ndarray], None] | None = None) -> LoopOutcome:
+                 load_images: Callable[[np.ndarray], None] | None = None) -> LoopState:
     """The epoch loop both backends share: same batches, same learning rates, same clocks.
 
     `run_steps(batches, lrs)` takes one optimizer step per batch and accumulates the summed
@@ -196,6 +178,7 @@ def train_epochs(cfg: TrainSpec, n: int, seed: int, max_steps: int | None, clock
                                  eval_seconds, augment_seconds)
             history.append(record)
             if checkpoint and state:
-                checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images), state)
+                checkpoint.save(LoopState(epoch, per_epoch, history, warmup_seconds, warmup_images, done.epoch),
+                                state)
             progress.epoch_done(record)
-        return LoopOutcome(history, warmup_seconds, warmup_images, done.epoch)
+        return LoopState(cfg.epochs, per_epoch, history, warmup_seconds, warmup_images, resumed_from_epoch=done.epoch)
