@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
     from lenet_bench.engine.plan import Job
-    from lenet_bench.training.result import EpochRecord, RunResult
+    from lenet_bench.training.result import RunResult
 
 # Accuracies as a person reads them, rounded where they are logged (MLflow and runs.csv alike): a backend's
 # float32 accuracy of 9,891 hits in 10,000 is 0.98909998, 98.9099979 as a percentage. float32 holds about 7
@@ -113,15 +113,3 @@ def points(value: float) -> float:
     """An accuracy or a difference of two (0-1) in percentage points, as logged: 98.91, not 98.9099979."""
     return round(100 * float(value), POINTS_DECIMALS)
 
-
-def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch curves for MLflow: {metric: [(epoch, value)]}."""
-    names = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
-             "val_accuracy": "val_accuracy", "seconds": "epoch_seconds", "eval_seconds": "epoch_eval_seconds"}
-    series: dict[str, list[tuple[int, float]]] = {}
-    for record in history:
-        for attribute, metric in names.items():
-            value = getattr(record, attribute)
-            if value is not None:
-                series.setdefault(metric, []).append((record.epoch, value))
-    return series
