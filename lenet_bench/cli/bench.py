@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_selection, error, positive_int
+from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Commands, add_selection, error, positive_int
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 from lenet_bench.device import Device
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lenet_bench.engine.plan import Job
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     bench = commands.add_parser(
         "bench", help="training and inference throughput vs a plain loop and the machine's ceiling, without full "
                       "training")

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_FAILED, EXIT_INVALID, EXIT_OK, error, specs_or_default
+from lenet_bench.cli.common import (
+    DEFAULT_RESULTS,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Commands,
+    error,
+    specs_or_default,
+)
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 from lenet_bench.reference_folder import REFERENCE_RESULTS
@@ -19,7 +27,7 @@ if TYPE_CHECKING:
     from lenet_bench.results.check import Verdict
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
     check.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
                        help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Protocol
 
 from rich.markup import escape
 
@@ -13,6 +14,18 @@ from lenet_bench.spec import DEVICES
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_RESULTS = Path("results")
 DEFAULT_EXPERIMENT = "lenet_bench/specs"  # what `python -m lenet_bench run specs/` logs to
+
+
+class Commands(Protocol):
+    """What a command module adds its parser to: the parser's subcommands (argparse's own type is private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+class TakesArguments(Protocol):
+    """A parser, or a group of its arguments (argparse's group types are private)."""
+
+    def add_argument(self, *names: str, **kwargs: Any) -> Any: ...
 
 
 def positive_int(text: str) -> int:

@@ -15,6 +15,7 @@ from lenet_bench.cli.common import (
     DEFAULT_RESULTS,
     EXIT_INVALID,
     EXIT_OK,
+    Commands,
     add_results_folder,
     add_store,
     error,
@@ -24,7 +25,7 @@ from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     from lenet_bench.results.compare import DEFAULT_GROUPING
 
     compare = commands.add_parser(

@@ -12,12 +12,12 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, error, specs_or_default
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, Commands, error, specs_or_default
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, output
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     effects = commands.add_parser(
         "effects", help="what each design choice does to accuracy and speed: effects with 95%% CIs, Holm-adjusted "
                         "p-values and the seeds an unresolved effect needs")

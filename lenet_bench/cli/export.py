@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, add_results_folder, add_store, error
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, add_results_folder, add_store, error
 from lenet_bench.console import console
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     export = commands.add_parser(
         "export", help="log a results folder's completed runs (runs.csv) to MLflow, with the view `run` sets up, "
                        "to browse them in MLflow's UI (e.g. results/reference on a fresh clone)")

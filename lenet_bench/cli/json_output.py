@@ -7,7 +7,6 @@ is null, as strict JSON has no NaN.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import json
@@ -20,8 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lenet_bench.cli.common import TakesArguments
 
-def add_json_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+
+def add_json_flag(parser: TakesArguments) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the rows as one JSON document on stdout instead of the table (messages stay on "
                              "stderr)")

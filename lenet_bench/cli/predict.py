@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, error
 from lenet_bench.console import output
 
 UNSURE = 0.6  # below this probability the top guess is flagged
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     predict = commands.add_parser("predict", help="predict the digit in your own image files with a trained run")
     predict.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
     predict.add_argument("images", nargs="+", type=Path,

@@ -12,6 +12,7 @@ from lenet_bench.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
+    Commands,
     add_selection,
     add_store,
     error,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from lenet_bench.results.row import ResultRow
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     run = commands.add_parser("run", help="train every selected run, log to MLflow, write the results folder")
     add_selection(run)
     run.add_argument("--data-dir", help="folder with the dataset (IDX .gz files or <name>.npz); default: "

@@ -6,7 +6,7 @@ import argparse
 import errno
 import os
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, error
 from lenet_bench.console import output
 from lenet_bench.stopping import stops_as_interrupts
 
@@ -23,7 +23,7 @@ def port_number(text: str) -> int:
     return value
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="a local page to draw a digit on and watch a trained run's network "
                                               "read it, layer by layer")
     serve.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")

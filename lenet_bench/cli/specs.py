@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, add_selection, error
+from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, Commands, add_selection, error
 from lenet_bench.cli.json_output import add_json_flag, print_json
 from lenet_bench.console import console, duration, output
 from lenet_bench.device import allowed_cores
@@ -19,7 +19,7 @@ from lenet_bench.spec import Spec, load_variants
 from lenet_bench.spec.arch import layer_type
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:
+def add_arguments(commands: Commands) -> None:
     validate = commands.add_parser("validate", help="check specs and report every problem")
     validate.add_argument("paths", nargs="+", help="spec files or folders")
     validate.set_defaults(handler=cmd_validate)
