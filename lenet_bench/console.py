@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -19,23 +18,6 @@ from rich.progress import (
 )
 
 from lenet_bench.training.result import EpochRecord
-
-
-class Reported(Protocol):
-    """What the progress lines read of a finished run's row (results.row.ResultRow), typed here so that the
-    console depends on nothing above it."""
-
-    run: str
-    status: Any
-    reason: str
-    test_accuracy: float | None
-    baseline_accuracy: float | None
-    gap_to_baseline_pp: float | None
-    train_seconds: float | None
-    met_expectation: bool | None
-    min_test_accuracy: float | None
-    timing: str
-
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress and messages: long lines are not cut
 # A command's own output (tables); wide enough off a terminal that rows don't wrap in logs.
@@ -126,31 +108,15 @@ class InvocationProgress:
         console.print(f"[{self.launched}/{self.total}] {name}" + (f"  (ETA {duration(eta)})" if math.isfinite(eta) else ""),
                       markup=False)
 
-    def finished(self, row: Reported, work: float) -> None:
+    def finished(self, line: str, has_numbers: bool, work: float) -> None:
+        """A run ended: its line (results.row.ResultRow.outcome_line), whether it counts as work done, and its work."""
         self.done += 1
         self.work_left -= work
-        if row.status.has_numbers:
+        if has_numbers:
             self.work_done += work
-        self.print_row(row)
+        console.print(line, markup=False)
         left = self.total - self.done
         if left:
             elapsed = time.monotonic() - self.start
             console.print(f"  progress: {self.done}/{self.total} done, {left} left, "
                           f"{duration(elapsed)} elapsed, ETA {duration(self.eta())}", markup=False)
-
-    @staticmethod
-    def print_row(row: Reported, reused: bool = False) -> None:
-        """The run's line: its accuracy against the baseline, how long it trained (or that it was reused)."""
-        if row.status.has_numbers and row.test_accuracy is not None:
-            gap = (f", baseline {100 * row.baseline_accuracy:.2f}% ({row.gap_to_baseline_pp:+.2f} pp)"
-                   if row.baseline_accuracy is not None and row.gap_to_baseline_pp is not None else "")
-            when = "completed before" if reused else f"in {row.train_seconds:.1f} s of training" \
-                if row.train_seconds is not None else ""
-            verdict = "" if row.met_expectation is not False else \
-                f"  [below the expected {100 * (row.min_test_accuracy or 0):.2f}%]"
-            loaded = "  [timed with other work on its cores]" if row.timing == "loaded" else ""
-            console.print(f"  -> {row.run}: test accuracy {100 * row.test_accuracy:.2f}%{gap}, {when}{verdict}{loaded}",
-                          markup=False)
-        else:
-            console.print(f"  -> {row.run}: {row.status.value}" + (f": {row.reason}" if row.reason else ""),
-                          markup=False)

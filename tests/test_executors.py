@@ -236,10 +236,7 @@ def test_measured_seconds_order_the_runs_before_flops_and_flops_when_any_is_unkn
 
 
 def test_the_eta_is_the_work_left_over_the_work_done_per_second(monkeypatch):
-    from types import SimpleNamespace
-
     from lenet_bench import console
-    from lenet_bench.results.row import Status
 
     clock = [100.0]
     monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
@@ -247,9 +244,9 @@ def test_the_eta_is_the_work_left_over_the_work_done_per_second(monkeypatch):
     clock[0] = 105.0
     assert progress.eta() == 40.0  # before any run ends: the estimate less the time elapsed
     clock[0] = 110.0
-    progress.finished(SimpleNamespace(run="a", status=Status.COMPLETED, test_accuracy=None, reason=""), 20.0)
+    progress.finished("  -> a: completed", True, 20.0)
     assert progress.eta() == 20.0  # 40 left at the 2 per second done so far
-    progress.finished(SimpleNamespace(run="b", status=Status.FAILED, test_accuracy=None, reason="x"), 10.0)
+    progress.finished("  -> b: failed: x", False, 10.0)
     assert progress.eta() == 15.0  # a failed run leaves the work but does not count as done
 
 

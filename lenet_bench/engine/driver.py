@@ -258,7 +258,7 @@ class Driver:
                     if row.status is Status.COMPLETED:
                         drop_checkpoint(job)
                     rows.append(row)
-                    progress.finished(row, weights[job.name])
+                    progress.finished(row.outcome_line(), row.status.has_numbers, weights[job.name])
         except KeyboardInterrupt:
             for run_id, job in started.items():
                 rows.append(recorder.killed(job, run_id))
@@ -288,7 +288,7 @@ class Driver:
 
     def _reused(self, row: ResultRow) -> ResultRow:
         self.reused.add(row.run)
-        InvocationProgress.print_row(row, reused=True)
+        console.print(row.outcome_line(reused=True), markup=False)
         return row
 
     def _write_reports(self, results: ResultsFolder, rows: list[ResultRow], variants: list[Variant]) -> list[str]:

@@ -157,6 +157,20 @@ class ResultRow:
     def setup(self) -> str:
         return self.identity.setup
 
+    def outcome_line(self, reused: bool = False) -> str:
+        """The run's line on the console: its accuracy against the baseline and how long it trained (or that it
+        was completed before), or what became of it and why."""
+        if not (self.status.has_numbers and self.test_accuracy is not None):
+            return f"  -> {self.run}: {self.status.value}" + (f": {self.reason}" if self.reason else "")
+        gap = (f", baseline {100 * self.baseline_accuracy:.2f}% ({self.gap_to_baseline_pp:+.2f} pp)"
+               if self.baseline_accuracy is not None and self.gap_to_baseline_pp is not None else "")
+        when = ("completed before" if reused else
+                f"in {self.train_seconds:.1f} s of training" if self.train_seconds is not None else "")
+        verdict = ("" if self.met_expectation is not False else
+                   f"  [below the expected {100 * (self.min_test_accuracy or 0):.2f}%]")
+        loaded = "  [timed with other work on its cores]" if self.timing == "loaded" else ""
+        return f"  -> {self.run}: test accuracy {100 * self.test_accuracy:.2f}%{gap}, {when}{verdict}{loaded}"
+
     @property
     def ok(self) -> bool:
         """Not failed or killed, and (when it has a number) at or above its spec's expectation."""
