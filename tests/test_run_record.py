@@ -45,3 +45,16 @@ def _completed(**values) -> ResultRow:
 ])
 def test_a_runs_line_says_what_its_row_holds(row, reused, line):
     assert row.outcome_line(reused) == line
+
+
+def test_an_epoch_history_logged_as_series_reads_back_as_it_was():
+    from lenet_bench.results.readback import history_from_series, history_series
+    from lenet_bench.training.result import EpochRecord
+
+    history = [EpochRecord(1, 0.9, 0.71, None, None, 3.5, 100, eval_seconds=0.0),
+               EpochRecord(2, 0.4, 0.88, 0.35, 0.9, 3.25, 100, eval_seconds=0.5)]
+    logged = history_series(history)
+    assert logged["epoch_seconds"] == [(1, 3.5), (2, 3.25)] and logged["val_accuracy"] == [(2, 0.9)]
+    read = history_from_series({metric: dict(points) for metric, points in logged.items()})
+    assert [(r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.seconds, r.eval_seconds)
+            for r in read] == [(1, 0.9, 0.71, None, None, 3.5, 0.0), (2, 0.4, 0.88, 0.35, 0.9, 3.25, 0.5)]

@@ -25,6 +25,7 @@ from lenet_bench.engine.run_row import job_row, judged, outcome_row
 from lenet_bench.results import compare, convert, figures
 from lenet_bench.results.diagrams import DiagramFolder
 from lenet_bench.results.identity import seed_group, setup_name
+from lenet_bench.results.readback import history_series
 from lenet_bench.results.row import (
     DRIVER_TAG,
     KIND_TAG,
@@ -45,20 +46,6 @@ if TYPE_CHECKING:
     from lenet_bench.engine.baseline import BaselineResult
     from lenet_bench.engine.execute import JobResult
     from lenet_bench.engine.plan import Job
-    from lenet_bench.training.result import EpochRecord
-
-
-def history_series(history: list[EpochRecord]) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch curves for MLflow: {metric: [(epoch, value)]}."""
-    names = {"train_loss": "train_loss", "train_accuracy": "train_accuracy", "val_loss": "val_loss",
-             "val_accuracy": "val_accuracy", "seconds": "epoch_seconds", "eval_seconds": "epoch_eval_seconds"}
-    series: dict[str, list[tuple[int, float]]] = {}
-    for record in history:
-        for attribute, metric in names.items():
-            value = getattr(record, attribute)
-            if value is not None:
-                series.setdefault(metric, []).append((record.epoch, value))
-    return series
 
 
 # ------------------------------------------------------------------ the recorder
