@@ -4,46 +4,23 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Commands, add_selection, error, positive_int
-from lenet_bench.cli.json_output import add_json_flag, print_json
+from lenet_bench import bench
+from lenet_bench.bench import CEILING_REPEATS, CEILING_SIZE, BenchRow, BenchSettings
+from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, output
 from lenet_bench.device import Device
-from lenet_bench.results.row import Status
-
-if TYPE_CHECKING:
-    from lenet_bench.bench import BenchRow, BenchSettings
-    from lenet_bench.engine.plan import Job
-
-
-def add_arguments(commands: Commands) -> None:
-    bench = commands.add_parser(
-        "bench", help="training and inference throughput vs a plain loop and the machine's ceiling, without full "
-                      "training")
-    add_selection(bench, overrides=False)  # here --steps and --repeats set the length
-    bench.add_argument("--steps", type=positive_int, default=50,
-                       help="optimizer steps per timed epoch (default: %(default)s)")
-    bench.add_argument("--repeats", type=positive_int, default=5,
-                       help="timed epochs after the warm-up one; the median is reported (default: %(default)s)")
-    bench.add_argument("--rounds", type=positive_int, default=3,
-                       help="harness and reference alternate this many times; the ratio is the median of the "
-                            "rounds' ratios (default: %(default)s)")
-    bench.add_argument("--batch-size", type=positive_int, help="override every spec's batch size")
-    bench.add_argument("--full", action="store_true",
-                       help="train the spec's full split for its epochs, once (--steps, --repeats and --rounds "
-                            "ignored), and report the test accuracy of harness and reference")
-    bench.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                       help="also time a plain loop written the usual way for each framework (default: on)")
-    bench.add_argument("--data-dir",
-                       help="folder with the dataset; default: $LENET_BENCH_DATA_DIR, the cache, a download")
-    bench.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
-    add_json_flag(bench)
-    bench.set_defaults(handler=cmd_bench)
+from lenet_bench.engine.backends_here import BackendsHere
+from lenet_bench.engine.driver import announce_reasons
+from lenet_bench.engine.plan import Job, RunOptions, SelectionError, plan_jobs
+from lenet_bench.engine.worker_context import WorkerContext
+from lenet_bench.results.row import LOADED_THRESHOLD_CORES, Status
+from lenet_bench.spec import load_variants
 
 
 def _number(value: object, pattern: str) -> str:
@@ -82,8 +59,6 @@ def print_table(records: list[dict[str, object]], full: bool, steps: int, repeat
 
 
 def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict[str, object]]) -> None:
-    from lenet_bench.bench import CEILING_REPEATS, CEILING_SIZE
-
     for device, (flops, backend) in ceilings.items():
         output.print(f"ceiling {device}: {flops / 1e9:,.1f} GFLOP/s ({backend} float32 {CEILING_SIZE}x{CEILING_SIZE} "
                      f"matrix product, median of {CEILING_REPEATS})")
@@ -96,7 +71,6 @@ def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict
 
 def warn_of_load(records: list[dict[str, object]]) -> None:
     """A row timed under load, said on stderr: a loaded machine's numbers are no facts."""
-    from lenet_bench.results.row import LOADED_THRESHOLD_CORES
 
     for r in records:
         load = r["other_load_cores"]
@@ -113,10 +87,6 @@ def print_hardware(records: list[dict[str, object]]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lenet_bench import bench
-    from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
-    from lenet_bench.spec import load_variants
-
     options = RunOptions(only=tuple(args.only), backends=tuple(args.backend), devices=tuple(args.device),
                          seeds=tuple(args.seeds))
     try:
@@ -127,8 +97,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = bench.BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
                                    batch_size=args.batch_size, full=args.full, reference=args.reference,
                                    data_dir=args.data_dir)
-    from lenet_bench.engine.backends_here import BackendsHere
-    from lenet_bench.engine.driver import announce_reasons
 
     here = BackendsHere()
     reasons = {id(job): here.skip_reason(job, cluster=False, inline=False) for job in jobs}
@@ -158,8 +126,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if r.status is Status.FAILED:
             console.print(f"failed {r.variant}/{r.backend}/{r.device}: {escape(r.reason)}")
     if args.csv:
-        import pandas as pd
-
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(records).to_csv(args.csv, index=False)
         console.print(f"rows written to {args.csv}")
@@ -175,8 +141,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _measure(jobs: list[Job], reasons: dict[int, str | None], args: argparse.Namespace,
              settings: BenchSettings) -> list[BenchRow]:
     """Every job's bench row, in order; an engine helper process started for some of them is ended after."""
-    from lenet_bench import bench
-    from lenet_bench.engine.worker_context import WorkerContext
 
     rows: list[BenchRow] = []
     context = WorkerContext()

@@ -4,48 +4,25 @@ project's reference results."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench.cli.common import (
-    DEFAULT_RESULTS,
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
-    Commands,
     error,
     specs_or_default,
 )
-from lenet_bench.cli.json_output import add_json_flag, print_json
+from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, output
-from lenet_bench.reference_folder import REFERENCE_RESULTS
-
-if TYPE_CHECKING:
-    from lenet_bench.results.check import Verdict
-
-
-def add_arguments(commands: Commands) -> None:
-    check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
-    check.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
-                       help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
-    check.add_argument("--specs", nargs="+", metavar="PATH",
-                       help="the specs whose expectations apply (default: the project's own, specs/ and paper1998/, "
-                            "where they are)")
-    check.add_argument("--reference", type=Path, default=REFERENCE_RESULTS, metavar="DIR",
-                       help="results whose setups' seeds set the floor a setup's mean must not fall below "
-                            "(default: %(default)s, when it is there; not when it is the folder checked)")
-    add_json_flag(check)
-    check.set_defaults(handler=cmd_check)
+from lenet_bench.results.check import Verdict, check_results
+from lenet_bench.results.table import ResultsError
+from lenet_bench.spec import load_variants
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lenet_bench.results.check import check_results
-    from lenet_bench.results.table import ResultsError
-    from lenet_bench.spec import load_variants
-
     specs = specs_or_default(args.specs)
     if specs is None:
         error("no specs to judge the runs by: pass --specs PATH (no specs/ folder here)")

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 from rich.markup import escape
 
+from lenet_bench import backends
 from lenet_bench.console import console
-from lenet_bench.spec import DEVICES
+from lenet_bench.spec import DEFAULT_SUITE, DEVICES
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_RESULTS = Path("results")
@@ -38,13 +39,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, received {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, received {value}")
+    return value
+
+
 def add_selection(parser: argparse.ArgumentParser, *, overrides: bool = True) -> None:
     parser.add_argument("paths", nargs="+", help="spec files or folders")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only variants whose name matches this glob (lenet5 exactly, 'lenet5*' its family); "
                              "repeatable")
-    from lenet_bench import backends
-
     parser.add_argument("--backend", action="append", default=[],
                         help=f"only this backend ({', '.join(backends.names())}); repeatable")
     parser.add_argument("--device", action="append", default=[], choices=DEVICES, help="only this device; repeatable")
@@ -84,8 +93,6 @@ PAPER_SPECS = Path("paper1998")  # the project's other spec folder: hours of one
 def specs_or_default(paths: list[str | Path] | None) -> list[str | Path] | None:
     """The spec paths a command was given, else the project's own spec folders that are here (the default suite
     and paper1998/, whose runs results/reference holds too), else None."""
-    from lenet_bench.spec import DEFAULT_SUITE
-
     if paths:
         return paths
     found: list[str | Path] = [folder for folder in (DEFAULT_SUITE, PAPER_SPECS) if folder.is_dir()]

@@ -12,47 +12,27 @@ from pathlib import Path
 from rich.table import Table
 
 from lenet_bench.cli.common import (
-    DEFAULT_RESULTS,
     EXIT_INVALID,
     EXIT_OK,
-    Commands,
-    add_results_folder,
-    add_store,
     error,
     specs_or_default,
 )
-from lenet_bench.cli.json_output import add_json_flag, print_json
+from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, output
-
-
-def add_arguments(commands: Commands) -> None:
-    from lenet_bench.results.compare import DEFAULT_GROUPING
-
-    compare = commands.add_parser(
-        "compare", help="compare the completed runs of a results folder: mean ± 95%% CI over seeds per "
-                        "setup/backend/device")
-    add_results_folder(compare, "compare")
-    compare.add_argument("--by", default=",".join(DEFAULT_GROUPING),
-                         help="comma-separated columns to group by (default: %(default)s; also e.g. activation, "
-                              "optimizer, input_size)")
-    add_json_flag(compare)
-    compare.set_defaults(handler=cmd_compare)
-    report = commands.add_parser(
-        "report", help="draw a results folder's reports again from its runs.csv (summary.md, compare.md, "
-                       "effects.md, figures; learning curves from the MLflow store that has the runs' epochs)")
-    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="folder whose runs.csv to report on, and to write the reports in (default: %(default)s)")
-    add_store(report)
-    report.add_argument("--update-reference", action="store_true",
-                        help="allow writing a folder of reference results (results/reference), for maintainers")
-    report.add_argument("--specs", nargs="+", metavar="PATH",
-                        help="specs that name each matrix's factors for effects.md (default: specs/ when it exists)")
-    report.set_defaults(handler=cmd_report)
+from lenet_bench.disk_space import is_out_of_space, out_of_space_message
+from lenet_bench.results import report
+from lenet_bench.results.compare import GROUPING_COLUMNS, cells, compare_table, with_groups
+from lenet_bench.results.convert import rows_to_frame
+from lenet_bench.results.readback import load_histories
+from lenet_bench.results.stats import format_mean_ci
+from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
+from lenet_bench.results.time_to_train import time_to_train_table
+from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri
+from lenet_bench.spec import load_variants
 
 
 def _completed(folder_path: Path):
     """The completed rows of the folder's runs.csv, or None after saying why there are none."""
-    from lenet_bench.results.table import ResultsError, ResultsFolder
 
     try:
         return [row for row in ResultsFolder(folder_path).read_table(require=("test_accuracy",))
@@ -63,10 +43,6 @@ def _completed(folder_path: Path):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from lenet_bench.results.compare import GROUPING_COLUMNS, cells, compare_table, with_groups
-    from lenet_bench.results.convert import rows_to_frame
-    from lenet_bench.results.time_to_train import time_to_train_table
-
     rows = _completed(args.results)
     if rows is None:
         return EXIT_INVALID
@@ -102,7 +78,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _print_time_to_train(table) -> None:
     """Time to the spec's target per setup, backend and device, as MLPerf reports it (results/time_to_train.py)."""
-    from lenet_bench.results.stats import format_mean_ci
 
     if table.empty:
         return
@@ -120,11 +95,6 @@ def _print_time_to_train(table) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
-    from lenet_bench.results import report
-    from lenet_bench.results.table import SUMMARY_MD, ResultsError, ResultsFolder
-    from lenet_bench.spec import load_variants
-
     folder = ResultsFolder(args.results, update_reference=args.update_reference)
     spec_paths = specs_or_default(args.specs)
     variants = load_variants(spec_paths) if spec_paths else None  # a SpecError is reported by main(), exit 2
@@ -151,8 +121,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _histories(args: argparse.Namespace, rows) -> tuple[dict, str]:
     """The runs' per-epoch records from the MLflow store that logged them, and a note when it has none of them."""
-    from lenet_bench.results.readback import load_histories
-    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     try:

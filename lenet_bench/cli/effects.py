@@ -12,40 +12,18 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, Commands, error, specs_or_default
-from lenet_bench.cli.json_output import add_json_flag, print_json
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error, specs_or_default
+from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, output
-
-
-def add_arguments(commands: Commands) -> None:
-    effects = commands.add_parser(
-        "effects", help="what each design choice does to accuracy and speed: effects with 95%% CIs, Holm-adjusted "
-                        "p-values and the seeds an unresolved effect needs")
-    effects.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
-                         help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
-    effects.add_argument("--specs", nargs="+", metavar="PATH",
-                         help="specs that name each matrix's factors and reference levels (default: specs/ when "
-                              "it exists; without specs the factors are the columns that vary within a matrix)")
-    shown = effects.add_mutually_exclusive_group()
-    shown.add_argument("--markdown", action="store_true", help="print effects.md instead of the table")
-    shown.add_argument("--readme-section", metavar="MATRIX",
-                       help="print one matrix's effects in plain words, between markers, for a README")
-    add_json_flag(shown)
-    effects.add_argument("--write", action="store_true",
-                         help="also write effects.md and its figures (effects_<matrix>.png, effects_backends.png) into "
-                              "the results folder, as run and report do")
-    effects.add_argument("--update-reference", action="store_true",
-                         help="with --write: allow writing a folder of reference results (results/reference)")
-    effects.set_defaults(handler=cmd_effects)
+from lenet_bench.results import effects
+from lenet_bench.results import effects_words as words
+from lenet_bench.results.convert import rows_to_frame
+from lenet_bench.results.report import write_effects
+from lenet_bench.results.table import ResultsError, ResultsFolder
+from lenet_bench.spec import load_variants
 
 
 def cmd_effects(args: argparse.Namespace) -> int:
-    from lenet_bench.results import effects
-    from lenet_bench.results import effects_words as words
-    from lenet_bench.results.convert import rows_to_frame
-    from lenet_bench.results.table import ResultsError, ResultsFolder
-    from lenet_bench.spec import load_variants
-
     try:
         rows = ResultsFolder(args.results).read_table(require=("test_accuracy",))
     except ResultsError as err:
@@ -73,7 +51,6 @@ def cmd_effects(args: argparse.Namespace) -> int:
         except ResultsError as err:
             error(str(err))
             return EXIT_INVALID
-        from lenet_bench.results.report import write_effects
 
         console.print(f"wrote {', '.join(write_effects(analysis, folder.path))} in {folder.path}", markup=False)
     for note in analysis.notes:
@@ -98,8 +75,6 @@ CAPTION = ("Each level against the reference (the spec's first level), paired by
 
 
 def _print_group(analysis, group: str, results: Path) -> None:
-    from lenet_bench.results import effects_words as words
-
     levels, condition = words.level_rows(analysis.levels, group)
     if levels:
         table = Table(title=f"{results}: {group}: each level's own numbers (mean [95% CI] over seeds)",

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, add_results_folder, add_store, error
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
+from lenet_bench.cli.run import print_mlflow_hint
 from lenet_bench.console import console
-
-
-def add_arguments(commands: Commands) -> None:
-    export = commands.add_parser(
-        "export", help="log a results folder's completed runs (runs.csv) to MLflow, with the view `run` sets up, "
-                       "to browse them in MLflow's UI (e.g. results/reference on a fresh clone)")
-    add_results_folder(export, "export")
-    add_store(export, experiment_default=None)
-    export.set_defaults(handler=cmd_export)
+from lenet_bench.disk_space import is_out_of_space, out_of_space_message
+from lenet_bench.results.export import export_rows
+from lenet_bench.results.table import ResultsError, ResultsFolder
+from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri, sqlite_path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lenet_bench.cli.run import print_mlflow_hint
-    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
-    from lenet_bench.results.export import export_rows
-    from lenet_bench.results.table import ResultsError, ResultsFolder
-    from lenet_bench.results.tracking import Tracker, TrackingError, resolve_tracking_uri, sqlite_path
-
     folder = ResultsFolder(args.results)
     try:
         rows = folder.read_table(with_numbers=False)  # a table of skipped runs only exports nothing, and says so

@@ -5,28 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, error
+from lenet_bench.backends import BackendUnavailable
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
 from lenet_bench.console import output
+from lenet_bench.predict import RunUnusable, predict_digits, read_digits
+from lenet_bench.results.tracking import TrackingError
 
 UNSURE = 0.6  # below this probability the top guess is flagged
 
 
-def add_arguments(commands: Commands) -> None:
-    predict = commands.add_parser("predict", help="predict the digit in your own image files with a trained run")
-    predict.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
-    predict.add_argument("images", nargs="+", type=Path,
-                         help="image files (any format Pillow reads), one digit each, any size, dark on light or "
-                              "light on dark")
-    predict.add_argument("--tracking-uri",
-                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    predict.set_defaults(handler=cmd_predict)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """Every readable image's guess, then every other image's problem; exit 2 if there was any."""
-    from lenet_bench.backends import BackendUnavailable
-    from lenet_bench.predict import RunUnusable, predict_digits, read_digits
-    from lenet_bench.results.tracking import TrackingError
 
     digits, unreadable = read_digits(args.images)
     problems = list(unreadable.values())

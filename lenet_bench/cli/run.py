@@ -4,54 +4,32 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from lenet_bench.cli.common import (
-    DEFAULT_RESULTS,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
-    Commands,
-    add_selection,
-    add_store,
     error,
-    positive_int,
 )
 from lenet_bench.console import console
-
-if TYPE_CHECKING:
-    from lenet_bench.results.row import ResultRow
-
-
-def add_arguments(commands: Commands) -> None:
-    run = commands.add_parser("run", help="train every selected run, log to MLflow, write the results folder")
-    add_selection(run)
-    run.add_argument("--data-dir", help="folder with the dataset (IDX .gz files or <name>.npz); default: "
-                                        "$LENET_BENCH_DATA_DIR, the cache, a download")
-    add_store(run, experiment_default=None)
-    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                     help="your results folder: runs.csv, summary.md, compare.md, figures (default: %(default)s)")
-    run.add_argument("--update-reference", action="store_true",
-                     help="allow writing a folder of reference results (results/reference), for maintainers")
-    run.add_argument("--force", action="store_true", help="rerun runs already completed with the same spec, code and data")
-    run.add_argument("--no-log-model", dest="log_models", action="store_false",
-                     help="do not log trained models to MLflow (they are small, so logging is on by default)")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=positive_int, metavar="N",
-                       help="run N runs at once in local worker processes, each pinned to its own cores")
-    where.add_argument("--cluster", metavar="ADDRESS",
-                       help="run on a Dask scheduler, e.g. tcp://127.0.0.1:8786 (GPU runs go to workers started "
-                            "with --resources GPU=1)")
-    run.set_defaults(handler=cmd_run)
-
+from lenet_bench.disk_space import is_out_of_space, out_of_space_message
+from lenet_bench.engine.claims import TRAINED_ELSEWHERE
+from lenet_bench.engine.driver import Driver, Interrupted
+from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
+from lenet_bench.results.row import ResultRow, Status
+from lenet_bench.results.table import ResultsError
+from lenet_bench.results.tracking import TrackingError, resolve_tracking_uri, sqlite_path
+from lenet_bench.results.view import view_url
+from lenet_bench.spec import load_variants
+from lenet_bench.stopping import stops_as_flag
 
 DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
 
 
 def cluster_address_problem(address: str) -> str | None:
     """Why `address` cannot be a Dask scheduler's, or None: checked before anything connects."""
-    from urllib.parse import urlsplit
 
     expected = f"expected a Dask scheduler address like tcp://HOST:PORT, received {address!r}"
     try:
@@ -72,9 +50,6 @@ def experiment_name(paths: list[str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lenet_bench.engine.plan import RunOptions, SelectionError, plan_jobs
-    from lenet_bench.spec import load_variants
-
     if args.cluster and (problem := cluster_address_problem(args.cluster)):
         error(f"--cluster: {problem}")
         return EXIT_INVALID
@@ -91,11 +66,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         error(str(err))
         return EXIT_INVALID
 
-    from lenet_bench.disk_space import is_out_of_space, out_of_space_message
-    from lenet_bench.engine.driver import Driver, Interrupted
-    from lenet_bench.results.table import ResultsError
-    from lenet_bench.results.tracking import TrackingError
-    from lenet_bench.stopping import stops_as_flag
 
     driver = Driver(options)
     try:
@@ -125,7 +95,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def store_folders(options) -> list[Path]:
     """The local folders an invocation writes: the results folder and a SQLite store's."""
-    from lenet_bench.results.tracking import resolve_tracking_uri, sqlite_path
 
     database = sqlite_path(resolve_tracking_uri(options.tracking_uri))
     return [Path(options.results_dir)] + ([database.absolute().parent] if database is not None else [])
@@ -133,8 +102,6 @@ def store_folders(options) -> list[Path]:
 
 def print_mlflow_hint(tracker) -> None:
     """How to look at the runs in MLflow's UI, with the view the recorder stored."""
-    from lenet_bench.results.tracking import sqlite_path
-    from lenet_bench.results.view import view_url
 
     uri = tracker.tracking_uri
     if sqlite_path(uri) is not None:
@@ -146,8 +113,6 @@ def print_mlflow_hint(tracker) -> None:
 
 def summarize(rows: list[ResultRow], reused: int, results: Path) -> int:
     """The invocation's counts, and each failed run or missed expectation; the exit code."""
-    from lenet_bench.engine.claims import TRAINED_ELSEWHERE
-    from lenet_bench.results.row import Status
 
     completed = sum(r.status is Status.COMPLETED for r in rows)
     counts = {"trained": completed - reused, "completed before": reused,

@@ -6,41 +6,16 @@ import argparse
 import errno
 import os
 
-from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, Commands, error
+from lenet_bench.backends import BackendUnavailable
+from lenet_bench.cli.common import EXIT_INVALID, EXIT_OK, error
 from lenet_bench.console import output
+from lenet_bench.predict import RunUnusable, TrainedModel
+from lenet_bench.results.tracking import TrackingError
+from lenet_bench.serve import create_app, listen, run_server
 from lenet_bench.stopping import stops_as_interrupts
-
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, received {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, received {value}")
-    return value
-
-
-def add_arguments(commands: Commands) -> None:
-    serve = commands.add_parser("serve", help="a local page to draw a digit on and watch a trained run's network "
-                                              "read it, layer by layer")
-    serve.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
-    serve.add_argument("--tracking-uri",
-                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    serve.add_argument("--host", default=DEFAULT_HOST,
-                       help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
-    serve.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lenet_bench.backends import BackendUnavailable
-    from lenet_bench.predict import RunUnusable, TrainedModel
-    from lenet_bench.results.tracking import TrackingError
-    from lenet_bench.serve import create_app, listen, run_server
-
     try:  # the address first: a taken port is reported at once, not after loading the model
         sock = listen(args.host, args.port)
     except OSError as err:
