@@ -50,7 +50,7 @@ class IdxLayout:
         return f"the four IDX files {', '.join(f + '.gz' for f in IDX_FILES)} (gzipped or not), or {name}.npz"
 
     def read(self, dataset: DatasetInfo, source: Path) -> tuple[Arrays, tuple[str, ...]]:
-        from lenet_bench.data import formats
+        from lenet_bench.data import formats  # formats and download import this module
 
         return formats.read_idx_dataset(dataset, self, source)
 

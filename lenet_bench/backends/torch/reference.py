@@ -17,7 +17,7 @@ from lenet_bench.backends.torch.model import build_module, torch_device
 from lenet_bench.backends.torch.train import make_optimizer, sync
 from lenet_bench.device import Device
 from lenet_bench.spec.schema import Spec
-from lenet_bench.training.timing import timed_epochs
+from lenet_bench.training.timing import time_calls, timed_epochs
 
 if TYPE_CHECKING:
     from lenet_bench.data import PreparedData
@@ -56,8 +56,6 @@ def reference_loop(spec: Spec, data: PreparedData, seed: int, device: Device, re
 
 def matmul_flops(device: Device, size: int, repeats: int) -> float:
     """FLOP/s of a large float32 matrix product: about the most the device's cores deliver."""
-    from lenet_bench.training.timing import time_calls
-
     dev = torch_device(device)
     a, b = (torch.randn(size, size, device=dev) for _ in range(2))
     seconds = time_calls(lambda: a @ b, sync(device), warmup=1, repeats=repeats)
