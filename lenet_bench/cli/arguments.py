@@ -15,7 +15,10 @@ from lenet_bench.cli.common import (
     Commands,
     add_results_folder,
     add_selection,
+    add_specs,
     add_store,
+    add_tracking_uri,
+    add_update_reference,
     port_number,
     positive_int,
 )
@@ -41,8 +44,7 @@ def _run(commands: Commands) -> None:
     add_store(run, experiment_default=None)
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                      help="your results folder: runs.csv, summary.md, compare.md, figures (default: %(default)s)")
-    run.add_argument("--update-reference", action="store_true",
-                     help="allow writing a folder of reference results (results/reference), for maintainers")
+    add_update_reference(run)
     run.add_argument("--force", action="store_true", help="rerun runs already completed with the same spec, code and data")
     run.add_argument("--no-log-model", dest="log_models", action="store_false",
                      help="do not log trained models to MLflow (they are small, so logging is on by default)")
@@ -96,11 +98,9 @@ def _bench(commands: Commands) -> None:
 
 def _check(commands: Commands) -> None:
     check = commands.add_parser("check", help="exit 1 when a recorded run misses its spec's expectation")
-    check.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
-                       help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
-    check.add_argument("--specs", nargs="+", metavar="PATH",
-                       help="the specs whose expectations apply (default: the project's own, specs/ and paper1998/, "
-                            "where they are)")
+    add_results_folder(check, "check")
+    add_specs(check, "the specs whose expectations apply (default: the project's own, specs/ and paper1998/, where "
+                     "they are)")
     check.add_argument("--reference", type=Path, default=REFERENCE_RESULTS, metavar="DIR",
                        help="results whose setups' seeds set the floor a setup's mean must not fall below "
                             "(default: %(default)s, when it is there; not when it is the folder checked)")
@@ -110,25 +110,27 @@ def _check(commands: Commands) -> None:
 
 def _predict(commands: Commands) -> None:
     predict = commands.add_parser("predict", help="predict the digit in your own image files with a trained run")
-    predict.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
+    _trained_run(predict)
     predict.add_argument("images", nargs="+", type=Path,
                          help="image files (any format Pillow reads), one digit each, any size, dark on light or "
                               "light on dark")
-    predict.add_argument("--tracking-uri",
-                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     predict.set_defaults(handler="predict:cmd_predict")
 
 
 def _serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="a local page to draw a digit on and watch a trained run's network "
                                               "read it, layer by layer")
-    serve.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
-    serve.add_argument("--tracking-uri",
-                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    _trained_run(serve)
     serve.add_argument("--host", default=DEFAULT_HOST,
                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
     serve.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     serve.set_defaults(handler="serve:cmd_serve")
+
+
+def _trained_run(parser: argparse.ArgumentParser) -> None:
+    """The trained run a command loads from MLflow (predict, serve)."""
+    parser.add_argument("run", help="MLflow run id, or run name such as lenet5/torch/cpu/seed0 (newest wins)")
+    add_tracking_uri(parser)
 
 
 def _compare(commands: Commands) -> None:
@@ -147,10 +149,8 @@ def _compare(commands: Commands) -> None:
     report.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="folder whose runs.csv to report on, and to write the reports in (default: %(default)s)")
     add_store(report)
-    report.add_argument("--update-reference", action="store_true",
-                        help="allow writing a folder of reference results (results/reference), for maintainers")
-    report.add_argument("--specs", nargs="+", metavar="PATH",
-                        help="specs that name each matrix's factors for effects.md (default: specs/ when it exists)")
+    add_update_reference(report)
+    add_specs(report, "specs that name each matrix's factors for effects.md (default: specs/ when it exists)")
     report.set_defaults(handler="compare:cmd_report")
 
 
@@ -158,11 +158,9 @@ def _effects(commands: Commands) -> None:
     effects = commands.add_parser(
         "effects", help="what each design choice does to accuracy and speed: effects with 95%% CIs, Holm-adjusted "
                         "p-values and the seeds an unresolved effect needs")
-    effects.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS,
-                         help="folder with runs.csv (default: %(default)s; the project's own: results/reference)")
-    effects.add_argument("--specs", nargs="+", metavar="PATH",
-                         help="specs that name each matrix's factors and reference levels (default: specs/ when "
-                              "it exists; without specs the factors are the columns that vary within a matrix)")
+    add_results_folder(effects, "read")
+    add_specs(effects, "specs that name each matrix's factors and reference levels (default: specs/ when it exists; "
+                       "without specs the factors are the columns that vary within a matrix)")
     shown = effects.add_mutually_exclusive_group()
     shown.add_argument("--markdown", action="store_true", help="print effects.md instead of the table")
     shown.add_argument("--readme-section", metavar="MATRIX",
@@ -171,8 +169,7 @@ def _effects(commands: Commands) -> None:
     effects.add_argument("--write", action="store_true",
                          help="also write effects.md and its figures (effects_<matrix>.png, effects_backends.png) into "
                               "the results folder, as run and report do")
-    effects.add_argument("--update-reference", action="store_true",
-                         help="with --write: allow writing a folder of reference results (results/reference)")
+    add_update_reference(effects, "with --write: ")
     effects.set_defaults(handler="effects:cmd_effects")
 
 

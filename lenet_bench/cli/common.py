@@ -68,9 +68,13 @@ def add_selection(parser: argparse.ArgumentParser, *, overrides: bool = True) ->
                             help="train on the first N training images only (a run of its own, likewise)")
 
 
-def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None = DEFAULT_EXPERIMENT) -> None:
+def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri",
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
+def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None = DEFAULT_EXPERIMENT) -> None:
+    add_tracking_uri(parser)
     parser.add_argument("--experiment", default=experiment_default,
                         help="MLflow experiment name (default: "
                              + (f"{experiment_default}, what `run specs/` logs to)" if experiment_default
@@ -80,7 +84,20 @@ def add_store(parser: argparse.ArgumentParser, *, experiment_default: str | None
 def add_results_folder(parser: argparse.ArgumentParser, verb: str) -> None:
     """The results folder a command reads, as its optional first argument."""
     parser.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS,
-                        help=f"results folder whose runs.csv to {verb} (default: %(default)s)")
+                        help=f"results folder whose runs.csv to {verb} (default: %(default)s; the project's own: "
+                             "results/reference)")
+
+
+def add_specs(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """--specs: the spec files or folders a command reads the runs' specs from, and what it takes from them."""
+    parser.add_argument("--specs", nargs="+", metavar="PATH", help=purpose)
+
+
+def add_update_reference(parser: argparse.ArgumentParser, condition: str = "") -> None:
+    """--update-reference: writing into a folder of reference results is refused without it (reference_folder.py)."""
+    parser.add_argument("--update-reference", action="store_true",
+                        help=f"{condition}allow writing a folder of reference results (results/reference), for "
+                             "maintainers")
 
 
 def error(message: str) -> None:
