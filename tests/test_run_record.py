@@ -58,3 +58,14 @@ def test_an_epoch_history_logged_as_series_reads_back_as_it_was():
     read = history_from_series({metric: dict(points) for metric, points in logged.items()})
     assert [(r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.seconds, r.eval_seconds)
             for r in read] == [(1, 0.9, 0.71, None, None, 3.5, 0.0), (2, 0.4, 0.88, 0.35, 0.9, 3.25, 0.5)]
+
+
+@pytest.mark.parametrize(("row", "expected", "meets"), [
+    (_completed(test_accuracy=0.98), 0.98, True),  # at the expectation is meeting it
+    (_completed(test_accuracy=0.9799), 0.98, False),
+    (_completed(), None, None),  # nothing expected (a run the command line changed)
+    (_completed(status=Status.FAILED, test_accuracy=None), 0.98, None),
+    (_completed(status=Status.KILLED), 0.98, None),  # a number from an interrupted run is not judged
+])
+def test_a_row_meets_an_expectation_only_with_a_completed_runs_accuracy(row, expected, meets):
+    assert row.meets(expected) is meets

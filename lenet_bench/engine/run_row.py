@@ -64,9 +64,7 @@ def outcome_row(job: Job, result: JobResult, *, executor: str, concurrent_worker
 
 def judged(row: ResultRow) -> ResultRow:
     """met_expectation against the row's expectation (none for runs with overrides)."""
-    if row.status is not Status.COMPLETED or row.test_accuracy is None or row.min_test_accuracy is None:
-        return row.update(met_expectation=None)
-    return row.update(met_expectation=row.test_accuracy >= row.min_test_accuracy)
+    return row.update(met_expectation=row.meets(row.min_test_accuracy))
 
 
 def result_fields(job: Job, result: RunResult, baseline: BaselineResult | None) -> dict[str, object]:

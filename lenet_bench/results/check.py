@@ -66,10 +66,10 @@ def check_results(results_dir: Path, variants: list[Variant], reference_dir: Pat
             verdicts.append(Verdict(row.run, "interrupted", accuracy, expected, row.reason or "killed"))
         elif row.status is Status.FAILED:
             verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"failed: {row.reason}"))
-        elif accuracy is None or accuracy < expected:
-            verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"below {100 * expected:.2f}%"))
-        else:
+        elif row.meets(expected):
             verdicts.append(Verdict(row.run, "pass", accuracy, expected))
+        else:  # completed below it, or without a test accuracy
+            verdicts.append(Verdict(row.run, "miss", accuracy, expected, f"below {100 * expected:.2f}%"))
     if reference_dir is not None and (Path(reference_dir) / "runs.csv").is_file() \
             and Path(reference_dir).resolve() != folder.path.resolve():
         verdicts += regressions(rows, ResultsFolder(reference_dir).read(require=("test_accuracy",)))

@@ -157,6 +157,13 @@ class ResultRow:
     def setup(self) -> str:
         return self.identity.setup
 
+    def meets(self, expected: float | None) -> bool | None:
+        """Whether the run's test accuracy reaches `expected`: None when there is nothing to judge (no expectation,
+        or a run without numbers). The one rule for the row's met_expectation and for `check`'s verdicts."""
+        if expected is None or not self.status.has_numbers or self.test_accuracy is None:
+            return None
+        return self.test_accuracy >= expected
+
     def outcome_line(self, reused: bool = False) -> str:
         """The run's line on the console: its accuracy against the baseline and how long it trained (or that it
         was completed before), or what became of it and why."""
