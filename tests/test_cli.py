@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import SPEC_FOLDERS
 
-from lenet_bench.cli import build_parser, main
+from lenet_bench.cli import build_parser, command_handler, main
 from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import duration
 from lenet_bench.spec import load_variants
@@ -28,6 +28,14 @@ def commands() -> list[str]:
 
 def test_the_commands_are_the_documented_ones():
     assert {"run", "list", "validate", "bench", "check", "predict", "compare", "report", "effects"} <= set(commands())
+
+
+@pytest.mark.parametrize("command", commands())
+def test_every_command_names_a_handler_that_exists(command):
+    """A parser names its handler as text (cli/arguments.py), so a misspelt one would fail only when run."""
+    parser = build_parser()
+    subcommand = next(a for a in parser._actions if a.dest == "command").choices[command]
+    assert callable(command_handler(subcommand.get_default("handler")))
 
 
 @pytest.mark.parametrize("command", [None, *commands()])
