@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lenet_bench import bench
-from lenet_bench.bench import CEILING_REPEATS, CEILING_SIZE, BenchRow, BenchSettings
+from lenet_bench.bench import BenchRow, BenchSettings
 from lenet_bench.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, error
 from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, output
@@ -60,8 +60,8 @@ def print_table(records: list[dict[str, object]], full: bool, steps: int, repeat
 
 def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict[str, object]]) -> None:
     for device, (flops, backend) in ceilings.items():
-        output.print(f"ceiling {device}: {flops / 1e9:,.1f} GFLOP/s ({backend} float32 {CEILING_SIZE}x{CEILING_SIZE} "
-                     f"matrix product, median of {CEILING_REPEATS})")
+        output.print(f"ceiling {device}: {flops / 1e9:,.1f} GFLOP/s ({backend} float32 {bench.CEILING_SIZE}x{bench.CEILING_SIZE} "
+                     f"matrix product, median of {bench.CEILING_REPEATS})")
         bounds = {(r["variant"], r["train_mflops_per_image"], r["ceiling_images_per_sec"])
                   for r in records if r["device"] == device and r["status"] == Status.COMPLETED.value}
         for variant, mflops, images in sorted(bounds, key=str):
@@ -71,7 +71,6 @@ def print_ceilings(ceilings: dict[Device, tuple[float, str]], records: list[dict
 
 def warn_of_load(records: list[dict[str, object]]) -> None:
     """A row timed under load, said on stderr: a loaded machine's numbers are no facts."""
-
     for r in records:
         load = r["other_load_cores"]
         if r["status"] == Status.COMPLETED.value and isinstance(load, float) and load >= LOADED_THRESHOLD_CORES:
@@ -94,9 +93,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except SelectionError as err:
         error(str(err))
         return EXIT_INVALID
-    settings = bench.BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
-                                   batch_size=args.batch_size, full=args.full, reference=args.reference,
-                                   data_dir=args.data_dir)
+    settings = BenchSettings(steps=args.steps, repeats=args.repeats, rounds=args.rounds,
+                             batch_size=args.batch_size, full=args.full, reference=args.reference,
+                             data_dir=args.data_dir)
 
     here = BackendsHere()
     reasons = {id(job): here.skip_reason(job, cluster=False, inline=False) for job in jobs}
@@ -141,13 +140,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _measure(jobs: list[Job], reasons: dict[int, str | None], args: argparse.Namespace,
              settings: BenchSettings) -> list[BenchRow]:
     """Every job's bench row, in order; an engine helper process started for some of them is ended after."""
-
     rows: list[BenchRow] = []
     context = WorkerContext()
     try:
         for job in jobs:  # what cannot run here was said once, up front: it is not announced and then skipped
             if reasons[id(job)]:
-                rows.append(bench.BenchRow(job.variant.name, job.backend, job.device,
+                rows.append(BenchRow(job.variant.name, job.backend, job.device,
                                            args.batch_size or job.spec.train.batch_size, job.spec.summary().train_flops,
                                            status=Status.SKIPPED, reason=str(reasons[id(job)])))
                 continue
