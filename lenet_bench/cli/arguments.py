@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_run, _specs, _bench, _check, _predict, _serve, _compare, _effects, _export):
         add(commands)
     return parser
+
+
 def _run(commands: Commands) -> None:
     run = commands.add_parser("run", help="train every selected run, log to MLflow, write the results folder")
     add_selection(run)

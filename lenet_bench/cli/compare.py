@@ -33,7 +33,6 @@ from lenet_bench.spec import load_variants
 
 def _completed(folder_path: Path):
     """The completed rows of the folder's runs.csv, or None after saying why there are none."""
-
     try:
         return [row for row in ResultsFolder(folder_path).read_table(require=("test_accuracy",))
                 if row.status.has_numbers]
@@ -78,7 +77,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _print_time_to_train(table) -> None:
     """Time to the spec's target per setup, backend and device, as MLPerf reports it (results/time_to_train.py)."""
-
     if table.empty:
         return
     rich_table = Table(title="time to target (training + every evaluation until it; MLPerf: fastest and slowest "
@@ -121,7 +119,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _histories(args: argparse.Namespace, rows) -> tuple[dict, str]:
     """The runs' per-epoch records from the MLflow store that logged them, and a note when it has none of them."""
-
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
         tracker = Tracker(uri, args.experiment, create=False)

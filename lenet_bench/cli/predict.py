@@ -16,7 +16,6 @@ UNSURE = 0.6  # below this probability the top guess is flagged
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Every readable image's guess, then every other image's problem; exit 2 if there was any."""
-
     digits, unreadable = read_digits(args.images)
     problems = list(unreadable.values())
     if digits:

@@ -30,7 +30,6 @@ DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
 
 def cluster_address_problem(address: str) -> str | None:
     """Why `address` cannot be a Dask scheduler's, or None: checked before anything connects."""
-
     expected = f"expected a Dask scheduler address like tcp://HOST:PORT, received {address!r}"
     try:
         parts = urlsplit(address)
@@ -66,7 +65,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         error(str(err))
         return EXIT_INVALID
 
-
     driver = Driver(options)
     try:
         with stops_as_flag():
@@ -95,14 +93,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def store_folders(options) -> list[Path]:
     """The local folders an invocation writes: the results folder and a SQLite store's."""
-
     database = sqlite_path(resolve_tracking_uri(options.tracking_uri))
     return [Path(options.results_dir)] + ([database.absolute().parent] if database is not None else [])
 
 
 def print_mlflow_hint(tracker) -> None:
     """How to look at the runs in MLflow's UI, with the view the recorder stored."""
-
     uri = tracker.tracking_uri
     if sqlite_path(uri) is not None:
         console.print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000, then open "
@@ -113,7 +109,6 @@ def print_mlflow_hint(tracker) -> None:
 
 def summarize(rows: list[ResultRow], reused: int, results: Path) -> int:
     """The invocation's counts, and each failed run or missed expectation; the exit code."""
-
     completed = sum(r.status is Status.COMPLETED for r in rows)
     counts = {"trained": completed - reused, "completed before": reused,
               **{s.value: sum(r.status is s for r in rows) for s in (Status.SKIPPED, Status.FAILED)}}

@@ -14,9 +14,8 @@ from lenet_bench.cli.common import DEFAULT_RESULTS, EXIT_INVALID, EXIT_OK, error
 from lenet_bench.cli.json_output import print_json
 from lenet_bench.console import console, duration, output
 from lenet_bench.device import allowed_cores
-from lenet_bench.engine import estimate
 from lenet_bench.engine.backends_here import BackendsHere
-from lenet_bench.engine.estimate import TimeEstimate, invocation_seconds
+from lenet_bench.engine.estimate import TimeEstimate, invocation_seconds, measured_speeds, training_flops
 from lenet_bench.engine.plan import Job, RunOptions, SelectionError, plan_jobs
 from lenet_bench.spec import Spec, load_variants
 from lenet_bench.spec.arch import layer_type
@@ -58,8 +57,7 @@ def listing(jobs: list[Job], cores: int) -> list[dict[str, Any]]:
     """One row per run, what `list` prints and `list --json` writes: what it trains, its work, its estimated time
     inline and on one of two workers' shares of the cores (null when it does not run here or was never measured),
     and whether it can run on this machine, with the reason when not."""
-
-    book = estimate.measured_speeds(DEFAULT_RESULTS)
+    book = measured_speeds(DEFAULT_RESULTS)
     rows, here = [], BackendsHere()
     for job in jobs:
         spec, summary = job.spec, job.spec.summary()
@@ -70,7 +68,7 @@ def listing(jobs: list[Job], cores: int) -> list[dict[str, Any]]:
         rows.append({"run": job.name, "variant": job.variant.name, "backend": job.backend, "device": str(job.device),
                      "seed": job.seed, "overrides": job.overrides_label or None, "params": summary.params,
                      "flops_per_image": summary.flops, "train_flops_per_image": summary.train_flops,
-                     "train_flops": estimate.training_flops(job), "input_shape": list(spec.input_shape),
+                     "train_flops": training_flops(job), "input_shape": list(spec.input_shape),
                      "epochs": spec.train.epochs, "batch_size": spec.train.batch_size,
                      "optimizer": spec.train.optimizer.name,
                      "min_test_accuracy": None if job.overrides else spec.expect.min_test_accuracy,

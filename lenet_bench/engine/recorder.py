@@ -1,9 +1,9 @@
 """The recorder: the one place that writes MLflow and a results folder.
 
 The driver hands it each job's plain `JobResult`; run_row.py makes the run's `ResultRow` of the
-job and that result, and the recorder logs the run (params, metrics, curves, system metrics, artifacts, the model) and merges the row into
-`runs.csv`. A run is tagged completed only after its model and figures are logged, so a run
-cut short there never looks complete. Skipped cells are recorded on the invocation's run,
+job and that result, and the recorder logs the run (params, metrics, curves, system metrics,
+artifacts, the model) and merges the row into `runs.csv`. A run is tagged completed only after
+its model and figures are logged, so a run cut short there never looks complete. Skipped cells are recorded on the invocation's run,
 not as empty runs of their own.
 """
 
